@@ -47,13 +47,17 @@ def read_wav(path: str | Path, sample_rate: int | None = None, resample: bool = 
     samples = data[:, 0]
     if sample_rate is not None and rate != sample_rate:
         if not resample:
-            raise AudioError(
-                f"{path}: sample rate {rate} Hz, {sample_rate} Hz is needed; resample it "
-                f"(e.g. `sox {path.name} -r {sample_rate} out.wav`) or set resample: true in the data config"
-            )
+            raise AudioError(wrong_rate_message(path, rate, sample_rate))
         samples = resample_int16(samples, rate, sample_rate)
         rate = sample_rate
     return samples, rate
+
+
+def wrong_rate_message(path: Path, rate: int, wanted: int) -> str:
+    return (
+        f"{path}: sample rate {rate} Hz, {wanted} Hz is needed; resample it "
+        f"(e.g. `sox {path.name} -r {wanted} out.wav`) or set resample: true in the data config"
+    )
 
 
 def resample_int16(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:

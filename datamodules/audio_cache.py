@@ -1,0 +1,130 @@
+"""Decode a corpus once into a memory-mapped int16 array ``[clips, samples]``.
+
+Training then gathers whole batches from this array with one fancy-index per batch; nothing
+decodes audio per sample during training. The cache is keyed by the file list (with sizes and
+modification times) and the decoding settings, written to a temporary file and renamed into
+place, so several processes (DDP ranks, SLURM tasks) can start at once safely.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from kws.audio import AudioError, read_wav, resample_int16, wrong_rate_message
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class DecodeReport:
+    """What decoding did to the corpus: nothing is dropped without being counted here."""
+
+    decoded: int = 0
+    padded: int = 0  # shorter than a clip: zero-padded at the end (as the reference recipe)
+    cropped: int = 0  # longer than a clip: first clip_samples kept
+    resampled: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # relative path -> reason
+
+    def summary(self) -> str:
+        text = f"decoded {self.decoded} clips ({self.padded} zero-padded to 1 clip, {self.cropped} cropped, {self.resampled} resampled)"
+        if self.skipped:
+            first = "; ".join(f"{k}: {v}" for k, v in list(self.skipped.items())[:5])
+            text += f", skipped {len(self.skipped)} unreadable: {first}" + (" ..." if len(self.skipped) > 5 else "")
+        return text
+
+
+def cache_key(root: Path, files: list[str], sample_rate: int, clip_samples: int, resample: bool) -> str:
+    h = hashlib.sha1(f"v{CACHE_VERSION} {sample_rate} {clip_samples} {resample}".encode())
+    for rel in files:
+        st = (root / rel).stat()
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def load_or_build_cache(
+    root: Path,
+    files: list[str],
+    cache_dir: Path,
+    sample_rate: int,
+    clip_samples: int,
+    resample: bool = False,
+    skip_bad_files: bool = False,
+    workers: int | None = None,
+) -> tuple[np.ndarray, list[str], DecodeReport]:
+    """Return ``(audio memmap [n, clip_samples] int16, files kept, report)``, decoding if needed."""
+    key = cache_key(root, files, sample_rate, clip_samples, resample)
+    data_path, meta_path = cache_dir / f"audio-{key}.npy", cache_dir / f"audio-{key}.json"
+    if not (data_path.exists() and meta_path.exists()):
+        _build(root, files, data_path, meta_path, sample_rate, clip_samples, resample, skip_bad_files, workers)
+    meta = json.loads(meta_path.read_text())
+    report = DecodeReport(**meta["report"])
+    if report.skipped and not skip_bad_files:
+        raise AudioError(f"{len(report.skipped)} unreadable clips in the cache (e.g. {next(iter(report.skipped.items()))}); fix them or set skip_bad_files: true")
+    return np.load(data_path, mmap_mode="r"), meta["files"], report
+
+
+def _decode(path: Path, sample_rate: int, clip_samples: int, resample: bool) -> tuple[np.ndarray, str]:
+    samples, rate = read_wav(path)
+    note = ""
+    if rate != sample_rate:
+        if not resample:
+            raise AudioError(wrong_rate_message(path, rate, sample_rate))
+        samples, note = resample_int16(samples, rate, sample_rate), "resampled "
+    if len(samples) < clip_samples:
+        return np.pad(samples, (0, clip_samples - len(samples))), note + "padded"
+    if len(samples) > clip_samples:
+        return samples[:clip_samples], note + "cropped"
+    return samples, note
+
+
+def _build(root, files, data_path, meta_path, sample_rate, clip_samples, resample, skip_bad_files, workers) -> None:
+    cache_dir = data_path.parent
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"cannot create the audio cache folder {cache_dir} ({err}); set data.cache_dir to a writable folder") from err
+    tmp = data_path.with_suffix(f".{os.getpid()}.tmp.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(len(files), clip_samples))
+    report = DecodeReport()
+    kept = np.ones(len(files), bool)
+
+    def work(i: int):
+        try:
+            return i, *_decode(root / files[i], sample_rate, clip_samples, resample), None
+        except AudioError as err:
+            return i, None, "", err
+
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        for i, samples, note, err in tqdm(pool.map(work, range(len(files))), total=len(files), desc=f"Decoding audio into {cache_dir}", unit="clip"):
+            if err is not None:
+                if not skip_bad_files:
+                    tmp.unlink(missing_ok=True)
+                    raise AudioError(f"{err}\n(or set data.skip_bad_files: true to leave such files out; they are counted and listed)") from err
+                report.skipped[files[i]] = str(err)
+                kept[i] = False
+                continue
+            out[i] = samples
+            report.decoded += 1
+            report.padded += "padded" in note
+            report.cropped += "cropped" in note
+            report.resampled += "resampled" in note
+    out.flush()
+    del out
+    if not kept.all():  # compact: drop the rows of skipped files
+        full = np.load(tmp, mmap_mode="r")
+        compact = data_path.with_suffix(f".{os.getpid()}.tmp2.npy")
+        np.save(compact, full[kept])
+        del full
+        os.replace(compact, tmp)
+    meta = {"files": [f for f, k in zip(files, kept) if k], "report": report.__dict__}
+    meta_tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
+    meta_tmp.write_text(json.dumps(meta))
+    os.replace(tmp, data_path)  # data first, then the metadata that marks it complete
+    os.replace(meta_tmp, meta_path)

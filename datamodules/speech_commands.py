@@ -1,0 +1,350 @@
+"""Google Speech Commands as a LightningDataModule: the dataset's split, silence and unknown
+classes, background noise, time shift, and the feature front end -- batch-wise on the device.
+
+The pipeline, and where each step runs:
+
+1. ``prepare_data`` (once per node): download the archive (or generate the offline stand-in
+   corpus), then decode every clip once into a memory-mapped int16 cache (:mod:`.audio_cache`).
+2. ``setup``: assign clips to train/val/test from ``validation_list.txt`` / ``testing_list.txt``
+   (or the dataset's sha1-of-speaker rule when they are absent), add the silence and unknown
+   classes, and print how many clips each class has in each split.
+3. DataLoader: each batch is one gather from the cache (``[B, samples]`` int16).
+4. ``on_after_batch_transfer`` (on the training device): time shift and noise mixing for
+   training batches, then the front end (``micro`` or ``mfcc``) -> flat ``[B, frames*features]``.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Literal, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from tqdm.auto import tqdm
+
+from datamodules.audio_cache import DecodeReport, load_or_build_cache
+from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
+from kws.audio import AudioError, read_wav
+from kws.features import FeatureSettings, build_frontend
+
+SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+BACKGROUND_NOISE_DIR = "_background_noise_"
+SILENCE_LABEL, UNKNOWN_LABEL = "silence", "unknown"
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M, from the dataset's reference split code
+RANDOM_SEED = 59185  # the reference recipe's seed for picking unknown clips
+SPLITS = ("training", "validation", "testing")
+
+
+def which_set(filename: str, validation_percentage: float = 10.0, testing_percentage: float = 10.0) -> str:
+    """The dataset's own split rule: a stable hash of the speaker id (the name before ``_nohash_``),
+    so one speaker's clips always land in the same split, whatever files are added later."""
+    speaker = re.sub(r"_nohash_.*$", "", Path(filename).name)
+    hashed = hashlib.sha1(speaker.encode("utf-8")).hexdigest()
+    percentage = (int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    if percentage < validation_percentage:
+        return "validation"
+    if percentage < testing_percentage + validation_percentage:
+        return "testing"
+    return "training"
+
+
+class DataError(ValueError):
+    """A data set that cannot be used as it is; the message names the path and the fix."""
+
+
+def scan_corpus(root: Path) -> dict[str, list[str]]:
+    """Word folder -> sorted relative paths of its .wav files (background noise excluded)."""
+    if not root.is_dir():
+        raise DataError(f"data_dir {root} does not exist; point data.data_dir at an extracted Speech Commands folder, set data.download: true, or data.synthetic: true for the offline corpus")
+    words = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        files = sorted(f"{folder.name}/{f.name}" for f in folder.glob("*.wav"))
+        words[folder.name] = files
+    if not any(words.values()):
+        raise DataError(f"{root} holds no word folders with .wav files; expected the Speech Commands layout (<word>/<speaker>_nohash_<n>.wav)")
+    return words
+
+
+def download_speech_commands(root: Path, url: str = SPEECH_COMMANDS_URL) -> None:
+    """Download and extract the official archive into ``root`` (atomically, with a progress bar)."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
+        archive = Path(tmp) / Path(url).name
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response, open(archive, "wb") as out:
+                total = int(response.headers.get("Content-Length", 0)) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"Downloading {url}") as bar:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, OSError) as err:
+            raise DataError(
+                f"could not download {url} ({err}). Without network: download the archive elsewhere, "
+                f"extract it into {root} and set data.download: false; or train on the offline corpus with data.synthetic: true"
+            ) from err
+        extracted = Path(tmp) / "extracted"
+        with tarfile.open(archive) as tar:
+            tar.extractall(extracted, filter="data")
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.move(str(extracted), root)
+
+
+class _ClipBatches(Dataset):
+    """Whole batches by index list: one vectorised gather per batch, silence rows are zeros."""
+
+    def __init__(self, audio: np.ndarray, rows: np.ndarray, labels: np.ndarray):
+        self.audio, self.rows, self.labels = audio, rows, labels
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.rows[index]
+        out = np.zeros((len(rows), self.audio.shape[1]), np.int16)
+        speech = rows >= 0
+        out[speech] = self.audio[np.sort(rows[speech])][np.argsort(np.argsort(rows[speech]))]
+        return torch.from_numpy(out), torch.from_numpy(self.labels[index])
+
+
+class SpeechCommandsDataModule(L.LightningDataModule):
+    """Speech Commands (v0.02 layout) for keyword spotting, with a batch-wise front end.
+
+    Args:
+        data_dir: the corpus root (one folder per word, ``_background_noise_``, the split lists).
+        synthetic: if ``data_dir`` holds no corpus, generate the offline stand-in corpus there
+            (espeak-ng voices, split by voice; see :mod:`datamodules.synthetic`).
+        download: if ``data_dir`` holds no corpus, download the official archive.
+        wanted_words: the keywords; every other word becomes ``unknown``.
+        silence_percentage / unknown_percentage: size of those classes, as a percentage of the
+            wanted-word clips in each split (25 / 25 as micro_speech's training recipe).
+        validation_percentage / testing_percentage: for the hash split when the lists are absent.
+        frontend, sample_rate, clip_ms, window_ms, stride_ms, num_features: the features
+            (:class:`kws.features.FeatureSettings`).
+        background_frequency: fraction of training clips mixed with background noise.
+        background_volume: maximum noise volume for those clips (silence clips: up to 1).
+        time_shift_ms: maximum random shift of training clips, either way.
+        batch_size, num_workers: DataLoader settings.
+        resample: resample clips at another rate instead of refusing them.
+        skip_bad_files: leave unreadable clips out (counted and listed) instead of failing.
+        cache_dir: where decoded audio is cached; default ``<data_dir>/.cache``.
+        seed: seed of the silence/unknown selection and of the evaluation noise.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data/speech_commands_v0.02",
+        synthetic: bool = False,
+        download: bool = False,
+        wanted_words: Sequence[str] = ("yes", "no"),
+        silence_percentage: float = 25.0,
+        unknown_percentage: float = 25.0,
+        validation_percentage: float = 10.0,
+        testing_percentage: float = 10.0,
+        frontend: Literal["micro", "mfcc"] = "micro",
+        sample_rate: int = 16000,
+        clip_ms: int = 1000,
+        window_ms: int = 30,
+        stride_ms: int = 20,
+        num_features: int = 40,
+        background_frequency: float = 0.8,
+        background_volume: float = 0.1,
+        time_shift_ms: float = 100.0,
+        batch_size: int = 100,
+        num_workers: int = 0,
+        resample: bool = False,
+        skip_bad_files: bool = False,
+        cache_dir: str | None = None,
+        seed: int = RANDOM_SEED,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if not wanted_words or len(set(wanted_words)) != len(wanted_words):
+            raise ValueError(f"wanted_words must be a non-empty list of distinct words, got {list(wanted_words)}")
+        reserved = {SILENCE_LABEL, UNKNOWN_LABEL, BACKGROUND_NOISE_DIR} & set(wanted_words)
+        if reserved:
+            raise ValueError(f"wanted_words may not contain {sorted(reserved)}")
+        for name in ("silence_percentage", "unknown_percentage", "validation_percentage", "testing_percentage"):
+            if not 0 <= getattr(self.hparams, name) <= 100:
+                raise ValueError(f"{name} must be within [0, 100], got {getattr(self.hparams, name)}")
+        if not 0 <= background_frequency <= 1 or background_volume < 0 or time_shift_ms < 0:
+            raise ValueError("need 0 <= background_frequency <= 1, background_volume >= 0 and time_shift_ms >= 0")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.data_dir = Path(data_dir)
+        self.cache_dir = Path(cache_dir) if cache_dir else self.data_dir / ".cache"
+        self.features = FeatureSettings(frontend, sample_rate, clip_ms, window_ms, stride_ms, num_features)
+        self.labels = [SILENCE_LABEL, UNKNOWN_LABEL, *wanted_words]
+        self.frontend = build_frontend(self.features)
+        self.noise: BackgroundNoise | None = None
+        self.splits: dict[str, _ClipBatches] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+        self.decode_report = DecodeReport()
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return self.features.input_shape
+
+    # ------------------------------------------------------------------ preparation (rank 0)
+    def prepare_data(self) -> None:
+        if not self._has_corpus():
+            if self.hparams.synthetic:
+                from datamodules.synthetic import generate_corpus
+
+                generate_corpus(self.data_dir, words=tuple(self.hparams.wanted_words), sample_rate=self.features.sample_rate)
+            elif self.hparams.download:
+                download_speech_commands(self.data_dir)
+        self._load_audio()
+
+    def _has_corpus(self) -> bool:
+        return self.data_dir.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in self.data_dir.iterdir())
+
+    def _load_audio(self) -> tuple[np.ndarray, list[str]]:
+        words = scan_corpus(self.data_dir)
+        files = [f for fs in words.values() for f in fs]
+        audio, kept, self.decode_report = load_or_build_cache(
+            self.data_dir, files, self.cache_dir, self.features.sample_rate, self.features.clip_samples,
+            resample=self.hparams.resample, skip_bad_files=self.hparams.skip_bad_files,
+        )
+        return audio, kept
+
+    # ------------------------------------------------------------------ splits (every rank)
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        hp = self.hparams
+        for word in hp.wanted_words:
+            folder = self.data_dir / word
+            if not folder.is_dir() or not any(folder.glob("*.wav")):
+                raise DataError(f"wanted word '{word}' has no clips: {folder} is missing or empty; check data.wanted_words and data.data_dir")
+        audio, files = self._load_audio()
+        assignment = self._split_assignment(files)
+        rng = np.random.default_rng(hp.seed)
+        label_of = {w: i for i, w in enumerate(self.labels)}
+        for split in SPLITS:
+            wanted = [(i, label_of[f.split("/")[0]]) for i, f in enumerate(files) if assignment[i] == split and f.split("/")[0] in label_of]
+            unknown = [i for i, f in enumerate(files) if assignment[i] == split and f.split("/")[0] not in label_of]
+            n_silence = math.ceil(len(wanted) * hp.silence_percentage / 100)
+            n_unknown = min(len(unknown), math.ceil(len(wanted) * hp.unknown_percentage / 100))
+            if n_unknown < math.ceil(len(wanted) * hp.unknown_percentage / 100):
+                rank_zero_warn(f"{split}: only {len(unknown)} clips of other words for the unknown class, fewer than asked for")
+            picked = rng.permutation(unknown)[:n_unknown]
+            rows = np.array([i for i, _ in wanted] + list(picked) + [-1] * n_silence, np.int64)
+            labels = np.array([l for _, l in wanted] + [label_of[UNKNOWN_LABEL]] * n_unknown + [label_of[SILENCE_LABEL]] * n_silence, np.int64)
+            if split != "training":
+                audio_split = self._evaluation_audio(audio, rows, rng)
+                rows = np.arange(len(rows))
+            else:
+                audio_split = audio
+            self.splits[split] = _ClipBatches(audio_split, rows, labels)
+            self.counts[split] = {label: int((labels == i).sum()) for i, label in enumerate(self.labels)}
+        self.noise = self._background_noise()
+        rank_zero_info(self.summary())
+
+    def _split_assignment(self, files: list[str]) -> list[str]:
+        """Split of each file: the dataset's lists when present, else the speaker hash."""
+        hp = self.hparams
+        lists = {s: self.data_dir / f"{s}_list.txt" for s in ("validation", "testing")}
+        present = {s: p.is_file() for s, p in lists.items()}
+        if any(present.values()) and not all(present.values()):
+            missing = [str(p) for s, p in lists.items() if not present[s]]
+            raise DataError(f"{missing[0]} is missing while the other split list exists; restore it, or delete both lists to use the speaker-hash split")
+        if not all(present.values()):
+            rank_zero_info(f"No split lists in {self.data_dir}: using the sha1-of-speaker split ({hp.validation_percentage:g} % validation, {hp.testing_percentage:g} % test)")
+            return [which_set(f, hp.validation_percentage, hp.testing_percentage) for f in files]
+        membership = {}
+        for split, path in lists.items():
+            for line in path.read_text().split():
+                membership[line.strip()] = split
+        return [membership.get(f, "training") for f in files]
+
+    def _evaluation_audio(self, audio: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Evaluation clips materialised once: speech as recorded, silence as seeded noise crops
+        at seeded volumes (the training distribution), so every evaluation sees the same audio."""
+        out = np.zeros((len(rows), audio.shape[1]), np.int16)
+        speech = rows >= 0
+        out[speech] = audio[rows[speech]]
+        n_silence = int((~speech).sum())
+        if n_silence:
+            noise = self._background_noise()
+            generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            volume = torch.rand(n_silence, generator=generator)
+            silence = noise.mix(torch.zeros(n_silence, audio.shape[1], dtype=torch.int16), volume, generator)
+            out[~speech] = silence.numpy()
+        return out
+
+    def _background_noise(self) -> BackgroundNoise:
+        if self.noise is not None:
+            return self.noise
+        folder = self.data_dir / BACKGROUND_NOISE_DIR
+        paths = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+        if not paths:
+            raise DataError(f"no background noise recordings in {folder}: they make the silence class and the training noise; restore the dataset's {BACKGROUND_NOISE_DIR} folder")
+        recordings = []
+        for path in paths:
+            samples, _ = read_wav(path, self.features.sample_rate, resample=self.hparams.resample)
+            if len(samples) < self.features.clip_samples:
+                raise AudioError(f"{path}: background recording shorter than one clip; remove it")
+            recordings.append(torch.from_numpy(samples.copy()))
+        self.noise = BackgroundNoise(recordings, self.features.clip_samples)
+        return self.noise
+
+    def summary(self) -> str:
+        """Clips per class per split: the table printed at set-up."""
+        width = max(8, *(len(l) for l in self.labels))
+        head = f"{'split':<10} " + " ".join(f"{l:>{width}}" for l in self.labels) + f" {'total':>{width}}"
+        lines = [f"Speech Commands data from {self.data_dir} ({self.features.frontend} front end, {self.decode_report.summary()})", head]
+        for split in SPLITS:
+            c = self.counts[split]
+            lines.append(f"{split:<10} " + " ".join(f"{c[l]:>{width}}" for l in self.labels) + f" {sum(c.values()):>{width}}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.splits:
+            self.setup()
+        data = self.splits[split]
+        sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
+        return DataLoader(
+            data, sampler=BatchSampler(sampler, self.hparams.batch_size, drop_last=False), batch_size=None,
+            num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("training", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("testing", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("testing", shuffle=False)
+
+    # ------------------------------------------------------------------ on the device
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        audio, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.featurize(audio, labels if training else None), labels
+
+    def featurize(self, audio: torch.Tensor, train_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """int16 audio [B, samples] -> flat features [B, frames * features] on audio's device.
+        With ``train_labels`` the training augmentation is applied first."""
+        self.frontend.to(audio.device)
+        if train_labels is not None:
+            hp = self.hparams
+            audio = time_shift(audio, int(hp.time_shift_ms * self.features.sample_rate / 1000))
+            noise = self._background_noise().to(audio.device)
+            volume = noise_volumes(train_labels == self.labels.index(SILENCE_LABEL), hp.background_frequency, hp.background_volume)
+            audio = noise.mix(audio, volume)
+        return self.frontend(audio).reshape(audio.shape[0], -1)

@@ -1,0 +1,30 @@
+"""``python -m kws fit|validate|test|predict --config conf.yaml``: Lightning's CLI over KWSModule
+and SpeechCommandsDataModule. The data module's labels and feature shape are linked into the
+model, so the model's sizes always follow the feature settings."""
+from __future__ import annotations
+
+import os
+
+# TensorFlow (pulled in by some tools) and W&B are chatty; keep the console for training output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+from lightning.pytorch.cli import LightningCLI  # noqa: E402
+
+from datamodules import SpeechCommandsDataModule  # noqa: E402
+from kws.module import KWSModule  # noqa: E402
+
+
+class KWSCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.labels", "model.labels", apply_on="instantiate")
+        parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
+        parser.add_argument("--test_after_fit", type=bool, default=True, help="After fit, test the best checkpoint (fit only).")
+
+    def after_fit(self) -> None:
+        if self.config.fit.get("test_after_fit", True) and not self.trainer.fast_dev_run:
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if self.trainer.checkpoint_callback else None)
+
+
+def cli_main(args: list[str] | None = None) -> KWSCLI:
+    return KWSCLI(KWSModule, SpeechCommandsDataModule, args=args, save_config_kwargs={"overwrite": True})

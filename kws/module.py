@@ -1,0 +1,162 @@
+"""The LightningModule: TinyConv, cross-entropy, Adam, accuracy overall and per class."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from kws.models import TinyConv
+
+DEFAULT_LABELS = ("silence", "unknown", "yes", "no")
+
+
+class KWSModule(L.LightningModule):
+    """Trains a keyword-spotting model on features the data module computes.
+
+    Args:
+        labels: class names in output order; linked from the data module by the CLI.
+        input_shape: (frames, features) of one clip; linked from the data module by the CLI.
+        learning_rate: Adam's learning rate.
+        weight_decay: Adam's (L2) weight decay.
+        dropout: dropout after the convolution.
+        channels: convolution output channels (8 in micro_speech).
+        lr_schedule: ``constant``; ``cosine`` (annealed to 0 over ``max_epochs``); or ``step``
+            (x0.1 at ``lr_step_epoch``, as micro_speech's 0.001 -> 0.0001 recipe).
+        lr_step_epoch: the epoch of the ``step`` drop.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[str] = DEFAULT_LABELS,
+        input_shape: tuple[int, int] = (49, 40),
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        dropout: float = 0.5,
+        channels: int = 8,
+        lr_schedule: Literal["constant", "cosine", "step"] = "constant",
+        lr_step_epoch: int = 40,
+    ):
+        super().__init__()
+        if learning_rate <= 0 or weight_decay < 0:
+            raise ValueError(f"need learning_rate > 0 and weight_decay >= 0, got {learning_rate}, {weight_decay}")
+        if lr_schedule not in ("constant", "cosine", "step"):
+            raise ValueError(f"lr_schedule must be constant, cosine or step, got {lr_schedule!r}")
+        self.save_hyperparameters()
+        self.labels = list(labels)
+        self.model = TinyConv(tuple(input_shape), len(self.labels), channels=channels, dropout=dropout)
+        self.loss = nn.CrossEntropyLoss()
+        n = len(self.labels)
+        for stage in ("train", "val", "test"):
+            metrics = MetricCollection(
+                {"acc": MulticlassAccuracy(n, average="micro"), "class_acc": MulticlassAccuracy(n, average=None)},
+                prefix=f"{stage}/",
+            )
+            setattr(self, f"{stage}_metrics", metrics)
+        self.test_confusion = MulticlassConfusionMatrix(n)
+        self.test_results: dict | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        features, labels = batch
+        logits = self(features)
+        loss = self.loss(logits, labels)
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(logits, labels)
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=stage != "train")
+        if stage == "test":
+            self.test_confusion.update(logits, labels)
+        return loss
+
+    def _log_metrics(self, stage: str) -> None:
+        metrics = getattr(self, f"{stage}_metrics")
+        values = metrics.compute()
+        self.log(f"{stage}/acc", values[f"{stage}/acc"], prog_bar=True)
+        for label, acc in zip(self.labels, values[f"{stage}/class_acc"]):
+            self.log(f"{stage}/acc_{label}", acc)
+        metrics.reset()
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        features, labels = batch
+        probs = self(features).softmax(-1)
+        return {"probabilities": probs, "prediction": probs.argmax(-1), "label": labels}
+
+    def on_train_epoch_end(self):
+        self._log_metrics("train")
+
+    def on_validation_epoch_end(self):
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self):
+        self._log_metrics("test")
+        matrix = self.test_confusion.compute().cpu()
+        self.test_confusion.reset()
+        self.test_results = per_class_table(matrix, self.labels)
+        if self.trainer.is_global_zero:
+            rank_zero_info(format_table(self.test_results))
+            self._save_test_artifacts(matrix)
+
+    def _save_test_artifacts(self, matrix: Tensor) -> None:
+        """Confusion-matrix plot and per-class JSON beside the logs; the table to W&B when used."""
+        from kws.plots import plot_confusion_matrix
+
+        out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        plot = plot_confusion_matrix(matrix.numpy(), self.labels, out / "confusion_matrix.png")
+        (out / "test_results.json").write_text(json.dumps(self.test_results, indent=2))
+        rank_zero_info(f"Confusion matrix: {plot}\nPer-class results: {out / 'test_results.json'}")
+        for logger in self.loggers:
+            if hasattr(logger, "log_table"):  # WandbLogger
+                rows = [[r["label"], r["samples"], r["correct"], r["accuracy"]] for r in self.test_results["classes"]]
+                rows.append(["total", self.test_results["samples"], self.test_results["correct"], self.test_results["accuracy"]])
+                logger.log_table("test/per_class", columns=["label", "samples", "correct", "accuracy"], data=rows)
+                logger.log_image("test/confusion_matrix", [str(plot)])
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "constant":
+            return optimizer
+        if hp.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.trainer.max_epochs))
+        else:
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[hp.lr_step_epoch], gamma=0.1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def per_class_table(matrix: Tensor, labels: Sequence[str]) -> dict:
+    """Samples, correct and accuracy per true class and in total, from a confusion matrix."""
+    samples = matrix.sum(1)
+    correct = matrix.diagonal()
+    classes = [
+        {"label": label, "samples": int(n), "correct": int(c), "accuracy": float(c / n) if n else float("nan")}
+        for label, n, c in zip(labels, samples, correct)
+    ]
+    total, right = int(samples.sum()), int(correct.sum())
+    return {"classes": classes, "samples": total, "correct": right, "accuracy": right / total if total else float("nan"), "confusion_matrix": matrix.tolist()}
+
+
+def format_table(results: dict) -> str:
+    """The per-class test table as printed to the console (and copied into the README)."""
+    lines = [f"| {'class':<8} | {'samples':>7} | {'correct':>7} | {'accuracy':>8} |", f"|{'-' * 10}|{'-' * 8}:|{'-' * 8}:|{'-' * 9}:|"]
+    for row in results["classes"]:
+        lines.append(f"| {row['label']:<8} | {row['samples']:>7} | {row['correct']:>7} | {100 * row['accuracy']:>7.2f}% |")
+    lines.append(f"| {'total':<8} | {results['samples']:>7} | {results['correct']:>7} | {100 * results['accuracy']:>7.2f}% |")
+    return "\n".join(lines)
