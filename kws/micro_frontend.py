@@ -108,6 +108,8 @@ def filterbank_matrix(cfg: MicroFrontendConfig) -> tuple[np.ndarray, int, int]:
     for chan in range(n):
         lower = mel_low if chan == 0 else centers[chan - 1]
         while _freq_to_mel(np.float32(np.float32(freq) * hz_per_bin)) <= centers[chan]:
+            if freq >= spectrum_size:
+                raise ValueError(f"micro front end: upper_band_limit {cfg.upper_band_limit} Hz lies above the spectrum; lower it below {cfg.sample_rate / 2} Hz")
             w = np.float32(np.float32(centers[chan] - _freq_to_mel(np.float32(np.float32(freq) * hz_per_bin))) / np.float32(centers[chan] - lower))
             weights[freq, chan] = math.floor(np.float64(np.float32(w * np.float32(1 << FILTERBANK_BITS))) + 0.5)
             unweights[freq, chan] = math.floor((1.0 - np.float64(w)) * (1 << FILTERBANK_BITS) + 0.5)
@@ -206,18 +208,20 @@ def _wrap16(x: Tensor) -> Tensor:
     return x.to(torch.int16).to(x.dtype)
 
 
-def _sround(x: Tensor) -> Tensor:
-    """(x + 2^14) >> 15, stored into int16."""
-    return _wrap16((x + (1 << 14)) >> 15)
+def _sround(x: Tensor, wrap: bool = True) -> Tensor:
+    """(x + 2^14) >> 15, stored into int16 (``wrap=False`` where the result provably fits)."""
+    x = (x + (1 << 14)) >> 15
+    return _wrap16(x) if wrap else x
 
 
 def _fixdiv(re: Tensor, im: Tensor, div: int) -> tuple[Tensor, Tensor]:
+    # |x * (32767 // div)| / 2^15 < 2^15 / div: always fits in int16.
     k = 32767 // div
-    return _sround(re * k), _sround(im * k)
+    return _sround(re * k, False), _sround(im * k, False)
 
 
-def _cmul(ar: Tensor, ai: Tensor, br: Tensor, bi: Tensor) -> tuple[Tensor, Tensor]:
-    return _sround(ar * br - ai * bi), _sround(ar * bi + ai * br)
+def _cmul(ar: Tensor, ai: Tensor, br: Tensor, bi: Tensor, wrap: bool = True) -> tuple[Tensor, Tensor]:
+    return _sround(ar * br - ai * bi, wrap), _sround(ar * bi + ai * br, wrap)
 
 
 class _KissFftr16(nn.Module):
@@ -237,8 +241,8 @@ class _KissFftr16(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: int32 [..., nfft] real samples -> (re, im) int32 [..., nfft/2 + 1]."""
-        re = x[..., 0::2].index_select(-1, self.order)
-        im = x[..., 1::2].index_select(-1, self.order)
+        pairs = x.reshape(*x.shape[:-1], -1, 2).index_select(-2, self.order)
+        re, im = pairs[..., 0], pairs[..., 1]
         shape = re.shape[:-1]
         for p, m, fstride in self.stages:
             re = re.reshape(*shape, -1, p, m)
@@ -253,7 +257,7 @@ class _KissFftr16(nn.Module):
     def _bfly2(re: Tensor, im: Tensor, tw: list[Tensor]) -> tuple[Tensor, Tensor]:
         f0r, f0i = _fixdiv(re[..., 0, :], im[..., 0, :], 2)
         f1r, f1i = _fixdiv(re[..., 1, :], im[..., 1, :], 2)
-        tr, ti = _cmul(f1r, f1i, tw[1][:, 0], tw[1][:, 1])
+        tr, ti = _cmul(f1r, f1i, tw[1][:, 0], tw[1][:, 1], wrap=False)  # |f1| <= 2^14
         out_r = torch.stack([_wrap16(f0r + tr), _wrap16(f0r - tr)], -2)
         out_i = torch.stack([_wrap16(f0i + ti), _wrap16(f0i - ti)], -2)
         return out_r, out_i
@@ -261,9 +265,10 @@ class _KissFftr16(nn.Module):
     @staticmethod
     def _bfly4(re: Tensor, im: Tensor, tw: list[Tensor]) -> tuple[Tensor, Tensor]:
         f = [_fixdiv(re[..., q, :], im[..., q, :], 4) for q in range(4)]
-        s0 = _cmul(*f[1], tw[1][:, 0], tw[1][:, 1])
-        s1 = _cmul(*f[2], tw[2][:, 0], tw[2][:, 1])
-        s2 = _cmul(*f[3], tw[3][:, 0], tw[3][:, 1])
+        # After the divide by 4, |f| <= 2^13, so the twiddle products fit in int16 unwrapped.
+        s0 = _cmul(*f[1], tw[1][:, 0], tw[1][:, 1], wrap=False)
+        s1 = _cmul(*f[2], tw[2][:, 0], tw[2][:, 1], wrap=False)
+        s2 = _cmul(*f[3], tw[3][:, 0], tw[3][:, 1], wrap=False)
         # The C code stores every sum into int16; wrapping is modular, so one wrap per output
         # equals wrapping each intermediate sum.
         s5r, s5i = f[0][0] - s1[0], f[0][1] - s1[1]
@@ -352,7 +357,8 @@ class MicroFrontend(nn.Module):
         fft_in = torch.zeros(*windowed.shape[:-1], cfg.fft_size, dtype=torch.int32, device=audio.device)
         fft_in[..., : cfg.window_samples] = _wrap16(windowed << shift)
         re, im = self.fft(fft_in)
-        energy = re.to(torch.int64) ** 2 + im.to(torch.int64) ** 2
+        re, im = re.to(torch.int64), im.to(torch.int64)
+        energy = re * re + im * im
         energy[..., : self.start_index] = 0
         energy[..., self.end_index :] = 0
         channels = (energy.to(torch.float64) @ self.filterbank).to(torch.int64)

@@ -1,0 +1,36 @@
+# kws: `make install` (venv + pinned deps), `make train`, `make test`, `make bench`.
+PYTHON ?= python3
+# The virtual environment lives outside the checkout so CI and fresh clones can reuse it.
+VENV ?= $(HOME)/.venvs/kws
+PY := $(VENV)/bin/python
+# Reinstall when the lock, the project metadata or the checkout path (editable install) changes.
+STAMP := $(VENV)/.kws-$(shell cat constraints.txt pyproject.toml | sha1sum | cut -c1-10)-$(shell echo $(CURDIR) | sha1sum | cut -c1-10)
+CONFIG ?= conf.yaml
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: install train test bench corpus clean
+
+install: $(STAMP)
+
+$(STAMP): constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip check
+	rm -f $(VENV)/.kws-*
+	touch $@
+
+train: install
+	$(PY) -m kws fit --config $(CONFIG)
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m kws.bench
+
+corpus: install
+	$(PY) -m datamodules.synthetic data/synthetic
+
+clean:
+	rm -rf runs lightning_logs wandb .pytest_cache
