@@ -5,6 +5,7 @@ torchaudio 2.9 decodes through torchcodec/FFmpeg, which a fresh machine may lack
 """
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +35,12 @@ def read_wav(path: str | Path, sample_rate: int | None = None, resample: bool = 
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
     try:
-        info = sf.info(str(path))
         data, rate = sf.read(str(path), dtype="int16", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as err:
         raise AudioError(f"{path}: not a readable WAV file ({err}); re-export it as 16-bit PCM WAV or delete it") from err
-    if info.frames and data.shape[0] < info.frames:
-        raise AudioError(f"{path}: truncated (header says {info.frames} samples, file holds {data.shape[0]}); re-download or delete it")
+    declared = _declared_frames(path)
+    if declared is not None and data.shape[0] < declared:
+        raise AudioError(f"{path}: truncated (header says {declared} samples, file holds {data.shape[0]}); re-download or delete it")
     if data.shape[0] == 0:
         raise AudioError(f"{path}: holds no samples; delete it")
     if data.shape[1] != 1:
@@ -51,6 +52,16 @@ def read_wav(path: str | Path, sample_rate: int | None = None, resample: bool = 
         samples = resample_int16(samples, rate, sample_rate)
         rate = sample_rate
     return samples, rate
+
+
+def _declared_frames(path: Path) -> int | None:
+    """Frames the WAV header declares. libsndfile silently shortens its count to what the file
+    holds, which would hide a truncated download; the standard ``wave`` module reports the header."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            return w.getnframes()
+    except (wave.Error, EOFError):
+        return None  # not plain PCM WAV (e.g. float or extensible format): trust libsndfile
 
 
 def wrong_rate_message(path: Path, rate: int, wanted: int) -> str:
