@@ -189,6 +189,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.splits: dict[str, _ClipBatches] = {}
         self.counts: dict[str, dict[str, int]] = {}
         self.decode_report = DecodeReport()
+        self.cache_files: list[str] = []
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -227,6 +228,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             if not folder.is_dir() or not any(folder.glob("*.wav")):
                 raise DataError(f"wanted word '{word}' has no clips: {folder} is missing or empty; check data.wanted_words and data.data_dir")
         audio, files = self._load_audio()
+        self.cache_files = files  # relative path of each cache row
         assignment = self._split_assignment(files)
         rng = np.random.default_rng(hp.seed)
         label_of = {w: i for i, w in enumerate(self.labels)}
