@@ -45,14 +45,19 @@ def datamodule(root: Path, **kwargs) -> SpeechCommandsDataModule:
 
 
 # ---------------------------------------------------------------------------------- the split
-def test_which_set_is_the_reference_hash_rule():
-    for name in ["0a7c2a8d_nohash_0.wav", "yes/ffd2ba2f_nohash_4.wav", "c1d39ce8_nohash_1.wav"]:
-        speaker = re.sub(r"_nohash_.*$", "", Path(name).name)
-        pct = (int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % (2**27)) * (100.0 / (2**27 - 1))
-        expected = "validation" if pct < 10 else "testing" if pct < 20 else "training"
-        assert which_set(name) == expected
-    # every clip of one speaker lands in one split
-    assert len({which_set(f"w/abc_nohash_{k}.wav") for k in range(20)}) == 1
+def test_which_set_matches_speech_commands_rule():
+    def reference(speaker: str) -> float:  # TensorFlow speech_commands input_data.which_set
+        return (int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 2**27) * (100.0 / (2**27 - 1))
+
+    assert 5.0 < reference("cfcd2084") < 6.0
+    assert 16.0 < reference("eccbc87e") < 17.0
+    assert 61.0 < reference("c4ca4238") < 62.0
+    assert which_set("yes/cfcd2084_nohash_0.wav") == "validation"
+    assert which_set("eccbc87e_nohash_3.wav") == "testing"
+    assert which_set("/data/no/c4ca4238_nohash_1.wav") == "training"
+    # Everything after _nohash_ is ignored: one speaker, one split.
+    assert which_set("cfcd2084_nohash_0.wav") == which_set("cfcd2084_nohash_17.wav")
+    assert which_set("eccbc87e_nohash_0.wav", validation_percentage=20) == "validation"
 
 
 def test_hash_split_keeps_speakers_apart_and_is_deterministic(tmp_path):

@@ -1,0 +1,568 @@
+"""An offline stand-in for Google Speech Commands v0.02, spoken by espeak-ng.
+
+``generate_corpus(root)`` writes, deterministically from a seed, the same on-disk layout as the
+real data set::
+
+    root/<word>/<speaker>_nohash_<k>.wav     1 s, 16 kHz, mono, 16-bit PCM
+    root/validation_list.txt, root/testing_list.txt
+    root/_background_noise_/*.wav            generated white/pink/brown noise + 3 real recordings
+    root/.kws_corpus.json                    marker: arguments and format version, written last
+
+A "speaker" is an espeak-ng English dialect voice (en, en-us, en-gb-scotland, ...) combined with
+one of its ~100 voice variants (m1..m8, f1..f5, croak, klatt, whisper, ...) and a fixed base
+pitch, pitch range, speaking rate, loudness and microphone response. Each clip jitters these a
+little, the way a person says a word differently each time, and places the word at a random
+position in the second. Speakers are chosen so that Speech Commands' own hash rule
+(:func:`which_set`, sha1 of the speaker id) puts 10 % of them in validation and 10 % in testing,
+and no voice variant is shared between splits: test voices are never heard in training.
+
+Speech comes from the PyPI package ``espeakng-loader`` (libespeak-ng plus its data), driven
+through ctypes; nothing needs downloading.
+"""
+from __future__ import annotations
+
+import _ctypes
+import argparse
+import contextlib
+import ctypes
+import hashlib
+import importlib.metadata
+import importlib.resources
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from datamodules.speech_commands import BACKGROUND_NOISE_DIR, SPLITS, which_set
+from kws.audio import read_wav, write_wav
+
+DEFAULT_WORDS = ("yes", "no")
+# The other 33 words of Speech Commands v0.02.
+DEFAULT_UNKNOWN_WORDS = (
+    "bed", "bird", "cat", "dog", "down", "eight", "five", "four", "go", "happy", "house", "left",
+    "marvin", "nine", "off", "on", "one", "right", "seven", "sheila", "six", "stop", "three",
+    "tree", "two", "up", "wow", "zero", "backward", "forward", "follow", "learn", "visual",
+)
+
+FORMAT_VERSION = 1
+MARKER_NAME = ".kws_corpus.json"
+VALIDATION_LIST = "validation_list.txt"
+TESTING_LIST = "testing_list.txt"
+VALIDATION_PERCENTAGE = 10
+TESTING_PERCENTAGE = 10
+
+# espeak-ng's English dialects; each voice variant is spoken with one of them.
+DIALECTS = (
+    "en", "en-us", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+    "en-us-nyc",
+)
+# "fast" is a speed experiment of espeak-ng ("fast_test"), not a voice.
+EXCLUDED_VARIANTS = frozenset({"fast"})
+
+DEFAULT_NUM_SPEAKERS = 160
+DEFAULT_CLIPS_PER_WORD = 1920  # 12 per speaker
+DEFAULT_UNKNOWN_CLIPS_PER_WORD = 120
+
+NOISE_SECONDS = 60
+NOISE_COLORS = {"white_noise": 0.0, "pink_noise": 1.0, "brown_noise": 2.0}  # power ~ 1 / f**exponent
+
+# Clip layout, in seconds: the trimmed word sits at least EDGE_MARGIN from either end of the clip.
+EDGE_MARGIN = 0.03
+FADE = 0.005
+TRIM_THRESHOLD_DB = -45.0  # frames this far below the loudest frame count as silence
+ENDINGS = (".", "!", ",", "?")  # each ending gives the word a different intonation
+ENDING_WEIGHTS = (0.45, 0.25, 0.2, 0.1)
+
+Jobs = dict[str, list[tuple[str, int]]]  # speaker id -> [(word, repetition k), ...]
+
+
+
+
+class EspeakError(RuntimeError):
+    """espeak-ng is missing or failed; the message says what to do."""
+
+
+_REINSTALL = "reinstall it with `pip install --force-reinstall 'espeakng-loader>=0.2.4'`"
+
+
+def _espeakng_loader():
+    try:
+        import espeakng_loader
+    except ImportError as err:
+        raise EspeakError(
+            "the synthetic corpus is spoken by espeak-ng, from the PyPI package espeakng-loader, "
+            "which is not installed; install it with `pip install 'espeakng-loader>=0.2.4'` "
+            "(or `pip install -e .` in the kws repository)"
+        ) from err
+    return espeakng_loader
+
+
+def _espeakng_loader_version() -> str | None:
+    try:
+        return importlib.metadata.version("espeakng-loader")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def list_variants() -> tuple[str, ...]:
+    """espeak-ng's voice variants (file names in its ``voices/!v`` folder), sorted."""
+    folder = Path(_espeakng_loader().get_data_path()) / "voices" / "!v"
+    if not folder.is_dir():
+        raise EspeakError(f"espeak-ng's voice variants are missing ({folder}); {_REINSTALL}")
+    return tuple(sorted(p.name for p in folder.iterdir() if p.name not in EXCLUDED_VARIANTS))
+
+
+class _Espeak:
+    """A private instance of libespeak-ng, synthesizing in this thread at 22,050 Hz.
+
+    espeak-ng keeps part of its synthesis state in C statics (the pitch-flutter index, the
+    waveform phase) that no API call resets, not even Terminate + Initialize, so the same call
+    gives slightly different audio depending on what was spoken before. Loading a private copy
+    of the library gives every speaker the same fresh state: a speaker's clips then depend only
+    on its own arguments, never on which speakers came before.
+    """
+
+    SAMPLE_RATE = 22050  # espeak-ng's own voices (not mbrola) always speak at this rate
+    _AUDIO_OUTPUT_SYNCHRONOUS = 2
+    _INITIALIZE_DONT_EXIT = 0x8000  # return an error instead of calling exit() on missing data
+    _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
+    _POS_CHARACTER = 1
+    _CHARS_UTF8 = 1
+    _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                 ctypes.c_void_p)
+
+    def __init__(self) -> None:
+        loader = _espeakng_loader()
+        with tempfile.TemporaryDirectory(prefix="kws-espeak-") as tmp:
+            # A different file is a different library to the dynamic loader: fresh statics.
+            private = Path(tmp) / "libespeak-ng.so"
+            shutil.copyfile(loader.get_library_path(), private)
+            try:
+                self._lib = ctypes.CDLL(str(private))
+            except OSError as err:
+                raise EspeakError(f"cannot load libespeak-ng ({err}); {_REINSTALL}") from err
+        lib = self._lib
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        rate = lib.espeak_Initialize(self._AUDIO_OUTPUT_SYNCHRONOUS, 0, loader.get_data_path().encode(),
+                                     self._INITIALIZE_DONT_EXIT)
+        if rate != self.SAMPLE_RATE:
+            self._unload()
+            raise EspeakError(f"espeak-ng failed to initialize from {loader.get_data_path()} "
+                              f"(returned {rate}); {_REINSTALL}")
+        self._chunks: list[np.ndarray] = []
+        self._callback = self._CALLBACK(self._collect)  # kept referenced while C holds it
+        lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav, num_samples, events) -> int:
+        if num_samples > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        return 0  # 0 = continue
+
+    def set_voice(self, name: str) -> None:
+        if self._lib.espeak_SetVoiceByName(name.encode()) != 0:
+            raise EspeakError(f"espeak-ng has no voice {name!r}; {_REINSTALL}")
+
+    def synth(self, text: str, rate: int, pitch: int, pitch_range: int, volume: int, seed: int) -> np.ndarray:
+        """Speak ``text`` with the current voice; int16 samples at ``SAMPLE_RATE``."""
+        lib = self._lib
+        for param, value in ((self._RATE, rate), (self._PITCH, pitch), (self._RANGE, pitch_range),
+                             (self._VOLUME, volume)):
+            lib.espeak_SetParameter(param, int(value), 0)
+        lib.espeak_ng_SetRandSeed(seed)  # the klatt and whisper voices draw noise from it
+        self._chunks = []
+        data = text.encode() + b"\0"
+        status = lib.espeak_Synth(data, len(data), 0, self._POS_CHARACTER, 0, self._CHARS_UTF8, None, None)
+        if status != 0:
+            raise EspeakError(f"espeak-ng failed (status {status}) to speak {text!r}")
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+
+    def _unload(self) -> None:
+        dlclose = getattr(_ctypes, "dlclose", None)  # POSIX; elsewhere the copy stays loaded
+        if dlclose is not None:
+            dlclose(self._lib._handle)
+
+    def close(self) -> None:
+        self._lib.espeak_Terminate()
+        self._unload()
+
+    def __enter__(self) -> "_Espeak":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """One synthetic speaker: a voice and the habits it keeps from clip to clip."""
+
+    id: str
+    voice: str          # espeak-ng voice name, "<dialect>+<variant>"
+    pitch: int          # espeak-ng pitch 0-100 (50 = the voice's normal pitch)
+    pitch_range: int    # espeak-ng intonation range 0-100
+    rate: int           # words per minute (espeak-ng allows 80-450)
+    peak_db: float      # loudness: the word's peak level, dBFS
+    highpass_hz: float  # microphone / room response: band edges of the channel
+    lowpass_hz: float
+
+    @property
+    def split(self) -> str:
+        return which_set(f"{self.id}_nohash_0.wav")
+
+
+def _split_sizes(total: int) -> dict[str, int]:
+    """80/10/10 % of ``total``, at least one in each split."""
+    sizes = {"validation": max(1, round(total * VALIDATION_PERCENTAGE / 100)),
+             "testing": max(1, round(total * TESTING_PERCENTAGE / 100))}
+    return {"training": total - sum(sizes.values()), **sizes}
+
+
+def _make_speakers(num_speakers: int, seed: int, variants: Sequence[str]) -> list[Speaker]:
+    """Draw speakers until each split has its share (80/10/10 %) and no variant spans two splits."""
+    rng = np.random.default_rng([seed, 1])
+    # Each voice variant (timbre) belongs to one split, so test voices are never heard in training.
+    variant_split: dict[str, str] = {}
+    shuffled = [variants[i] for i in rng.permutation(len(variants))]
+    for split, size in _split_sizes(len(variants)).items():
+        variant_split.update(dict.fromkeys(shuffled[:size], split))
+        shuffled = shuffled[size:]
+    quota = _split_sizes(num_speakers)
+    speakers: dict[str, Speaker] = {}
+    counts = dict.fromkeys(SPLITS, 0)
+    while len(speakers) < num_speakers:
+        dialect, variant = DIALECTS[rng.integers(len(DIALECTS))], variants[rng.integers(len(variants))]
+        habits = dict(
+            voice=f"{dialect}+{variant}",
+            pitch=int(rng.integers(25, 76)),
+            pitch_range=int(rng.integers(25, 86)),
+            rate=int(rng.integers(90, 191)),
+            peak_db=round(float(rng.uniform(-24.0, -3.0)), 2),
+            highpass_hz=round(float(rng.uniform(40.0, 300.0)), 1),
+            lowpass_hz=round(float(rng.uniform(3500.0, 7800.0)), 1),
+        )
+        speaker_id = hashlib.sha1(json.dumps([seed, habits], sort_keys=True).encode()).hexdigest()[:8]
+        speaker = Speaker(id=speaker_id, **habits)
+        split = speaker.split
+        # which_set decides the split from the id, as in Speech Commands; keep the speakers that fit.
+        if speaker_id in speakers or counts[split] >= quota[split] or variant_split[variant] != split:
+            continue
+        speakers[speaker_id] = speaker
+        counts[split] += 1
+    return list(speakers.values())
+
+
+def _speaker_order(speakers: Sequence[Speaker], rng: np.random.Generator) -> list[int]:
+    """A random order of speaker indices in which any prefix holds each split in proportion."""
+    keyed = []
+    for split in SPLITS:
+        members = [i for i, s in enumerate(speakers) if s.split == split]
+        offset = rng.random()
+        # Spread each split's members evenly over [0, 1); merging by key interleaves the splits.
+        keyed += [((rank + offset) / len(members), i) for rank, i in enumerate(rng.permutation(members))]
+    return [int(i) for _, i in sorted(keyed)]
+
+
+def _assign_clips(speakers: Sequence[Speaker], word_counts: dict[str, int], seed: int) -> Jobs:
+    """Which speaker says which word how often."""
+    jobs: Jobs = {s.id: [] for s in speakers}
+    for word, count in word_counts.items():
+        order = _speaker_order(speakers, np.random.default_rng([seed, 2, zlib.crc32(word.encode())]))
+        for j in range(count):
+            speaker = speakers[order[j % len(order)]]
+            jobs[speaker.id].append((word, j // len(order)))
+    return jobs
+
+
+def _trim(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Cut leading and trailing silence (frames TRIM_THRESHOLD_DB below the loudest), keep 10 ms."""
+    frame = max(1, sample_rate // 200)
+    n = len(samples) // frame * frame
+    energy = (samples[:n].reshape(-1, frame) ** 2).mean(axis=1)
+    loud = np.flatnonzero(energy > energy.max() * 10 ** (TRIM_THRESHOLD_DB / 10))
+    keep = sample_rate // 100
+    start = max(0, loud[0] * frame - keep)
+    stop = min(len(samples), (loud[-1] + 1) * frame + keep)
+    return samples[start:stop]
+
+
+def _channel(samples: np.ndarray, sample_rate: int, highpass_hz: float, lowpass_hz: float) -> np.ndarray:
+    """A speaker's microphone: zero-phase 2nd-order Butterworth band-pass magnitude, via FFT."""
+    # Padding keeps the circular filter from wrapping around; a power of two keeps the FFT fast.
+    n = 1 << (len(samples) + sample_rate // 10 - 1).bit_length()
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    with np.errstate(divide="ignore"):
+        gain = 1.0 / np.sqrt((1.0 + (freqs / lowpass_hz) ** 4) * (1.0 + (highpass_hz / freqs) ** 4))
+    return np.fft.irfft(np.fft.rfft(samples, n) * gain, n)[: len(samples)]
+
+
+class _Renderer:
+    """Speaks one word as a speaker and lays it into a 1-second clip."""
+
+    def __init__(self, sample_rate: int) -> None:
+        import torchaudio
+
+        self.sample_rate = sample_rate
+        self._resample = torchaudio.transforms.Resample(_Espeak.SAMPLE_RATE, sample_rate)  # kernel built once
+
+    def clip(self, espeak: _Espeak, speaker: Speaker, word: str, rng: np.random.Generator) -> np.ndarray:
+        import torch
+
+        rate_scale = rng.uniform(0.9, 1.1)
+        pitch = int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 100))
+        pitch_range = int(np.clip(speaker.pitch_range + rng.integers(-10, 11), 0, 100))
+        text = word + ENDINGS[rng.choice(len(ENDINGS), p=ENDING_WEIGHTS)]
+        max_len = self.sample_rate - 2 * int(EDGE_MARGIN * self.sample_rate)
+        rate = speaker.rate * rate_scale
+        seed = int(rng.integers(2**31))
+        # Slow voices can run past one second on long words: speak faster until the word fits.
+        for _ in range(8):
+            # Volume 30 of 200 keeps even the loudest variants (antonio, iven) from clipping inside espeak.
+            raw = espeak.synth(text, rate=int(min(rate, 450)), pitch=pitch, pitch_range=pitch_range,
+                               volume=30, seed=seed)
+            if np.abs(raw).max(initial=0) < 64:
+                raise EspeakError(f"espeak-ng voice {speaker.voice!r} spoke no audible {word!r}; {_REINSTALL}")
+            wave = self._resample(torch.from_numpy(raw.astype(np.float32) / 32768.0)).numpy().astype(np.float64)
+            wave = _trim(wave, self.sample_rate)
+            if len(wave) <= max_len:
+                break
+            rate *= 1.25
+        else:
+            raise EspeakError(f"{word!r} by voice {speaker.voice!r} is longer than one second even at 450 words/min")
+
+        wave = _channel(wave, self.sample_rate, speaker.highpass_hz, speaker.lowpass_hz)
+        fade = int(FADE * self.sample_rate)
+        ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, fade))
+        wave[:fade] *= ramp
+        wave[-fade:] *= ramp[::-1]
+        peak_db = min(speaker.peak_db + rng.uniform(-3.0, 3.0), -1.0)
+        wave *= 10 ** (peak_db / 20) / np.abs(wave).max()
+
+        out = rng.normal(0.0, rng.uniform(1.0, 4.0) / 32768.0, self.sample_rate)  # noise floor, ~-80 dBFS
+        margin = int(EDGE_MARGIN * self.sample_rate)
+        onset = int(rng.integers(margin, self.sample_rate - margin - len(wave) + 1))
+        out[onset: onset + len(wave)] += wave
+        return np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16)
+
+
+@contextlib.contextmanager
+def _single_torch_thread() -> Iterator[None]:
+    """Resampling one short clip at a time is fastest on one thread (and very slow on busy cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _write_speech(folder: Path, speakers: Sequence[Speaker], jobs: Jobs,
+                  seed: int, sample_rate: int, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    with _single_torch_thread(), tqdm(total=sum(map(len, jobs.values())), desc="Synthesizing speech",
+                                      unit="clip", disable=not progress) as bar:
+        renderer = _Renderer(sample_rate)
+        for speaker in speakers:
+            with _Espeak() as espeak:
+                espeak.set_voice(speaker.voice)
+                for word, k in jobs[speaker.id]:
+                    name = f"{speaker.id}_nohash_{k}.wav"
+                    # Each clip draws from its own stream: it depends on its name, not on the order.
+                    rng = np.random.default_rng([seed, 3, zlib.crc32(f"{word}/{name}".encode())])
+                    write_wav(folder / word / name, renderer.clip(espeak, speaker, word, rng), sample_rate)
+                    bar.update()
+
+
+def _colored_noise(rng: np.random.Generator, num_samples: int, exponent: float, sample_rate: int) -> np.ndarray:
+    """Gaussian noise with power ~ 1/f**exponent above 20 Hz, at -20 dBFS RMS."""
+    freqs = np.fft.rfftfreq(num_samples, 1.0 / sample_rate)
+    shape = np.zeros_like(freqs)
+    audible = freqs >= 20.0
+    shape[audible] = freqs[audible] ** (-exponent / 2)
+    noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(num_samples)) * shape, num_samples)
+    noise *= 0.1 / np.sqrt(np.mean(noise**2))
+    return np.clip(np.round(noise * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def real_noise_dir() -> Path:
+    """The real Speech Commands background recordings shipped with kws (CC BY 4.0)."""
+    return Path(str(importlib.resources.files("kws") / "assets" / "background_noise"))
+
+
+def _write_background_noise(folder: Path, seed: int, sample_rate: int) -> None:
+    folder.mkdir()
+    for i, (name, exponent) in enumerate(NOISE_COLORS.items()):
+        rng = np.random.default_rng([seed, 4, i])
+        noise = _colored_noise(rng, NOISE_SECONDS * sample_rate, exponent, sample_rate)
+        write_wav(folder / f"{name}.wav", noise, sample_rate)
+    source = real_noise_dir()
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: kws's background-noise recordings are missing; reinstall kws")
+    for path in sorted(source.iterdir()):
+        if path.suffix == ".wav" and sample_rate != 16000:
+            write_wav(folder / path.name, read_wav(path, sample_rate, resample=True)[0], sample_rate)
+        else:
+            shutil.copyfile(path, folder / path.name)  # the recordings with their LICENSE and SOURCE.txt
+
+
+def _read_marker(root: Path) -> dict | None:
+    try:
+        return json.loads((root / MARKER_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_current(root: Path, key: dict) -> bool:
+    """Whether ``root`` holds a complete corpus made with these arguments."""
+    marker = _read_marker(root)
+    return marker is not None and {k: marker.get(k) for k in key} == key
+
+
+def _write_lists(folder: Path, speakers: Sequence[Speaker], jobs: Jobs) -> None:
+    """validation_list.txt and testing_list.txt, as in Speech Commands: paths relative to the root."""
+    lists: dict[str, list[str]] = {"validation": [], "testing": []}
+    for speaker in speakers:
+        if speaker.split in lists:
+            lists[speaker.split] += [f"{word}/{speaker.id}_nohash_{k}.wav" for word, k in jobs[speaker.id]]
+    (folder / VALIDATION_LIST).write_text("".join(f"{p}\n" for p in sorted(lists["validation"])))
+    (folder / TESTING_LIST).write_text("".join(f"{p}\n" for p in sorted(lists["testing"])))
+
+
+def _remove_stale_partials(root: Path) -> None:
+    """Delete temp folders left by generator runs that were killed."""
+    for path in [*root.parent.glob(f".{root.name}.partial-*"), *root.parent.glob(f".{root.name}.old-*")]:
+        pid = path.name.rsplit("-", 1)[1]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass  # not ours, or a live process of another user
+
+
+def generate_corpus(
+    root: str | os.PathLike,
+    words: Sequence[str] = DEFAULT_WORDS,
+    unknown_words: Sequence[str] = DEFAULT_UNKNOWN_WORDS,
+    num_speakers: int = DEFAULT_NUM_SPEAKERS,
+    clips_per_word: int = DEFAULT_CLIPS_PER_WORD,
+    unknown_clips_per_word: int = DEFAULT_UNKNOWN_CLIPS_PER_WORD,
+    seed: int = 0,
+    sample_rate: int = 16000,
+    progress: bool = True,
+) -> Path:
+    """Write (or reuse) a synthetic Speech Commands-style corpus at ``root``; returns ``root``.
+
+    Args:
+        root: the corpus folder. Reused at once if its marker matches these arguments; otherwise
+            (re)generated in a temp folder beside it, which then replaces it.
+        words: keywords; each gets ``clips_per_word`` clips, spread evenly over all speakers.
+        unknown_words: other words (the "unknown" class); ``unknown_clips_per_word`` clips each,
+            from speakers taken in turn so every split gets its share.
+        num_speakers: synthetic speakers (voices), split 80/10/10 % by :func:`which_set`.
+        clips_per_word: clips of each keyword, over all speakers (1920 = 12 per speaker for 160).
+        unknown_clips_per_word: clips of each unknown word, over all speakers.
+        seed: all randomness derives from it; the same arguments give byte-identical files.
+        sample_rate: of the written clips, which are one second long.
+        progress: show a tqdm progress bar.
+
+    Raises:
+        EspeakError: espeakng-loader is missing or a voice fails.
+        FileExistsError: ``root`` holds files this generator did not write.
+        ValueError: invalid arguments.
+    """
+    root = Path(root).expanduser().absolute()
+    words, unknown_words = tuple(words), tuple(unknown_words)
+    all_words = words + unknown_words
+    if len(set(all_words)) != len(all_words):
+        raise ValueError(f"words and unknown_words must be distinct, got {all_words}")
+    for word in all_words:
+        if not re.fullmatch(r"[a-z][a-z' -]*", word):
+            raise ValueError(f"{word!r}: words must be lowercase letters (they name folders and are spoken)")
+    if num_speakers < 3:
+        raise ValueError(f"num_speakers={num_speakers}: at least 3 are needed, one per split")
+    if clips_per_word < 0 or unknown_clips_per_word < 0:
+        raise ValueError("clips_per_word and unknown_clips_per_word must be >= 0")
+
+    args = dict(words=list(words), unknown_words=list(unknown_words), num_speakers=num_speakers,
+                clips_per_word=clips_per_word, unknown_clips_per_word=unknown_clips_per_word,
+                seed=seed, sample_rate=sample_rate)
+    key = dict(format_version=FORMAT_VERSION, espeakng_loader=_espeakng_loader_version(), args=args)
+    if _is_current(root, key):
+        return root
+    ours = {*all_words, BACKGROUND_NOISE_DIR, VALIDATION_LIST, TESTING_LIST, MARKER_NAME}
+    if root.exists() and _read_marker(root) is None and not set(os.listdir(root)) <= ours:
+        # Without our marker and with foreign files this may be the real data set: never delete it.
+        raise FileExistsError(f"{root} exists and is not a kws synthetic corpus (no {MARKER_NAME}); "
+                              "pass an empty or new folder as root")
+
+    started = time.perf_counter()
+    speakers = _make_speakers(num_speakers, seed, list_variants())
+    jobs = _assign_clips(speakers, {**{w: clips_per_word for w in words},
+                                    **{w: unknown_clips_per_word for w in unknown_words}}, seed)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(root)
+    tmp = root.parent / f".{root.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        for word in all_words:
+            (tmp / word).mkdir()
+        _write_speech(tmp, speakers, jobs, seed, sample_rate, progress)
+        _write_background_noise(tmp / BACKGROUND_NOISE_DIR, seed, sample_rate)
+        _write_lists(tmp, speakers, jobs)
+        counts = {split: sum(s.split == split for s in speakers) for split in SPLITS}
+        info = dict(clips={w: sum(j[0] == w for js in jobs.values() for j in js) for w in all_words},
+                    speakers=counts, voices=[asdict(s) | {"split": s.split} for s in speakers])
+        # Written last: a folder with this marker is complete.
+        (tmp / MARKER_NAME).write_text(json.dumps(key | info, indent=1) + "\n")
+
+        if _is_current(root, key):
+            shutil.rmtree(tmp)  # another process finished the same corpus meanwhile
+            return root
+        old = root.parent / f".{root.name}.old-{os.getpid()}"
+        if root.exists():
+            os.rename(root, old)
+        os.rename(tmp, root)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if progress:
+        print(f"Synthetic corpus: {sum(info['clips'].values())} clips by {num_speakers} speakers "
+              f"({counts['training']} training, {counts['validation']} validation, {counts['testing']} testing) "
+              f"in {time.perf_counter() - started:.1f} s -> {root}")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate the synthetic Speech Commands-style corpus.")
+    parser.add_argument("root", type=Path, help="folder to write (reused when it already matches)")
+    parser.add_argument("--num-speakers", type=int, default=DEFAULT_NUM_SPEAKERS)
+    parser.add_argument("--clips-per-word", type=int, default=DEFAULT_CLIPS_PER_WORD)
+    parser.add_argument("--unknown-clips-per-word", type=int, default=DEFAULT_UNKNOWN_CLIPS_PER_WORD)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sample-rate", type=int, default=16000)
+    args = parser.parse_args(argv)
+    generate_corpus(args.root, num_speakers=args.num_speakers, clips_per_word=args.clips_per_word,
+                    unknown_clips_per_word=args.unknown_clips_per_word, seed=args.seed,
+                    sample_rate=args.sample_rate)
+
+
+if __name__ == "__main__":
+    main()
