@@ -1,9 +1,7 @@
 """The synthetic Speech Commands stand-in: layout, format, splits, determinism, caching."""
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 
