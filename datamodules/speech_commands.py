@@ -335,6 +335,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ on the device
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if not isinstance(batch, (tuple, list)):
+            return batch  # not a loader batch: e.g. the model's example_input_array (features)
         audio, labels = batch
         training = self.trainer is not None and self.trainer.training
         return self.featurize(audio, labels if training else None), labels

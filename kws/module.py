@@ -52,6 +52,8 @@ class KWSModule(L.LightningModule):
         self.labels = list(labels)
         self.model = TinyConv(tuple(input_shape), len(self.labels), channels=channels, dropout=dropout)
         self.loss = nn.CrossEntropyLoss()
+        # Lets Lightning's model summary show input/output sizes and FLOPs.
+        self.example_input_array = torch.zeros(1, input_shape[0] * input_shape[1])
         n = len(self.labels)
         for stage in ("train", "val", "test"):
             metrics = MetricCollection(

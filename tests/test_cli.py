@@ -1,20 +1,7 @@
-"""The command line: config printing, bad keys, and a short end-to-end fit + test."""
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
+"""The command line: config printing, bad keys, overrides and the plot tool."""
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_kws(*args, cwd=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "kws", *args], cwd=cwd or REPO, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode:
-        raise AssertionError(f"kws {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
+from conftest import run_kws
 
 
 def test_print_config_round_trips_the_yaml():
