@@ -3,7 +3,9 @@ and SpeechCommandsDataModule. The data module's labels and feature shape are lin
 model, so the model's sizes always follow the feature settings."""
 from __future__ import annotations
 
+import csv
 import os
+from pathlib import Path
 
 # TensorFlow (pulled in by some tools) and W&B are chatty; keep the console for training output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,6 +22,22 @@ class KWSCLI(LightningCLI):
         parser.link_arguments("data.labels", "model.labels", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="After fit, test the best checkpoint (fit only).")
+
+    def after_predict(self) -> None:
+        """Write the predictions of ``predict`` to ``predictions.csv`` beside the logs."""
+        batches = self.trainer.predict_loop.predictions
+        if not batches or not self.trainer.is_global_zero:
+            return
+        labels = self.datamodule.labels
+        out = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["label", "prediction", *(f"p_{l}" for l in labels)])
+            for batch in batches:
+                for y, p, probs in zip(batch["label"].tolist(), batch["prediction"].tolist(), batch["probabilities"].tolist()):
+                    writer.writerow([labels[y], labels[p], *(f"{x:.4f}" for x in probs)])
+        print(f"Predictions: {out}")
 
     def after_fit(self) -> None:
         if self.config.fit.get("test_after_fit", True) and not self.trainer.fast_dev_run:

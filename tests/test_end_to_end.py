@@ -55,3 +55,16 @@ def test_checkpoint_reloads_and_retests(fitted):
     run_kws("test", "--config", str(REPO / "conf.yaml"), "--data.data_dir", str(ckpt["datamodule_hyper_parameters"]["data_dir"]), "--ckpt_path", str(best), cwd=work)
     again = json.loads((work / "runs" / "csv" / "version_1" / "test_results.json").read_text())
     assert again["confusion_matrix"] == first["confusion_matrix"]  # evaluation is deterministic
+
+
+def test_predict_writes_what_test_measured(fitted):
+    work, _ = fitted
+    best = next((work / "runs" / "csv" / "version_0" / "checkpoints").glob("best-*.ckpt"))
+    data_dir = torch.load(best, map_location="cpu", weights_only=False)["datamodule_hyper_parameters"]["data_dir"]
+    proc = run_kws("predict", "--config", str(REPO / "conf.yaml"), "--data.data_dir", str(data_dir), "--ckpt_path", str(best), cwd=work)
+    out = Path(work) / proc.stdout.split("Predictions: ")[1].split()[0]
+    rows = list(csv.DictReader(open(out)))
+    tested = json.loads((work / "runs" / "csv" / "version_0" / "test_results.json").read_text())
+    assert len(rows) == tested["samples"]
+    assert sum(r["label"] == r["prediction"] for r in rows) == tested["correct"]
+    assert all(abs(sum(float(r[f"p_{l}"]) for l in ("silence", "unknown", "yes", "no")) - 1) < 1e-3 for r in rows)
