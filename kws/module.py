@@ -50,7 +50,7 @@ class KWSModule(L.LightningModule):
             raise ValueError(f"lr_schedule must be constant, cosine or step, got {lr_schedule!r}")
         self.save_hyperparameters()
         self.labels = list(labels)
-        self.model = TinyConv(tuple(input_shape), len(self.labels), channels=channels, dropout=dropout)
+        self.model = self.build_model()
         self.loss = nn.CrossEntropyLoss()
         # Lets Lightning's model summary show input/output sizes and FLOPs.
         self.example_input_array = torch.zeros(1, input_shape[0] * input_shape[1])
@@ -63,6 +63,13 @@ class KWSModule(L.LightningModule):
             setattr(self, f"{stage}_metrics", metrics)
         self.test_confusion = MulticlassConfusionMatrix(n)
         self.test_results: dict | None = None
+        # Structural changes made by compression callbacks, replayed on load (kws.transforms).
+        self.model_transforms: list[dict] = []
+
+    def build_model(self) -> nn.Module:
+        """A fresh, uncompressed model from the hyperparameters."""
+        hp = self.hparams
+        return TinyConv(tuple(hp.input_shape), len(hp.labels), channels=hp.channels, dropout=hp.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -130,6 +137,19 @@ class KWSModule(L.LightningModule):
                 rows.append(["total", self.test_results["samples"], self.test_results["correct"], self.test_results["accuracy"]])
                 logger.log_table("test/per_class", columns=["label", "samples", "correct", "accuracy"], data=rows)
                 logger.log_image("test/confusion_matrix", [str(plot)])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["kws_model_transforms"] = list(self.model_transforms)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Rebuild the model's structure (pruned layers, quantizers) before the weights load."""
+        from kws.transforms import replay_transforms
+
+        # Start from the plain model whatever this module holds now (a later, more compressed
+        # state may load an earlier checkpoint), then replay the checkpoint's own log.
+        self.model = self.build_model().to(self.device)
+        self.model_transforms = []
+        replay_transforms(self, checkpoint.get("kws_model_transforms", []))
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -1,0 +1,52 @@
+"""Structural model changes are logged, saved in the checkpoint and replayed on load."""
+import pytest
+import torch
+from torch import nn
+
+from kws.module import KWSModule
+from kws.transforms import TRANSFORMS, apply_transform, register_transform
+
+
+@register_transform("test_narrow_fc")
+def narrow_fc(model: nn.Module, hidden: int) -> nn.Module:
+    """A structural change a checkpoint cannot load without: fc -> fc1 -> fc2."""
+    model.fc = nn.Sequential(nn.Linear(model.fc.in_features, hidden), nn.Linear(hidden, model.fc.out_features))
+    return model
+
+
+def save(module: KWSModule, path):
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": "2.6.6"}
+    module.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+
+
+def test_transform_log_replays_on_load(tmp_path):
+    module = KWSModule().eval()
+    apply_transform(module, "test_narrow_fc", hidden=7)
+    assert module.model_transforms == [{"name": "test_narrow_fc", "params": {"hidden": 7}}]
+    save(module, tmp_path / "m.ckpt")
+    loaded = KWSModule.load_from_checkpoint(tmp_path / "m.ckpt").eval()
+    assert loaded.model.fc[0].out_features == 7
+    x = torch.randn(5, 1960)
+    torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0)
+    # plain TinyConv would not accept these weights: the replay is what makes loading work
+    with pytest.raises(RuntimeError):
+        KWSModule().load_state_dict(module.state_dict())
+
+
+def test_earlier_checkpoint_loads_into_a_transformed_module(tmp_path):
+    plain = KWSModule()
+    save(plain, tmp_path / "plain.ckpt")
+    module = KWSModule()
+    apply_transform(module, "test_narrow_fc", hidden=3)
+    ckpt = torch.load(tmp_path / "plain.ckpt", weights_only=False)
+    module.on_load_checkpoint(ckpt)
+    module.load_state_dict(ckpt["state_dict"])
+    assert module.model_transforms == [] and isinstance(module.model.fc, nn.Linear)
+
+
+def test_unknown_transform_is_named():
+    module = KWSModule()
+    with pytest.raises(KeyError, match="no_such_transform"):
+        module.on_load_checkpoint({"kws_model_transforms": [{"name": "no_such_transform", "params": {}}]})
+    assert "test_narrow_fc" in TRANSFORMS
