@@ -21,7 +21,8 @@ class KWSCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.labels", "model.labels", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
-        parser.add_argument("--test_after_fit", type=bool, default=True, help="After fit, test the best checkpoint (fit only).")
+        parser.add_argument("--test_after_fit", type=bool, default=True, help="After fit, test a checkpoint (fit only).")
+        parser.add_argument("--test_ckpt", type=str, default="best", choices=["best", "last"], help="Which checkpoint test_after_fit tests: the best on validation, or the final model (use last with pruning or quantization, whose final model is the compressed one).")
 
     def after_predict(self) -> None:
         """Write the predictions of ``predict`` to ``predictions.csv`` beside the logs."""
@@ -41,7 +42,8 @@ class KWSCLI(LightningCLI):
 
     def after_fit(self) -> None:
         if self.config.fit.get("test_after_fit", True) and not self.trainer.fast_dev_run:
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if self.trainer.checkpoint_callback else None)
+            ckpt = self.config.fit.get("test_ckpt", "best") if self.trainer.checkpoint_callback else None
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
 
 
 def cli_main(args: list[str] | None = None) -> KWSCLI:

@@ -30,6 +30,9 @@ class KWSModule(L.LightningModule):
         lr_schedule: ``constant``; ``cosine`` (annealed to 0 over ``max_epochs``); or ``step``
             (x0.1 at ``lr_step_epoch``, as micro_speech's 0.001 -> 0.0001 recipe).
         lr_step_epoch: the epoch of the ``step`` drop.
+        init_from: a checkpoint whose weights (and structure) start training -- e.g. a trained
+            float model to fine-tune with pruning or quantization. Unlike ``--ckpt_path`` it
+            restores no optimizer, epoch or callback state.
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class KWSModule(L.LightningModule):
         channels: int = 8,
         lr_schedule: Literal["constant", "cosine", "step"] = "constant",
         lr_step_epoch: int = 40,
+        init_from: str | None = None,
     ):
         super().__init__()
         if learning_rate <= 0 or weight_decay < 0:
@@ -65,11 +69,24 @@ class KWSModule(L.LightningModule):
         self.test_results: dict | None = None
         # Structural changes made by compression callbacks, replayed on load (kws.transforms).
         self.model_transforms: list[dict] = []
+        if init_from:
+            self._init_from(init_from)
 
     def build_model(self) -> nn.Module:
         """A fresh, uncompressed model from the hyperparameters."""
         hp = self.hparams
         return TinyConv(tuple(hp.input_shape), len(hp.labels), channels=hp.channels, dropout=hp.dropout)
+
+    def _init_from(self, path: str) -> None:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"model.init_from: no checkpoint at {path}")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in ("labels", "input_shape"):
+            if key in saved and list(saved[key]) != list(self.hparams[key]):
+                raise ValueError(f"model.init_from: {path} was trained with {key}={list(saved[key])}, this run has {list(self.hparams[key])}")
+        self.on_load_checkpoint(checkpoint)
+        self.model.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")})
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

@@ -50,3 +50,17 @@ def test_unknown_transform_is_named():
     with pytest.raises(KeyError, match="no_such_transform"):
         module.on_load_checkpoint({"kws_model_transforms": [{"name": "no_such_transform", "params": {}}]})
     assert "test_narrow_fc" in TRANSFORMS
+
+
+def test_init_from_starts_with_the_checkpoint_weights_and_structure(tmp_path):
+    trained = KWSModule().eval()
+    apply_transform(trained, "test_narrow_fc", hidden=5)
+    save(trained, tmp_path / "t.ckpt")
+    fresh = KWSModule(init_from=str(tmp_path / "t.ckpt"), learning_rate=0.01).eval()
+    x = torch.randn(4, 1960)
+    torch.testing.assert_close(fresh(x), trained(x), rtol=0, atol=0)
+    assert fresh.hparams.learning_rate == 0.01 and fresh.model_transforms == trained.model_transforms
+    with pytest.raises(ValueError, match=r"labels=\['silence', 'unknown', 'yes', 'no'\]"):
+        KWSModule(labels=["silence", "unknown", "up"], init_from=str(tmp_path / "t.ckpt"))
+    with pytest.raises(FileNotFoundError, match="model.init_from: no checkpoint"):
+        KWSModule(init_from=str(tmp_path / "missing.ckpt"))
