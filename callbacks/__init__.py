@@ -1,0 +1,2 @@
+from callbacks.quantization import QuantizationAwareTraining
+from callbacks.pruning import Pruning
