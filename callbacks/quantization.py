@@ -60,6 +60,7 @@ def check_options(
     percentile: float = 99.99,
     momentum: float = 0.99,
     layers: Iterable[str] | None = None,
+    activation_mode: str | None = None,
 ) -> dict[str, Any]:
     """Validated quantizer options, as the JSON-like params of the ``fake_quant`` transform."""
     for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits)):
@@ -67,6 +68,8 @@ def check_options(
             raise ValueError(f"{name} must be an integer from 2 to 8, got {bits!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be 'symmetric' or 'asymmetric', got {mode!r}")
+    if activation_mode is not None and activation_mode not in MODES:
+        raise ValueError(f"activation_mode must be 'symmetric', 'asymmetric' or null (= mode), got {activation_mode!r}")
     if activation_range not in ACTIVATION_RANGES:
         raise ValueError(f"activation_range must be 'minmax' or 'percentile', got {activation_range!r}")
     if not 0 < percentile <= 100:
@@ -80,6 +83,7 @@ def check_options(
     return {
         "weight_bits": weight_bits, "activation_bits": activation_bits, "mode": mode, "per_channel": bool(per_channel),
         "activation_range": activation_range, "percentile": float(percentile), "momentum": float(momentum), "layers": layers,
+        "activation_mode": activation_mode or mode,
     }
 
 
@@ -166,11 +170,12 @@ class QuantWrapper(nn.Module):
         activation_range: str = "minmax",
         percentile: float = 99.99,
         momentum: float = 0.99,
+        activation_mode: str | None = None,
     ):
         super().__init__()
         if not isinstance(layer, QUANTIZABLE):
             raise TypeError(f"QuantWrapper wraps Conv2d or Linear layers, got {type(layer).__name__}")
-        options = check_options(weight_bits, activation_bits, mode, per_channel, activation_range, percentile, momentum)
+        options = check_options(weight_bits, activation_bits, mode, per_channel, activation_range, percentile, momentum, activation_mode=activation_mode)
         del options["layers"]
         for name, value in options.items():
             setattr(self, name, value)
@@ -183,7 +188,7 @@ class QuantWrapper(nn.Module):
             self.register_buffer(name, torch.tensor(value, device=device))
 
     def extra_repr(self) -> str:
-        return (f"weight_bits={self.weight_bits}, activation_bits={self.activation_bits}, mode={self.mode}, "
+        return (f"weight_bits={self.weight_bits}, activation_bits={self.activation_bits}, mode={self.mode}, activation_mode={self.activation_mode}, "
                 f"per_channel={self.per_channel}, activation_range={self.activation_range}")
 
     def weight_qparams(self) -> tuple[Tensor, Tensor]:
@@ -204,7 +209,7 @@ class QuantWrapper(nn.Module):
         # torch.where rather than `if self.observed`: no device-to-host sync
         self.act_min.copy_(torch.where(self.observed, m * self.act_min + (1 - m) * lo, lo))
         self.act_max.copy_(torch.where(self.observed, m * self.act_max + (1 - m) * hi, hi))
-        scale, zero_point = qparams(self.act_min, self.act_max, self.activation_bits, self.mode)
+        scale, zero_point = qparams(self.act_min, self.act_max, self.activation_bits, self.activation_mode)
         self.act_scale.copy_(scale)
         self.act_zero_point.copy_(zero_point)
         self.observed.fill_(True)
@@ -218,7 +223,7 @@ class QuantWrapper(nn.Module):
         weight_scale, weight_zero_point = self.weight_qparams()
         weight = fake_quantize(weight, weight_scale, weight_zero_point, self.weight_bits, self.mode, 0 if self.per_channel else None)
         if self.observed:
-            x = fake_quantize(x, self.act_scale, self.act_zero_point, self.activation_bits, self.mode)
+            x = fake_quantize(x, self.act_scale, self.act_zero_point, self.activation_bits, self.activation_mode)
             if bias is not None:
                 bias = fake_quantize_bias(bias, self.act_scale * weight_scale)
         return self._layer_forward(x, weight, bias)
@@ -343,7 +348,9 @@ class QuantizationAwareTraining(L.Callback):
 
     Args:
         weight_bits, activation_bits: 2 to 8.
-        mode: ``symmetric`` or ``asymmetric`` (weights and activations).
+        mode: ``symmetric`` or ``asymmetric`` (weights, and activations unless activation_mode).
+        activation_mode: mode of the activations; None = ``mode``. TFLite int8 uses symmetric
+            weights with asymmetric activations (non-negative features waste a bit otherwise).
         per_channel: weight ranges per output channel instead of per tensor.
         activation_range: ``minmax`` or ``percentile`` of each training batch.
         percentile: p in (0, 100]: the range is the (100-p)th to pth percentile.
@@ -369,8 +376,9 @@ class QuantizationAwareTraining(L.Callback):
         start_epoch: int = 0,
         freeze_epoch: int | None = None,
         layers: list[str] | None = None,
+        activation_mode: Literal["symmetric", "asymmetric"] | None = None,
     ):
-        self.quant_options = check_options(weight_bits, activation_bits, mode, per_channel, activation_range, percentile, momentum, layers)
+        self.quant_options = check_options(weight_bits, activation_bits, mode, per_channel, activation_range, percentile, momentum, layers, activation_mode)
         if not isinstance(start_epoch, int) or start_epoch < 0:
             raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
         if freeze_epoch is not None and (not isinstance(freeze_epoch, int) or freeze_epoch <= start_epoch):

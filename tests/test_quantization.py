@@ -306,7 +306,7 @@ def test_qat_fit_reload_and_resume(tmp_path):
     assert not torch.equal(probe.weights[2], loaded.model.conv.layer.weight)
     hparams = load_hparams_from_yaml(next((tmp_path / "b").rglob("hparams.yaml")))
     assert hparams["quantization"] == {
-        **options, "activation_range": "minmax", "percentile": 99.99, "layers": None,
+        **options, "activation_range": "minmax", "percentile": 99.99, "layers": None, "activation_mode": "asymmetric",
         "start_epoch": 1, "freeze_epoch": 2, "quantized_layers": ["conv", "fc"],
     }
 
@@ -348,3 +348,17 @@ def test_ptq_against_float(trained, mode, per_channel):
     assert results[2]["agreement"] < results[8]["agreement"] - 0.1
     unlabelled = compare_models(model, quant, [f for f, _ in held_out])
     assert unlabelled == {"agreement": results[2]["agreement"], "prob_mse": pytest.approx(results[2]["prob_mse"])}
+
+
+def test_activation_mode_splits_weights_and_activations():
+    """TFLite's int8 scheme: symmetric weights (zero point 0), asymmetric activations."""
+    from callbacks.quantization import QuantWrapper
+
+    torch.manual_seed(0)
+    wrapper = QuantWrapper(nn.Linear(6, 3), weight_bits=4, activation_bits=4, mode="symmetric", activation_mode="asymmetric").train()
+    wrapper(torch.rand(32, 6) * 5)  # non-negative inputs, as the features are
+    _, weight_zero = wrapper.weight_qparams()
+    assert int(weight_zero.abs().max()) == 0
+    assert int(wrapper.act_zero_point) == 0 and float(wrapper.act_scale) == pytest.approx(float(wrapper.act_max) / 15)
+    with pytest.raises(ValueError, match="activation_mode"):
+        QuantizationAwareTraining(activation_mode="affine")
