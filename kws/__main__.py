@@ -17,7 +17,13 @@ def plot_features_main(argv: list[str]) -> None:
     print(plot_features(args.wav, out, FeatureSettings()))
 
 
-TOOLS = {"plot-features": plot_features_main}
+def sweep_main(argv: list[str]) -> None:
+    from kws.sweep import main
+
+    main(argv)
+
+
+TOOLS = {"plot-features": plot_features_main, "sweep": sweep_main}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,7 @@ class KWSCLI(LightningCLI):
         parser.link_arguments("data.labels", "model.labels", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="After fit, test a checkpoint (fit only).")
-        parser.add_argument("--test_ckpt", type=str, default="best", choices=["best", "last"], help="Which checkpoint test_after_fit tests: the best on validation, or the final model (use last with pruning or quantization, whose final model is the compressed one).")
+        parser.add_argument("--test_ckpt", type=str, default="best", choices=["best", "final"], help="Which checkpoint test_after_fit tests: the best on validation, or final.ckpt, the model as training ended (use final with pruning or quantization: the compressed model).")
 
     def after_predict(self) -> None:
         """Write the predictions of ``predict`` to ``predictions.csv`` beside the logs."""
@@ -41,8 +41,17 @@ class KWSCLI(LightningCLI):
         print(f"Predictions: {out}")
 
     def after_fit(self) -> None:
-        if self.config.fit.get("test_after_fit", True) and not self.trainer.fast_dev_run:
-            ckpt = self.config.fit.get("test_ckpt", "best") if self.trainer.checkpoint_callback else None
+        if self.trainer.fast_dev_run:
+            return
+        # Lightning's last.ckpt is only refreshed when a top-k checkpoint is saved, so the model
+        # as training ended (pruned and rebuilt, quantized) is saved here explicitly.
+        callback = self.trainer.checkpoint_callback
+        folder = Path(callback.dirpath) if callback and callback.dirpath else Path(self.trainer.log_dir or self.trainer.default_root_dir) / "checkpoints"
+        final = folder / "final.ckpt"
+        self.trainer.save_checkpoint(final)
+        if self.config.fit.get("test_after_fit", True):
+            which = self.config.fit.get("test_ckpt", "best")
+            ckpt = str(final) if which == "final" or not callback else "best"
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
 
 

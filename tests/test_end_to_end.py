@@ -35,6 +35,8 @@ def test_fit_trains_and_tests(fitted, tiny_corpus):
     assert results["classes"][2]["samples"] + results["classes"][3]["samples"] == wanted
     assert f"| total    | {results['samples']:>7} | {results['correct']:>7} |" in output  # the printed table
     assert (run_dir / "confusion_matrix.png").stat().st_size > 5000
+    final = torch.load(run_dir / "checkpoints" / "final.ckpt", map_location="cpu", weights_only=False)
+    assert final["epoch"] == 4  # saved after the 4th (last) epoch, whatever the best epoch was
     # it learned something: training loss fell over the epochs
     rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv")) if r.get("train/loss")]
     losses = [float(r["train/loss"]) for r in rows]

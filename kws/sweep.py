@@ -1,0 +1,230 @@
+"""``python -m kws sweep``: a grid over one compression option, as real training runs.
+
+Each point is a ``python -m kws fit`` run (fine-tuning a trained float checkpoint with the
+compression callback added to the config), tested on the final -- compressed -- model. The
+sweep writes ``results.csv``, plots and a summary, and logs them to W&B (offline by default).
+
+Studies:
+- ``bits``: weight/activation bits 8, 6, 4, 3, 2 with QAT (a fine-tuning run each) and with
+  post-training quantization of the float checkpoint (calibrated on training clips).
+- ``sparsity``: unstructured global magnitude pruning, 0-90 % in 10 % steps, one-shot vs gradual.
+- ``norms``: structured channel pruning, 1/8 .. 7/8 of the conv channels, ranked by L1, L2, L-inf.
+- ``structured``: structured L1 channel pruning 0, 25, 50, 75 %: accuracy, parameters, FLOPs and
+  CPU latency of the physically smaller model.
+
+Example::
+
+    python -m kws fit --config conf.yaml                          # the float model
+    python -m kws sweep --study bits --init_from runs/csv/version_0/checkpoints/final.ckpt
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+STUDIES = ("bits", "sparsity", "norms", "structured")
+# The quantization scheme of both PTQ and QAT points: TFLite int8's (symmetric per-channel
+# weights, asymmetric per-tensor activations) at every bit width.
+QUANT = dict(mode="symmetric", activation_mode="asymmetric", per_channel=True)
+
+
+def _callback(class_path: str, **init_args) -> dict:
+    return {"class_path": class_path, "init_args": init_args}
+
+
+def study_points(study: str, epochs: int) -> list[tuple[dict, dict]]:
+    """(row labels, compression callback config) of each training run of a study."""
+    end = max(1, epochs * 2 // 3)  # prune over the first two thirds, fine-tune for the rest
+    if study == "bits":
+        return [({"method": "qat", "bits": b}, _callback("callbacks.QuantizationAwareTraining", **QUANT, weight_bits=b, activation_bits=b, start_epoch=0)) for b in (8, 6, 4, 3, 2)]
+    if study == "sparsity":
+        points = []
+        for schedule in ("one_shot", "gradual"):
+            for tenth in range(10):
+                cfg = dict(amount=tenth / 10, method="unstructured", scope="global", schedule=schedule, start_epoch=0)
+                if schedule == "gradual":
+                    cfg["end_epoch"] = end
+                points.append(({"schedule": schedule, "sparsity": tenth / 10}, _callback("callbacks.Pruning", **cfg)))
+        return points
+    if study == "norms":
+        return [
+            ({"norm": norm, "channel_fraction": k / 8}, _callback("callbacks.Pruning", amount=k / 8, method="structured", norm=norm, schedule="gradual", start_epoch=0, end_epoch=end))
+            for norm in ("L1", "L2", "Linf") for k in range(1, 8)
+        ]
+    if study == "structured":
+        return [
+            ({"channel_fraction": f}, _callback("callbacks.Pruning", amount=f, method="structured", norm="L1", schedule="gradual", start_epoch=0, end_epoch=end))
+            for f in (0.0, 0.25, 0.5, 0.75)
+        ]
+    raise ValueError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
+
+
+def run_point(name: str, callback: dict, args, out: Path) -> dict:
+    """One fine-tuning run in its own folder; returns its test results and model size."""
+    run_dir = out / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load(Path(args.config).read_text())
+    overlay = {
+        "trainer": {"max_epochs": args.epochs, "callbacks": copy.deepcopy(config["trainer"].get("callbacks", [])) + [callback]},
+        "model": {"init_from": str(Path(args.init_from).resolve())},
+        "data": {"data_dir": str(Path(config["data"]["data_dir"]).resolve())},
+        "test_ckpt": "final",
+    }
+    (run_dir / "overlay.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
+    cmd = [sys.executable, "-m", "kws", "fit", "--config", str(Path(args.config).resolve()), "--config", "overlay.yaml"]
+    env = {**os.environ, "WANDB_RUN_GROUP": f"sweep-{args.study}"}
+    start = time.time()
+    with open(run_dir / "log.txt", "w") as log:
+        proc = subprocess.run(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode:
+        raise RuntimeError(f"sweep point {name} failed; see {run_dir / 'log.txt'}")
+    version = max((run_dir / "runs" / "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    results = json.loads((version / "test_results.json").read_text())
+    checkpoint = version / "checkpoints" / "final.ckpt"
+    return {"test_acc": results["accuracy"], **model_size(checkpoint), "train_s": round(time.time() - start, 1), "checkpoint": str(checkpoint)}
+
+
+def model_size(checkpoint: Path) -> dict:
+    from kws.module import KWSModule
+    from kws.profiling import count_flops, count_parameters, cpu_latency_ms
+
+    module = KWSModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    shape = (module.hparams.input_shape[0] * module.hparams.input_shape[1],)
+    return {**count_parameters(module.model), "flops": count_flops(module.model, shape), "cpu_latency_ms": round(cpu_latency_ms(module.model, shape), 4)}
+
+
+def evaluation_batches(args) -> tuple[list, list]:
+    """Featurized calibration (training clips, no augmentation) and test batches."""
+    import torch
+
+    from datamodules import SpeechCommandsDataModule
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    dm = SpeechCommandsDataModule(**config["data"])
+    dm.prepare_data()
+    dm.setup()
+    with torch.no_grad():
+        calibration = [(dm.featurize(a), y) for a, y in list(dm.train_dataloader())[: args.calibration_batches]]
+        test = [(dm.featurize(a), y) for a, y in dm.test_dataloader()]
+    return calibration, test
+
+
+def ptq_points(float_model, calibration: list, test: list, bits: list[int]) -> list[dict]:
+    """Post-training quantization of the float model at each bit width, on the test split."""
+    from callbacks.quantization import compare_models, post_training_quantize
+
+    rows = []
+    for b in bits:
+        quant = post_training_quantize(float_model, calibration, **QUANT, weight_bits=b, activation_bits=b)
+        cmp = compare_models(float_model, quant, test)
+        rows.append({"method": "ptq", "bits": b, "test_acc": cmp["quant_acc"], "agreement": cmp["agreement"], "prob_mse": cmp["prob_mse"]})
+    return rows
+
+
+def accuracy(model, batches: list) -> float:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in batches)
+    return correct / sum(len(y) for _, y in batches)
+
+
+def plot(study: str, rows: list[dict], out: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11 if study == "structured" else 6, 4.2), dpi=100)
+    if study == "bits":
+        ax = fig.subplots()
+        for method in ("ptq", "qat"):
+            pts = sorted((r["bits"], 100 * r["test_acc"]) for r in rows if r["method"] == method)
+            ax.plot(*zip(*pts), "o-", label=method.upper())
+        ax.axhline(100 * rows[0]["float_reference"], color="gray", ls="--", label="float")
+        ax.set(xlabel="bits (weights and activations)", ylabel="test accuracy (%)", title="Accuracy vs bits: PTQ vs QAT")
+    elif study in ("sparsity", "norms"):
+        ax = fig.subplots()
+        key, x = ("schedule", "sparsity") if study == "sparsity" else ("norm", "channel_fraction")
+        for group in dict.fromkeys(r[key] for r in rows):
+            pts = sorted((100 * r[x], 100 * r["test_acc"]) for r in rows if r[key] == group)
+            ax.plot(*zip(*pts), "o-", label=group)
+        ax.axhline(100 * rows[0]["float_reference"], color="gray", ls="--", label="float")
+        ax.set(xlabel=f"{x.replace('_', ' ')} (%)", ylabel="test accuracy (%)", title=f"Accuracy vs {x.replace('_', ' ')}")
+    else:
+        ax, ax2 = fig.subplots(1, 2)
+        pts = sorted((r["parameters"], 100 * r["test_acc"], r["cpu_latency_ms"]) for r in rows)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
+        ax.set(xlabel="parameters", ylabel="test accuracy (%)", title="Structured pruning: accuracy vs parameters")
+        ax2.plot([p[0] for p in pts], [p[2] for p in pts], "o-")
+        ax2.set(xlabel="parameters", ylabel="CPU latency, batch 1 (ms)", title="Latency vs parameters")
+    for a in fig.axes:
+        a.grid(alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend()
+    fig.tight_layout()
+    path = out / f"{study}.png"
+    fig.savefig(path)
+    return path
+
+
+def log_to_wandb(study: str, rows: list[dict], plot_path: Path, out: Path) -> None:
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE", "offline")
+    run = wandb.init(project="kws", group=f"sweep-{study}", name=f"sweep-{study}", dir=str(out), mode=mode, reinit="finish_previous")
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    run.log({f"sweep/{study}": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows]), f"sweep/{study}_plot": wandb.Image(str(plot_path))})
+    run.finish()
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(prog="python -m kws sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--study", required=True, choices=STUDIES)
+    parser.add_argument("--config", default="conf.yaml")
+    parser.add_argument("--init_from", required=True, help="trained float checkpoint each point fine-tunes")
+    parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per point")
+    parser.add_argument("--calibration_batches", type=int, default=10, help="PTQ calibration batches (training clips)")
+    parser.add_argument("--out", default=None, help="output folder (default runs/sweeps/<study>)")
+    args = parser.parse_args(argv)
+    if not Path(args.init_from).is_file():
+        parser.error(f"--init_from {args.init_from}: no such checkpoint; train a float model first (python -m kws fit --config {args.config})")
+    out = Path(args.out or f"runs/sweeps/{args.study}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    from kws.module import KWSModule
+
+    float_model = KWSModule.load_from_checkpoint(args.init_from, map_location="cpu").model.eval()
+    calibration, test = evaluation_batches(args)
+    float_acc = accuracy(float_model, test)
+    print(f"float model {args.init_from}: test accuracy {100 * float_acc:.2f} %")
+    rows = ptq_points(float_model, calibration, test, [8, 6, 4, 3, 2]) if args.study == "bits" else []
+    points = study_points(args.study, args.epochs)
+    for i, (labels, callback) in enumerate(points, 1):
+        name = "-".join(f"{k}{v}" for k, v in labels.items())
+        print(f"[{i}/{len(points)}] {name} ...", flush=True)
+        row = {**labels, **run_point(name, callback, args, out)}
+        print(f"    test accuracy {100 * row['test_acc']:.2f} %, {row['nonzero_parameters']} nonzero of {row['parameters']} parameters", flush=True)
+        rows.append(row)
+    for r in rows:
+        r["float_reference"] = float_acc
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_path = plot(args.study, rows, out)
+    log_to_wandb(args.study, rows, plot_path, out)
+    print(f"\n{args.study}: {out / 'results.csv'}, {plot_path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
