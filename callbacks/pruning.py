@@ -192,10 +192,11 @@ class Pruning(L.Callback):
 
     Logs ``pruning/sparsity`` (zero weights over all pruned layers), ``pruning/sparsity/<layer>``
     and, for structured, ``pruning/channels/<layer>`` (channels kept) every epoch. The masks are
-    made permanent at the end of the last epoch (``max_epochs`` or ``max_steps``), before
-    ModelCheckpoint saves, so the last checkpoint holds the pruned (and, structured, smaller)
-    model; when training stops otherwise (early stopping) it happens in ``on_train_end``, after
-    the last save, whose checkpoint then holds the masks (it reloads too).
+    made permanent at the end of the last epoch (``max_epochs`` or ``max_steps``), or in
+    ``on_train_end`` when training stops otherwise (early stopping). ``python -m kws fit`` then
+    writes ``final.ckpt``, which holds the pruned (and, structured, smaller) model; Lightning's
+    ``last.ckpt`` is only refreshed with a top-k save, so it may hold an earlier, masked state
+    (which reloads too).
     """
 
     def __init__(
