@@ -186,6 +186,36 @@ def plot(study: str, rows: list[dict], out: Path) -> Path:
     return path
 
 
+def markdown_table(study: str, rows: list[dict]) -> str:
+    """The study's results as the markdown table the README shows."""
+    pct = lambda v: f"{100 * float(v):.2f} %"  # noqa: E731
+    if study == "bits":
+        by = {(r["method"], int(r["bits"])): r for r in rows}
+        lines = ["| bits | PTQ | PTQ agreement with float | QAT |", "|---:|---:|---:|---:|"]
+        for b in (8, 6, 4, 3, 2):
+            ptq, qat = by.get(("ptq", b)), by.get(("qat", b))
+            lines.append(f"| {b} | {pct(ptq['test_acc']) if ptq else '-'} | {pct(ptq['agreement']) if ptq else '-'} | {pct(qat['test_acc']) if qat else '-'} |")
+        tuned = by.get(("float", 32))
+        lines.append(f"| float | {pct(rows[0]['float_reference'])} (as trained) | | {pct(tuned['test_acc']) if tuned else '-'} (fine-tuned alike) |")
+        return "\n".join(lines)
+    if study in ("sparsity", "norms"):
+        key, x = ("schedule", "sparsity") if study == "sparsity" else ("norm", "channel_fraction")
+        groups = list(dict.fromkeys(r[key] for r in rows))
+        xs = sorted({float(r[x]) for r in rows})
+        by = {(r[key], float(r[x])): r for r in rows}
+        lines = [f"| {x.replace('_', ' ')} | " + " | ".join(groups) + " |", "|---:|" + "---:|" * len(groups)]
+        for v in xs:
+            lines.append(f"| {100 * v:.1f} % | " + " | ".join(pct(by[(g, v)]["test_acc"]) if (g, v) in by else "-" for g in groups) + " |")
+        return "\n".join(lines)
+    lines = ["| channels pruned | test accuracy | parameters | FLOPs | CPU latency, batch 1 | CPU latency, batch 256 |", "|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: float(r["channel_fraction"])):
+        lines.append(
+            f"| {100 * float(r['channel_fraction']):.0f} % | {pct(r['test_acc'])} | {int(r['parameters']):,} | {int(r['flops']):,} | "
+            f"{float(r['cpu_latency_ms']):.3f} ms | {float(r.get('cpu_latency_ms_batch256') or 'nan'):.2f} ms |"
+        )
+    return "\n".join(lines)
+
+
 def log_to_wandb(study: str, rows: list[dict], plot_path: Path, out: Path) -> None:
     import wandb
 
@@ -200,12 +230,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="python -m kws sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", required=True, choices=STUDIES)
     parser.add_argument("--config", default="conf.yaml")
-    parser.add_argument("--init_from", required=True, help="trained float checkpoint each point fine-tunes")
+    parser.add_argument("--init_from", help="trained float checkpoint each point fine-tunes (required unless --report)")
     parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per point")
     parser.add_argument("--calibration_batches", type=int, default=10, help="PTQ calibration batches (training clips)")
     parser.add_argument("--out", default=None, help="output folder (default runs/sweeps/<study>)")
+    parser.add_argument("--report", action="store_true", help="print the table of a finished sweep's results.csv, run nothing")
     args = parser.parse_args(argv)
-    if not Path(args.init_from).is_file():
+    if args.report:
+        out = Path(args.out or f"runs/sweeps/{args.study}")
+        if not (out / "results.csv").is_file():
+            parser.error(f"no results in {out}: run the sweep first")
+        rows = list(csv.DictReader(open(out / "results.csv")))
+        print(markdown_table(args.study, rows))
+        return rows
+    if not args.init_from or not Path(args.init_from).is_file():
         parser.error(f"--init_from {args.init_from}: no such checkpoint; train a float model first (python -m kws fit --config {args.config})")
     out = Path(args.out or f"runs/sweeps/{args.study}").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -233,7 +271,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         writer.writerows(rows)
     plot_path = plot(args.study, rows, out)
     log_to_wandb(args.study, rows, plot_path, out)
-    print(f"\n{args.study}: {out / 'results.csv'}, {plot_path}")
+    print(f"\n{markdown_table(args.study, rows)}\n\n{args.study}: {out / 'results.csv'}, {plot_path}")
     return rows
 
 

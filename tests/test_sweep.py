@@ -39,3 +39,16 @@ def test_plots_draw(study, tmp_path):
 def test_unknown_study():
     with pytest.raises(ValueError, match="unknown study"):
         study_points("dropout", 8)
+
+
+def test_markdown_tables():
+    from kws.sweep import markdown_table
+
+    rows = [{"method": "ptq", "bits": 8, "test_acc": 0.9288, "agreement": 0.998, "float_reference": 0.9306}, {"method": "qat", "bits": 8, "test_acc": 0.9427, "float_reference": 0.9306}, {"method": "float", "bits": 32, "test_acc": 0.9462, "float_reference": 0.9306}]
+    table = markdown_table("bits", rows)
+    assert "| 8 | 92.88 % | 99.80 % | 94.27 % |" in table and "| 2 | - | - | - |" in table and "94.62 % (fine-tuned alike)" in table
+    rows = [{"schedule": s, "sparsity": v, "test_acc": a} for s, v, a in [("one_shot", 0.0, 0.9), ("gradual", 0.0, 0.91), ("gradual", 0.8, 0.95)]]
+    table = markdown_table("sparsity", rows)
+    assert "| 80.0 % | - | 95.00 % |" in table.splitlines()[-1]
+    rows = [{"channel_fraction": 0.5, "test_acc": 0.967, "parameters": 8328, "flops": 338004, "cpu_latency_ms": 0.099, "cpu_latency_ms_batch256": 1.5}]
+    assert "| 50 % | 96.70 % | 8,328 | 338,004 | 0.099 ms | 1.50 ms |" in markdown_table("structured", rows)
