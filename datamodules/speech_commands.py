@@ -199,9 +199,11 @@ class SpeechCommandsDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         if not self._has_corpus():
             if self.hparams.synthetic:
-                from datamodules.synthetic import generate_corpus
+                from datamodules.synthetic import DEFAULT_UNKNOWN_WORDS, DEFAULT_WORDS, generate_corpus
 
-                generate_corpus(self.data_dir, words=tuple(self.hparams.wanted_words), sample_rate=self.features.sample_rate)
+                wanted = tuple(self.hparams.wanted_words)
+                others = tuple(w for w in DEFAULT_WORDS + DEFAULT_UNKNOWN_WORDS if w not in wanted)
+                generate_corpus(self.data_dir, words=wanted, unknown_words=others, sample_rate=self.features.sample_rate)
             elif self.hparams.download:
                 download_speech_commands(self.data_dir)
         self._load_audio()
