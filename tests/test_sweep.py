@@ -14,7 +14,7 @@ def instantiate(callback: dict):
 @pytest.mark.parametrize("study", STUDIES)
 def test_every_point_is_a_valid_callback(study):
     points = study_points(study, epochs=8)
-    expected = {"bits": 6, "sparsity": 20, "norms": 21, "structured": 4}[study]
+    expected = {"bits": 6, "sparsity": 20, "norms": 9, "structured": 4}[study]
     assert len(points) == expected
     for labels, callback in points:
         if callback is not None:
