@@ -1,2 +1,3 @@
 from callbacks.quantization import QuantizationAwareTraining
 from callbacks.pruning import Pruning
+from callbacks.export import Export

@@ -23,7 +23,13 @@ def sweep_main(argv: list[str]) -> None:
     main(argv)
 
 
-TOOLS = {"plot-features": plot_features_main, "sweep": sweep_main}
+def export_main(argv: list[str]) -> None:
+    from kws.export import main
+
+    main(argv)
+
+
+TOOLS = {"plot-features": plot_features_main, "sweep": sweep_main, "export": export_main}
 
 
 def main(argv: list[str] | None = None) -> None:
