@@ -154,24 +154,24 @@ def plot(study: str, rows: list[dict], out: Path) -> Path:
     if study == "bits":
         ax = fig.subplots()
         for method in ("ptq", "qat"):
-            pts = sorted((r["bits"], 100 * r["test_acc"]) for r in rows if r["method"] == method)
+            pts = sorted((int(r["bits"]), 100 * float(r["test_acc"])) for r in rows if r["method"] == method)
             ax.plot(*zip(*pts), "o-", label=method.upper())
         tuned = [r for r in rows if r["method"] == "float"]
-        ax.axhline(100 * rows[0]["float_reference"], color="gray", ls="--", label="float (initial)")
+        ax.axhline(100 * float(rows[0]["float_reference"]), color="gray", ls="--", label="float (initial)")
         if tuned:
-            ax.axhline(100 * tuned[0]["test_acc"], color="black", ls=":", label="float (fine-tuned alike)")
+            ax.axhline(100 * float(tuned[0]["test_acc"]), color="black", ls=":", label="float (fine-tuned alike)")
         ax.set(xlabel="bits (weights and activations)", ylabel="test accuracy (%)", title="Accuracy vs bits: PTQ vs QAT")
     elif study in ("sparsity", "norms"):
         ax = fig.subplots()
         key, x = ("schedule", "sparsity") if study == "sparsity" else ("norm", "channel_fraction")
         for group in dict.fromkeys(r[key] for r in rows):
-            pts = sorted((100 * r[x], 100 * r["test_acc"]) for r in rows if r[key] == group)
+            pts = sorted((100 * float(r[x]), 100 * float(r["test_acc"])) for r in rows if r[key] == group)
             ax.plot(*zip(*pts), "o-", label=group)
-        ax.axhline(100 * rows[0]["float_reference"], color="gray", ls="--", label="float")
+        ax.axhline(100 * float(rows[0]["float_reference"]), color="gray", ls="--", label="float")
         ax.set(xlabel=f"{x.replace('_', ' ')} (%)", ylabel="test accuracy (%)", title=f"Accuracy vs {x.replace('_', ' ')}")
     else:
         ax, ax2 = fig.subplots(1, 2)
-        pts = sorted((r["parameters"], 100 * r["test_acc"], r["cpu_latency_ms"], r["cpu_latency_ms_batch256"] / 256) for r in rows)
+        pts = sorted((int(r["parameters"]), 100 * float(r["test_acc"]), float(r["cpu_latency_ms"]), float(r["cpu_latency_ms_batch256"]) / 256) for r in rows)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
         ax.set(xlabel="parameters", ylabel="test accuracy (%)", title="Structured pruning: accuracy vs parameters")
         ax2.plot([p[0] for p in pts], [p[2] for p in pts], "o-", label="batch 1")
@@ -185,6 +185,14 @@ def plot(study: str, rows: list[dict], out: Path) -> Path:
     path = out / f"{study}.png"
     fig.savefig(path)
     return path
+
+
+def write_results(rows: list[dict], out: Path) -> None:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def markdown_table(study: str, rows: list[dict]) -> str:
@@ -236,12 +244,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--calibration_batches", type=int, default=10, help="PTQ calibration batches (training clips)")
     parser.add_argument("--out", default=None, help="output folder (default runs/sweeps/<study>)")
     parser.add_argument("--report", action="store_true", help="print the table of a finished sweep's results.csv, run nothing")
+    parser.add_argument("--remeasure", action="store_true", help="measure size, FLOPs and latency of a finished sweep's checkpoints again (e.g. on an idle machine), update results.csv and the plot")
     args = parser.parse_args(argv)
-    if args.report:
+    if args.report or args.remeasure:
         out = Path(args.out or f"runs/sweeps/{args.study}")
         if not (out / "results.csv").is_file():
             parser.error(f"no results in {out}: run the sweep first")
         rows = list(csv.DictReader(open(out / "results.csv")))
+        if args.remeasure:
+            rows = [{**r, **model_size(Path(r["checkpoint"]))} if r.get("checkpoint") else r for r in rows]
+            write_results(rows, out)
+            plot(args.study, rows, out)
         print(markdown_table(args.study, rows))
         return rows
     if not args.init_from or not Path(args.init_from).is_file():
@@ -265,11 +278,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append(row)
     for r in rows:
         r["float_reference"] = float_acc
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_results(rows, out)
     plot_path = plot(args.study, rows, out)
     log_to_wandb(args.study, rows, plot_path, out)
     print(f"\n{markdown_table(args.study, rows)}\n\n{args.study}: {out / 'results.csv'}, {plot_path}")
