@@ -8,7 +8,7 @@ STAMP := $(VENV)/.kws-$(shell cat constraints.txt pyproject.toml | sha1sum | cut
 CONFIG ?= conf.yaml
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: install train test bench corpus clean
+.PHONY: install train test bench export corpus clean
 
 install: $(STAMP)
 
@@ -25,6 +25,14 @@ train: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The best checkpoint of the newest run (override: make export CKPT=path/to.ckpt).
+CKPT ?= $(shell ls -t runs/csv/version_*/checkpoints/best-*.ckpt 2>/dev/null | head -n 1)
+REFERENCE ?= ../shared/data/micro_speech/micro_speech_quantized.tflite
+
+export: install
+	@test -n "$(CKPT)" || { echo "no checkpoint: run 'make train' first or pass CKPT=..."; exit 2; }
+	$(PY) -m kws export --ckpt "$(CKPT)" $(if $(wildcard $(REFERENCE)),--compare $(REFERENCE))
 
 bench: install
 	$(PY) -m kws.bench
