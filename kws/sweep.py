@@ -167,7 +167,7 @@ def plot(study: str, rows: list[dict], out: Path) -> Path:
         for group in dict.fromkeys(r[key] for r in rows):
             pts = sorted((100 * float(r[x]), 100 * float(r["test_acc"])) for r in rows if r[key] == group)
             ax.plot(*zip(*pts), "o-", label=group)
-        ax.axhline(100 * float(rows[0]["float_reference"]), color="gray", ls="--", label="float")
+        ax.axhline(100 * float(rows[0]["float_reference"]), color="gray", ls="--", label="float (initial)")
         ax.set(xlabel=f"{x.replace('_', ' ')} (%)", ylabel="test accuracy (%)", title=f"Accuracy vs {x.replace('_', ' ')}")
     else:
         ax, ax2 = fig.subplots(1, 2)
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per point")
     parser.add_argument("--calibration_batches", type=int, default=10, help="PTQ calibration batches (training clips)")
     parser.add_argument("--out", default=None, help="output folder (default runs/sweeps/<study>)")
-    parser.add_argument("--report", action="store_true", help="print the table of a finished sweep's results.csv, run nothing")
+    parser.add_argument("--report", action="store_true", help="print the table of a finished sweep's results.csv and redraw its plot; train nothing")
     parser.add_argument("--remeasure", action="store_true", help="measure size, FLOPs and latency of a finished sweep's checkpoints again (e.g. on an idle machine), update results.csv and the plot")
     args = parser.parse_args(argv)
     if args.report or args.remeasure:
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.remeasure:
             rows = [{**r, **model_size(Path(r["checkpoint"]))} if r.get("checkpoint") else r for r in rows]
             write_results(rows, out)
-            plot(args.study, rows, out)
+        plot(args.study, rows, out)
         print(markdown_table(args.study, rows))
         return rows
     if not args.init_from or not Path(args.init_from).is_file():
