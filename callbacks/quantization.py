@@ -160,22 +160,14 @@ class QuantWrapper(nn.Module):
     batch, the first batch taken as it is.
     """
 
-    def __init__(
-        self,
-        layer: nn.Module,
-        weight_bits: int = 8,
-        activation_bits: int = 8,
-        mode: str = "symmetric",
-        per_channel: bool = False,
-        activation_range: str = "minmax",
-        percentile: float = 99.99,
-        momentum: float = 0.99,
-        activation_mode: str | None = None,
-    ):
+    def __init__(self, layer: nn.Module, **options: Any):
+        """``options``: the quantizer options of :func:`check_options` (all but ``layers``)."""
         super().__init__()
         if not isinstance(layer, QUANTIZABLE):
             raise TypeError(f"QuantWrapper wraps Conv2d or Linear layers, got {type(layer).__name__}")
-        options = check_options(weight_bits, activation_bits, mode, per_channel, activation_range, percentile, momentum, activation_mode=activation_mode)
+        if "layers" in options:
+            raise TypeError("QuantWrapper takes quantizer options, not `layers`")
+        options = check_options(**options)
         del options["layers"]
         for name, value in options.items():
             setattr(self, name, value)
