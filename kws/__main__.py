@@ -29,7 +29,13 @@ def export_main(argv: list[str]) -> None:
     main(argv)
 
 
-TOOLS = {"plot-features": plot_features_main, "sweep": sweep_main, "export": export_main}
+def listen_main(argv: list[str]) -> None:
+    from kws.listen import main
+
+    main(argv)
+
+
+TOOLS = {"plot-features": plot_features_main, "sweep": sweep_main, "export": export_main, "listen": listen_main}
 
 
 def main(argv: list[str] | None = None) -> None:
