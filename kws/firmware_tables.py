@@ -34,7 +34,8 @@ from kws.micro_frontend import (
 HEADER_NAME = "micro_frontend_tables.h"
 
 
-def _array(ctype: str, name: str, values, per_line: int = 16) -> str:
+def c_array(ctype: str, name: str, values, per_line: int = 16) -> str:
+    """A ``static const`` C array of integers (shared by the generated firmware headers)."""
     values = [int(v) for v in np.asarray(values).reshape(-1)]
     lines = [", ".join(str(v) for v in values[i : i + per_line]) for i in range(0, len(values), per_line)]
     body = ",\n  ".join(lines)
@@ -114,27 +115,27 @@ def micro_frontend_tables_source(cfg: MicroFrontendConfig = MicroFrontendConfig(
         "\n/* The arrays are defined only in the translation unit that defines MICRO_FRONTEND_TABLES_DEFINE. */\n",
         "#ifdef MICRO_FRONTEND_TABLES_DEFINE\n\n",
         "/* Hann window, Q12. */\n",
-        _array("int16_t", "kMfWindow", window),
+        c_array("int16_t", "kMfWindow", window),
         "/* KISS FFT (half size, complex): input order of the (even, odd) sample pairs. */\n",
-        _array("uint16_t", "kMfFftOrder", order),
+        c_array("uint16_t", "kMfFftOrder", order),
         "/* Stages, deepest first: radix, m, fstride. */\n",
-        _array("uint16_t", "kMfFftStages", np.asarray(stages), per_line=3),
+        c_array("uint16_t", "kMfFftStages", np.asarray(stages), per_line=3),
         "/* Q15 twiddles, (re, im) pairs. */\n",
-        _array("int16_t", "kMfTwiddles", twiddles, per_line=16),
+        c_array("int16_t", "kMfTwiddles", twiddles, per_line=16),
         "/* Real-split super twiddles for k = 1 .. ncfft/2, (re, im) pairs. */\n",
-        _array("int16_t", "kMfSuperTwiddles", super_twiddles, per_line=16),
+        c_array("int16_t", "kMfSuperTwiddles", super_twiddles, per_line=16),
         "/* Mel filterbank, 12-bit weights: output channel c sums bins start[c] .. start[c] + count[c] - 1\n"
         "   with weights[offset[c] ..]. */\n",
-        _array("uint16_t", "kMfFilterbankStart", fb_start),
-        _array("uint16_t", "kMfFilterbankCount", fb_count),
-        _array("uint16_t", "kMfFilterbankOffset", fb_offset),
-        _array("uint16_t", "kMfFilterbankWeights", fb_weights),
+        c_array("uint16_t", "kMfFilterbankStart", fb_start),
+        c_array("uint16_t", "kMfFilterbankCount", fb_count),
+        c_array("uint16_t", "kMfFilterbankOffset", fb_offset),
+        c_array("uint16_t", "kMfFilterbankWeights", fb_weights),
         "/* Noise reduction smoothing per channel, Q14. */\n",
-        _array("uint16_t", "kMfNoiseSmoothing", smoothing),
+        c_array("uint16_t", "kMfNoiseSmoothing", smoothing),
         "/* PCAN gain: [0], [1], then (y0, a1, a2, pad) per octave. */\n",
-        _array("int16_t", "kMfPcanGainLut", gain_lut),
+        c_array("int16_t", "kMfPcanGainLut", gain_lut),
         "/* Log2 correction table, Q16. */\n",
-        _array("uint16_t", "kMfLogLut", loglut),
+        c_array("uint16_t", "kMfLogLut", loglut),
         "\n#endif /* MICRO_FRONTEND_TABLES_DEFINE */\n#endif /* MICRO_FRONTEND_TABLES_H_ */\n",
     ]
     return "".join(out)

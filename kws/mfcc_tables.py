@@ -20,6 +20,7 @@ import torch
 import torchaudio
 
 from kws.features import FeatureSettings, MFCCFeatures
+from kws.firmware_tables import c_array
 
 HEADER_NAME = "mfcc_frontend_tables.h"
 F_MIN = 20.0
@@ -31,12 +32,6 @@ def _floats(name: str, values, per_line: int = 6) -> str:
     items = [f"{float(v):.9e}f" for v in values]
     lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
     return f"static const float {name}[{len(items)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
-
-
-def _ints(ctype: str, name: str, values, per_line: int = 16) -> str:
-    values = [int(v) for v in np.asarray(values).reshape(-1)]
-    lines = [", ".join(str(v) for v in values[i : i + per_line]) for i in range(0, len(values), per_line)]
-    return f"static const {ctype} {name}[{len(values)}] = {{\n  " + ",\n  ".join(lines) + "\n};\n"
 
 
 def mfcc_frontend_tables_source(settings: FeatureSettings = FeatureSettings(frontend="mfcc")) -> str:
@@ -96,16 +91,16 @@ def mfcc_frontend_tables_source(settings: FeatureSettings = FeatureSettings(fron
         "/* Periodic Hann window (torch.hann_window(window, periodic=True)). */\n",
         _floats("kMfccWindow", window),
         "/* Bit-reversed order of the half-size complex FFT. */\n",
-        _ints("uint16_t", "kMfccBitrev", bitrev),
+        c_array("uint16_t", "kMfccBitrev", bitrev),
         "/* exp(-2 pi i k / NCFFT), k < NCFFT / 2: (re, im) pairs. */\n",
         _floats("kMfccTwiddles", twiddles),
         "/* Real-split twiddles exp(-2 pi i k / FFT_SIZE), k = 0 .. NCFFT: (re, im) pairs. */\n",
         _floats("kMfccSplitTwiddles", split),
         "/* Mel filterbank (melscale_fbanks): band m sums bins start[m] .. start[m] + count[m] - 1\n"
         "   with weights[offset[m] ..]. */\n",
-        _ints("uint16_t", "kMfccFilterbankStart", fb_start),
-        _ints("uint16_t", "kMfccFilterbankCount", fb_count),
-        _ints("uint16_t", "kMfccFilterbankOffset", fb_offset),
+        c_array("uint16_t", "kMfccFilterbankStart", fb_start),
+        c_array("uint16_t", "kMfccFilterbankCount", fb_count),
+        c_array("uint16_t", "kMfccFilterbankOffset", fb_offset),
         _floats("kMfccFilterbankWeights", fb_weights),
         "/* DCT-II (create_dct, ortho), transposed: coefficient j = sum_m dct[j * NUM_MELS + m] * logmel[m]. */\n",
         _floats("kMfccDct", dct.T),
