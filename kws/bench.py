@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from kws.audio import read_wav
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -28,22 +30,16 @@ class PerSampleDataset(Dataset):
     """The baseline: decode, augment and featurize one clip per ``__getitem__``."""
 
     def __init__(self, dm, split: str = "training"):
-        from datamodules.speech_commands import BACKGROUND_NOISE_DIR
-
         self.dm = dm
         self.root = dm.data_dir
         data = dm.splits[split]
         files = dm.cache_files
         self.items = [(files[r] if r >= 0 else None, int(l)) for r, l in zip(data.rows, data.labels)]
-        self.noise = [n for n in (dm.data_dir / BACKGROUND_NOISE_DIR).glob("*.wav")]
-        self.frontend = dm.frontend
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        from kws.audio import read_wav
-
         path, label = self.items[i]
         clip = np.zeros(self.dm.features.clip_samples, np.int16)
         if path is not None:

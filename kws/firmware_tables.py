@@ -143,9 +143,14 @@ def micro_frontend_tables_source(cfg: MicroFrontendConfig = MicroFrontendConfig(
 
 def write_micro_frontend_tables(out_dir: str | Path, cfg: MicroFrontendConfig = MicroFrontendConfig()) -> Path:
     """Write ``out_dir/micro_frontend_tables.h`` for ``cfg``; returns its path."""
-    path = Path(out_dir) / HEADER_NAME
+    return write_header(out_dir, HEADER_NAME, micro_frontend_tables_source(cfg))
+
+
+def write_header(out_dir: str | Path, name: str, text: str) -> Path:
+    """Write a generated header into ``out_dir`` (created if needed); returns its path."""
+    path = Path(out_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(micro_frontend_tables_source(cfg))
+    path.write_text(text)
     return path
 
 

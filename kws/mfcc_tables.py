@@ -20,7 +20,7 @@ import torch
 import torchaudio
 
 from kws.features import FeatureSettings, MFCCFeatures
-from kws.firmware_tables import c_array
+from kws.firmware_tables import c_array, write_header
 
 HEADER_NAME = "mfcc_frontend_tables.h"
 F_MIN = 20.0
@@ -111,10 +111,7 @@ def mfcc_frontend_tables_source(settings: FeatureSettings = FeatureSettings(fron
 
 def write_mfcc_frontend_tables(out_dir: str | Path, settings: FeatureSettings = FeatureSettings(frontend="mfcc")) -> Path:
     """Write ``out_dir/mfcc_frontend_tables.h`` for ``settings``; returns its path."""
-    path = Path(out_dir) / HEADER_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(mfcc_frontend_tables_source(settings))
-    return path
+    return write_header(out_dir, HEADER_NAME, mfcc_frontend_tables_source(settings))
 
 
 if __name__ == "__main__":
