@@ -68,6 +68,8 @@ RUNTIMES = {
     "tflite_micro": "TFLite int8 (tflite-micro)",
 }
 
+ROUNDING_RUNTIMES = {"tflite_micro": "tflite-micro", "litert": "LiteRT", "litert_reference_kernels": "LiteRT reference kernels"}
+
 
 class ExportError(RuntimeError):
     """An export that cannot be done; the message names the input at fault and the fix."""
@@ -340,8 +342,8 @@ class TFLiteRunner:
     - ``litert``: LiteRT as it runs by default (XNNPACK delegate where it applies);
     - ``litert-reference``: LiteRT with TFLite's reference kernels;
     - ``micro``: the tflite-micro interpreter (``arena_size`` bytes of tensor arena), the board's
-      runtime. Its int8 results can differ from LiteRT's by one step where requantization rounds
-      differently (seen in FULLY_CONNECTED, with the reference kernels too).
+      runtime. Its int8 results can differ from LiteRT's by one step: the runtimes requantize with
+      different roundings (kws.int8_reference; the report's ``int8_rounding``).
     """
 
     def __init__(self, model: bytes, runtime: str = "litert", arena_size: int | None = None):
@@ -494,7 +496,23 @@ def verify(module, float_model: TinyConv, onnx_path: Path, float_tflite: bytes, 
         "int8_top1_agreement_with_pytorch": float((predictions["tflite_int8"] == predictions["pytorch_float"]).mean()),
         "tflite_micro_vs_litert_int8": compare_int8(micro, litert),
         "tflite_micro_vs_litert_reference_kernels_int8": compare_int8(micro, reference_kernels),
+        "int8_rounding": int8_rounding(int8_tflite, features, {"tflite_micro": micro, "litert": litert, "litert_reference_kernels": reference_kernels}),
     }
+
+
+def int8_rounding(model: bytes, features: np.ndarray, runs: dict[str, dict]) -> dict:
+    """Which requantization rounding each runtime computed, per op type, found by running the
+    graph in numpy (kws.int8_reference) with every assignment and comparing bit for bit: explains
+    any one-step differences between the runtimes. None for a runtime that matches none."""
+    from kws.int8_reference import Int8Graph, matching_roundings
+
+    try:
+        graph = Int8Graph(model)
+    except ValueError as error:
+        return {"checked": False, "why": str(error)}
+    scale, zero_point = graph.quantization(graph.graph.inputs[0])
+    inputs = quantize(features, float(scale[0]), int(zero_point[0]), np.int8)
+    return {"checked": True, **matching_roundings(graph, inputs, {name: run["outputs"] for name, run in runs.items()})}
 
 
 def compare_int8(a: dict, b: dict) -> dict:
@@ -633,6 +651,14 @@ def format_report(report: dict) -> str:
             f"tflite-micro vs {what}: int8 outputs identical" if c["identical"] else
             f"tflite-micro vs {what}: {c['outputs_differing']} of {c['outputs']} int8 outputs differ (by at most {c['max_difference']}), top-1 agreement {100 * c['top1_agreement']:.2f}%"
         )
+    rounding = report["int8_rounding"]
+    if rounding["checked"]:
+        for name in ROUNDING_RUNTIMES:
+            found = rounding[name]
+            lines.append(f"numpy int8 reference: {ROUNDING_RUNTIMES[name]} = " + (
+                ", ".join(f"{op} {mode} rounding" for op, mode in found.items()) + " (bit for bit)" if found else "no rounding assignment matches"))
+    else:
+        lines.append(f"numpy int8 reference: not checked ({rounding['why']})")
     lines += [f"Note: {note}" for note in report["notes"]]
     return "\n".join(lines)
 

@@ -21,9 +21,10 @@ from datamodules.synthetic import generate_corpus
 from kws.audio import read_wav
 from kws.export import (
     ExportError, TFLiteGraph, TFLiteRunner, evaluate_tflite, export_model, float_tinyconv, load_checkpoint, main, resolver_method,
-    same_padding_taps, split_features, tflite_ops,
+    quantize, same_padding_taps, split_features, tflite_ops,
 )
 from kws.features import MICRO_FEATURE_SCALE, FeatureSettings, build_frontend
+from kws.int8_reference import Int8Graph
 from kws.module import KWSModule
 
 LABELS = ["silence", "unknown", "yes", "no"]
@@ -110,6 +111,34 @@ def test_runtimes_agree(exported, checkpoint, training_features):
         assert (litert["predictions"] == micro["predictions"]).mean() >= 0.99
     assert micro["outputs"].dtype == np.int8
     assert (micro["predictions"] == expected.argmax(1)).mean() >= 0.9
+
+
+def test_int8_outputs_are_the_numpy_integer_arithmetic(exported, training_features):
+    """Each runtime's int8 outputs equal kws.int8_reference bit for bit with its own roundings:
+    tflite-micro (the board's runtime) double rounding throughout; the pinned LiteRT wheel single
+    rounding (default kernels) or mixed (reference kernels). That is where they differ by one step.
+    Inputs: training clips plus random int8 windows, enough for the roundings to disagree."""
+    out, report, _ = exported
+    double = {"CONV_2D": "double", "FULLY_CONNECTED": "double"}
+    assert report["int8_rounding"]["checked"] and report["int8_rounding"]["tflite_micro"] == double
+    model = (out / "model_int8.tflite").read_bytes()
+    scale, zero_point = report["int8"]["input_scale"], report["int8"]["input_zero_point"]
+    random = np.random.default_rng(0).integers(-128, 40, size=(1000, training_features[0].shape[1]))
+    x = np.concatenate([training_features[0], (random - zero_point) * scale]).astype(np.float32)  # quantizes back to `random`
+    graph = Int8Graph(model)
+    inputs = quantize(x, scale, zero_point, np.int8)
+    expected = {
+        "micro": double,
+        "litert": {"CONV_2D": "single", "FULLY_CONNECTED": "single"},
+        "litert-reference": {"CONV_2D": "double", "FULLY_CONNECTED": "single"},
+    }
+    outputs = {}
+    for runtime, rounding in expected.items():
+        got = evaluate_tflite(model, x, runtime=runtime, arena_size=report["tensor_arena"]["bytes"])["outputs"]
+        outputs[runtime] = graph.run(inputs, rounding)
+        mismatch = np.argwhere(got != outputs[runtime])
+        assert not len(mismatch), f"{runtime}: {len(mismatch)} outputs differ from numpy with {rounding}, first {mismatch[:5].tolist()}"
+    assert (outputs["micro"] != outputs["litert"]).any(), "the roundings never disagreed: the test shows nothing"
 
 
 def test_int8_graph_has_only_the_model_ops(exported):
