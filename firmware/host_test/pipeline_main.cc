@@ -1,5 +1,6 @@
 // Host test of the firmware's streaming pipeline (kws_firmware/feature_provider.cpp,
-// pipeline.cpp, micro_frontend.c, recognize_commands.cc) with no Arduino or TFLM.
+// pipeline.cpp, recognize_commands.cc and the front end model_settings.h names: micro_frontend.c
+// or mfcc_frontend.c) with no Arduino or TFLM.
 //
 //   pipeline_main FILE [stride_ms]
 //   pipeline_main --softmax < lines of kCategoryCount int8 outputs
@@ -120,6 +121,7 @@ int main(int argc, char** argv) {
     if (pipeline.Poll(ring.written, ring.written - kRingSamples, ReadRing, &ring) < 0) return 1;
   }
   char line[160];
+  std::fprintf(stderr, "front end: %s\n", kFrontEnd);
   pipeline.frontend_stats().Format(line, sizeof line, "front end");
   std::fprintf(stderr, "%s\n", line);
   pipeline.inference_stats().Format(line, sizeof line, "inference");

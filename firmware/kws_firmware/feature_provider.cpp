@@ -5,8 +5,8 @@
 #include "feature_quantize.h"
 
 void FeatureProvider::Reset() {
-  MicroFrontendInit(&state_);
-  const int8_t zero = QuantizeFeature(0);
+  FrontendInit(&state_);
+  const int8_t zero = QuantizeScaledFeature(0.0f);
   for (int i = 0; i < kFeatureElementCount; ++i) window_[i] = zero;
   frames_ = 0;
   dropped_ = 0;
@@ -16,7 +16,7 @@ int FeatureProvider::NextFrame(int64_t available_samples, AudioReader reader, vo
   const int64_t first = FrameStartSample(frames_);
   if (first + kFeatureDurationSamples > available_samples) return 0;
   if (!reader(context, first, kFeatureDurationSamples, samples_)) return -1;
-  MicroFrontendProcessWindow(&state_, samples_, values_);
+  FrontendProcessWindow(&state_, samples_, values_);
   // Slide by one frame, the new one last.
   std::memmove(window_, window_ + kFeatureSize, (kFeatureCount - 1) * kFeatureSize);
   QuantizeFeatures(values_, kFeatureSize, window_ + (kFeatureCount - 1) * kFeatureSize);

@@ -1,10 +1,15 @@
 // Feature provider: the sliding 49 x 40 int8 feature window the model reads.
 //
 // Plain C++17 (no Arduino, no TFLM): audio comes through an AudioReader callback, by absolute
-// sample index since the start of capture. Each new 20 ms step of audio gives one frame: the C
-// micro front end (micro_frontend.c, noise estimate / PCAN state carried across frames, never
-// reset between windows -- exactly as kws.listen.stream_features), each value quantized with
-// QuantizeFeature (feature_quantize.h) from model_settings.h, the window slid by one frame.
+// sample index since the start of capture. Each new 20 ms step of audio gives one frame: the
+// front end the model was trained on, each value quantized with QuantizeFeature
+// (feature_quantize.h) from model_settings.h, the window slid by one frame. model_settings.h
+// picks the front end at compile time, exactly as kws.listen.stream_features computes it:
+//   KWS_FRONTEND_MICRO: the C micro front end (micro_frontend.c, uint16 values; noise estimate /
+//     PCAN state carried across frames, never reset between windows);
+//   KWS_FRONTEND_MFCC: the C MFCC front end (mfcc_frontend.c, float coefficients; no state
+//     carried across frames).
+// Only that front end's files need to be in the sketch (firmware/README.md).
 //
 // Frame k covers samples [k * kFeatureStrideSamples, k * kFeatureStrideSamples +
 // kFeatureDurationSamples); its end time is (k * stride + duration) * 1000 / rate ms, as in
@@ -14,13 +19,37 @@
 
 #include <cstdint>
 
-#include "model_settings.h"  // first: feature_quantize.h reads its constants
-#include "micro_frontend.h"
+#include "model_settings.h"  // first: feature_quantize.h reads its constants, the front end is its choice
 
+#if defined(KWS_FRONTEND_MICRO) && defined(KWS_FRONTEND_MFCC)
+#error "model_settings.h defines both KWS_FRONTEND_MICRO and KWS_FRONTEND_MFCC"
+#elif defined(KWS_FRONTEND_MFCC)
+#include "mfcc_frontend.h"
+static_assert(MFCC_NUM_COEFFS == kFeatureSize, "mfcc_frontend_tables.h and model_settings.h disagree on coefficients");
+static_assert(MFCC_WINDOW_SAMPLES == kFeatureDurationSamples, "mfcc_frontend_tables.h and model_settings.h disagree on the window");
+static_assert(MFCC_STRIDE_SAMPLES == kFeatureStrideSamples, "mfcc_frontend_tables.h and model_settings.h disagree on the stride");
+static_assert(MFCC_SAMPLE_RATE == kAudioSampleFrequency, "mfcc_frontend_tables.h and model_settings.h disagree on the sample rate");
+typedef MfccFrontendState FrontendState;
+typedef float FrontendValue;
+inline void FrontendInit(FrontendState*) {}  // stateless: each frame from its own samples
+inline void FrontendProcessWindow(FrontendState* state, const int16_t* samples, FrontendValue* out) {
+  MfccFrontendProcessWindow(state, samples, out);
+}
+#elif defined(KWS_FRONTEND_MICRO)
+#include "micro_frontend.h"
 static_assert(MF_NUM_CHANNELS == kFeatureSize, "micro_frontend_tables.h and model_settings.h disagree on channels");
 static_assert(MF_WINDOW_SAMPLES == kFeatureDurationSamples, "micro_frontend_tables.h and model_settings.h disagree on the window");
 static_assert(MF_STRIDE_SAMPLES == kFeatureStrideSamples, "micro_frontend_tables.h and model_settings.h disagree on the stride");
 static_assert(MF_SAMPLE_RATE == kAudioSampleFrequency, "micro_frontend_tables.h and model_settings.h disagree on the sample rate");
+typedef MicroFrontendState FrontendState;
+typedef uint16_t FrontendValue;
+inline void FrontendInit(FrontendState* state) { MicroFrontendInit(state); }
+inline void FrontendProcessWindow(FrontendState* state, const int16_t* samples, FrontendValue* out) {
+  MicroFrontendProcessWindow(state, samples, out);
+}
+#else
+#error "model_settings.h defines neither KWS_FRONTEND_MICRO nor KWS_FRONTEND_MFCC: use one written by kws.export.write_model_settings (python -m kws export)"
+#endif
 
 // Copies `count` samples starting at absolute sample index `first_sample` into `out`. Returns
 // false when they are not (or no longer) in the audio buffer.
@@ -50,9 +79,9 @@ class FeatureProvider {
   static int64_t FrameStartSample(int64_t frame) { return frame * kFeatureStrideSamples; }
 
  private:
-  MicroFrontendState state_;
+  FrontendState state_;  // the front end's state (micro) or scratch (MFCC)
   int16_t samples_[kFeatureDurationSamples];
-  uint16_t values_[kFeatureSize];
+  FrontendValue values_[kFeatureSize];
   int8_t window_[kFeatureElementCount];
   int64_t frames_ = 0;
   int64_t dropped_ = 0;

@@ -1,6 +1,7 @@
 // Keyword spotting on the Arduino Nano 33 BLE Sense: the pipeline of `python -m kws listen`.
-//   PDM mic -> ring buffer (audio_provider) -> micro front end + int8 quantization every 20 ms
-//   (feature_provider) -> every kInferenceStrideMs the 49 x 40 window through TFLM (inference)
+//   PDM mic -> ring buffer (audio_provider) -> the model's front end (micro or MFCC, as
+//   model_settings.h says) + int8 quantization every 20 ms (feature_provider) -> every
+//   kInferenceStrideMs the 49 x 40 window through TFLM (inference)
 //   -> softmax -> RecognizeCommands -> Serial + LEDs (command_responder).
 // Needs the generated files copied in: see firmware/README.md, "Arduino sketch".
 #include <TensorFlowLite.h>
@@ -53,6 +54,8 @@ void setup() {
   static Pipeline pipeline(hooks, config);
   if (!pipeline.ok()) Halt("invalid pipeline configuration");
   g_pipeline = &pipeline;
+  Serial.print("front end: ");
+  Serial.println(kFrontEnd);
 
   if (!SetupAudio()) Halt("PDM.begin failed");
   g_next_stats_ms = millis() + kStatsPeriodMs;
