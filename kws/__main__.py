@@ -35,7 +35,13 @@ def listen_main(argv: list[str]) -> None:
     main(argv)
 
 
-TOOLS = {"plot-features": plot_features_main, "sweep": sweep_main, "export": export_main, "listen": listen_main}
+def profile_main(argv: list[str]) -> None:
+    from kws.profiling import main
+
+    main(argv)
+
+
+TOOLS = {"plot-features": plot_features_main, "sweep": sweep_main, "export": export_main, "listen": listen_main, "profile": profile_main}
 
 
 def main(argv: list[str] | None = None) -> None:

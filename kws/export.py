@@ -162,28 +162,15 @@ def load_checkpoint(path: str | Path, config: str | Path | None = None):
     checkpoint's ``datamodule_hyper_parameters``, overridden by the ``data`` section of
     ``config``. Raises :class:`ExportError` naming what is wrong."""
     from datamodules import SpeechCommandsDataModule
-    from kws.module import KWSModule
+    from kws.checkpoints import CheckpointError, config_section, load_module, read_config
 
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"no checkpoint at {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ExportError(f"{path} is not a PyTorch checkpoint: {err}") from err
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or not isinstance(hparams, dict) or not {"labels", "input_shape"} <= set(hparams):
-        found = "a plain state_dict" if isinstance(checkpoint, dict) and "state_dict" not in checkpoint else "no KWSModule hyperparameters (labels, input_shape)"
-        raise ExportError(f"{path} is not a KWSModule checkpoint ({found}); export needs a checkpoint saved by `python -m kws fit`")
-    try:
-        # init_from=None: the weights come from this checkpoint, not from the one training started from.
-        module = KWSModule.load_from_checkpoint(path, map_location="cpu", init_from=None)
-    except (RuntimeError, KeyError, TypeError, ValueError) as err:
-        raise ExportError(f"{path} does not fit KWSModule's TinyConv (another architecture?): {err}") from err
-
-    data = {k: v for k, v in (checkpoint.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
-    if config is not None:
-        data.update(_data_config(Path(config)))
+        module, checkpoint = load_module(path)
+        data = {k: v for k, v in (checkpoint.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
+        if config is not None:
+            data.update(config_section(read_config(config), "data", config))
+    except CheckpointError as err:
+        raise ExportError(str(err)) from err
     if not data:
         raise ExportError(f"{path} holds no data module hyperparameters; pass --config with the `data:` section it was trained with")
     try:
@@ -196,19 +183,6 @@ def load_checkpoint(path: str | Path, config: str | Path | None = None):
             f"the model was trained on {module.labels} and {tuple(module.hparams.input_shape)}"
         )
     return module, datamodule
-
-
-def _data_config(path: Path) -> dict:
-    """The ``data`` section of a ``python -m kws fit`` config (plain, or class_path/init_args)."""
-    import yaml
-
-    if not path.is_file():
-        raise ExportError(f"no config file at {path}")
-    config = yaml.safe_load(path.read_text()) or {}
-    data = config.get("data") if isinstance(config, dict) else None
-    if not isinstance(data, dict):
-        raise ExportError(f"{path} has no `data:` section")
-    return dict(data.get("init_args", data)) if "class_path" in data else dict(data)
 
 
 # ----------------------------------------------------------------------------------- the data
