@@ -2,8 +2,9 @@
 
 Training then gathers whole batches from this array with one fancy-index per batch; nothing
 decodes audio per sample during training. The cache is keyed by the file list (with sizes and
-modification times) and the decoding settings, written to a temporary file and renamed into
-place, so several processes (DDP ranks, SLURM tasks) can start at once safely.
+modification times) and the decoding settings, built by one process at a time (a file lock in the
+cache folder), written to a temporary file and renamed into place, so several processes (DDP
+ranks, SLURM tasks, nodes sharing the folder) can start at once safely and decode only once.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from kws.audio import AudioError, read_wav, resample_int16, wrong_rate_message
@@ -62,7 +64,15 @@ def load_or_build_cache(
     key = cache_key(root, files, sample_rate, clip_samples, resample)
     data_path, meta_path = cache_dir / f"audio-{key}.npy", cache_dir / f"audio-{key}.json"
     if not (data_path.exists() and meta_path.exists()):
-        _build(root, files, data_path, meta_path, sample_rate, clip_samples, resample, skip_bad_files, workers)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OSError(f"cannot create the audio cache folder {cache_dir} ({err}); set data.cache_dir to a writable folder") from err
+        # One builder per cache folder: processes starting together (ranks, jobs, nodes sharing
+        # the folder) wait here, then find the finished cache.
+        with FileLock(cache_dir / f"audio-{key}.lock"):
+            if not (data_path.exists() and meta_path.exists()):
+                _build(root, files, data_path, meta_path, sample_rate, clip_samples, resample, skip_bad_files, workers)
     meta = json.loads(meta_path.read_text())
     report = DecodeReport(**meta["report"])
     if report.skipped and not skip_bad_files:
@@ -86,10 +96,6 @@ def _decode(path: Path, sample_rate: int, clip_samples: int, resample: bool) -> 
 
 def _build(root, files, data_path, meta_path, sample_rate, clip_samples, resample, skip_bad_files, workers) -> None:
     cache_dir = data_path.parent
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OSError(f"cannot create the audio cache folder {cache_dir} ({err}); set data.cache_dir to a writable folder") from err
     tmp = data_path.with_suffix(f".{os.getpid()}.tmp.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(len(files), clip_samples))
     report = DecodeReport()

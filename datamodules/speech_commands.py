@@ -29,13 +29,15 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from filelock import FileLock
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 from tqdm.auto import tqdm
 
 from datamodules.audio_cache import DecodeReport, load_or_build_cache
 from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
 from kws.audio import AudioError, read_wav
 from kws.features import FeatureSettings, build_frontend
+from kws.seeding import base_seed, step_seed
 
 SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
 BACKGROUND_NOISE_DIR = "_background_noise_"
@@ -100,7 +102,8 @@ def download_speech_commands(root: Path, url: str = SPEECH_COMMANDS_URL) -> None
 
 
 class _ClipBatches(Dataset):
-    """Whole batches by index list: one vectorised gather per batch, silence rows are zeros."""
+    """Whole batches by index list (``__getitems__``, which the DataLoader calls with each batch's
+    indices): one vectorised gather per batch, silence rows are zeros."""
 
     def __init__(self, audio: np.ndarray, rows: np.ndarray, labels: np.ndarray):
         self.audio, self.rows, self.labels = audio, rows, labels
@@ -108,12 +111,24 @@ class _ClipBatches(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One clip and label for an integer index; a batch for a list of indices."""
+        if isinstance(index, (int, np.integer)):
+            audio, labels = self.__getitems__([index])
+            return audio[0], labels[0]
+        return self.__getitems__(index)
+
+    def __getitems__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.rows[index]
         out = np.zeros((len(rows), self.audio.shape[1]), np.int16)
         speech = rows >= 0
         out[speech] = self.audio[np.sort(rows[speech])][np.argsort(np.argsort(rows[speech]))]
         return torch.from_numpy(out), torch.from_numpy(self.labels[index])
+
+
+def _whole_batch(batch):
+    """collate_fn: ``_ClipBatches.__getitems__`` already returns the batch."""
+    return batch
 
 
 class SpeechCommandsDataModule(L.LightningDataModule):
@@ -197,16 +212,25 @@ class SpeechCommandsDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ preparation (rank 0)
     def prepare_data(self) -> None:
-        if not self._has_corpus():
-            if self.hparams.synthetic:
-                from datamodules.synthetic import DEFAULT_UNKNOWN_WORDS, DEFAULT_WORDS, generate_corpus
-
-                wanted = tuple(self.hparams.wanted_words)
-                others = tuple(w for w in DEFAULT_WORDS + DEFAULT_UNKNOWN_WORDS if w not in wanted)
-                generate_corpus(self.data_dir, words=wanted, unknown_words=others, sample_rate=self.features.sample_rate)
-            elif self.hparams.download:
-                download_speech_commands(self.data_dir)
+        # Lightning runs this on one rank per node. The locks also serialise jobs or nodes sharing
+        # a folder: the first generates (or downloads) the corpus and decodes the cache, the
+        # others wait and find them. A node-local data.cache_dir gives one cache per node.
+        if not self._has_corpus() and (self.hparams.synthetic or self.hparams.download):
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(self.data_dir.parent / f".{self.data_dir.name}.lock"):
+                if not self._has_corpus():
+                    self._fetch_corpus()
         self._load_audio()
+
+    def _fetch_corpus(self) -> None:
+        if self.hparams.synthetic:
+            from datamodules.synthetic import DEFAULT_UNKNOWN_WORDS, DEFAULT_WORDS, generate_corpus
+
+            wanted = tuple(self.hparams.wanted_words)
+            others = tuple(w for w in DEFAULT_WORDS + DEFAULT_UNKNOWN_WORDS if w not in wanted)
+            generate_corpus(self.data_dir, words=wanted, unknown_words=others, sample_rate=self.features.sample_rate)
+        else:
+            download_speech_commands(self.data_dir)
 
     def _has_corpus(self) -> bool:
         return self.data_dir.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in self.data_dir.iterdir())
@@ -317,9 +341,15 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if not self.splits:
             self.setup()
         data = self.splits[split]
-        sampler = RandomSampler(data) if shuffle else SequentialSampler(data)
+        if shuffle:
+            # This rank's share of a permutation drawn from (seed, epoch) (Lightning calls
+            # set_epoch): the same order on resume, and Lightning leaves a DistributedSampler as it is.
+            world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+            sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=base_seed())
+        else:
+            sampler = SequentialSampler(data)  # Lightning shards it across ranks when distributed
         return DataLoader(
-            data, sampler=BatchSampler(sampler, self.hparams.batch_size, drop_last=False), batch_size=None,
+            data, sampler=sampler, batch_size=self.hparams.batch_size, collate_fn=_whole_batch,
             num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
         )
 
@@ -340,17 +370,24 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if not isinstance(batch, (tuple, list)):
             return batch  # not a loader batch: e.g. the model's example_input_array (features)
         audio, labels = batch
-        training = self.trainer is not None and self.trainer.training
-        return self.featurize(audio, labels if training else None), labels
+        if self.trainer is None or not self.trainer.training:
+            return self.featurize(audio), labels
+        # The batch being transferred is not yet counted as ready: `ready` is its index in the epoch.
+        index = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        seed = step_seed(self.trainer.current_epoch, index, self.trainer.global_rank, "augment")
+        generator = torch.Generator(device=audio.device).manual_seed(seed)
+        return self.featurize(audio, labels, generator), labels
 
-    def featurize(self, audio: torch.Tensor, train_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def featurize(self, audio: torch.Tensor, train_labels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """int16 audio [B, samples] -> flat features [B, frames * features] on audio's device.
-        With ``train_labels`` the training augmentation is applied first."""
+        With ``train_labels`` the training augmentation (random draws from ``generator``) is
+        applied first."""
         self.frontend.to(audio.device)
         if train_labels is not None:
             hp = self.hparams
-            audio = time_shift(audio, int(hp.time_shift_ms * self.features.sample_rate / 1000))
+            audio = time_shift(audio, int(hp.time_shift_ms * self.features.sample_rate / 1000), generator)
             noise = self._background_noise().to(audio.device)
-            volume = noise_volumes(train_labels == self.labels.index(SILENCE_LABEL), hp.background_frequency, hp.background_volume)
-            audio = noise.mix(audio, volume)
+            is_silence = train_labels == self.labels.index(SILENCE_LABEL)
+            volume = noise_volumes(is_silence, hp.background_frequency, hp.background_volume, generator)
+            audio = noise.mix(audio, volume, generator)
         return self.frontend(audio).reshape(audio.shape[0], -1)

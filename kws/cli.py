@@ -11,6 +11,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("WANDB_SILENT", "true")
 
+import torch  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
 from datamodules import SpeechCommandsDataModule  # noqa: E402
@@ -40,6 +41,9 @@ class KWSCLI(LightningCLI):
                     writer.writerow([labels[y], labels[p], *(f"{x:.4f}" for x in probs)])
         print(f"Predictions: {out}")
 
+    def before_fit(self) -> None:
+        share_cpu_threads(self.trainer.num_devices)
+
     def after_fit(self) -> None:
         if self.trainer.fast_dev_run:
             return
@@ -53,6 +57,14 @@ class KWSCLI(LightningCLI):
             which = self.config.fit.get("test_ckpt", "best")
             ckpt = str(final) if which == "final" or not callback else "best"
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+
+
+def share_cpu_threads(processes: int) -> None:
+    """Give each of a node's training processes its share of the CPU cores: by default every
+    process would start one thread per core, and the front end then runs many times slower.
+    An explicit OMP_NUM_THREADS (set by conf/slurm.sbatch from the task's CPUs) is kept."""
+    if processes > 1 and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // processes))
 
 
 def cli_main(args: list[str] | None = None) -> KWSCLI:

@@ -13,6 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from kws.models import TinyConv
+from kws.seeding import step_seed
 
 DEFAULT_LABELS = ("silence", "unknown", "yes", "no")
 
@@ -110,6 +111,11 @@ class KWSModule(L.LightningModule):
             self.log(f"{stage}/acc_{label}", acc)
         metrics.reset()
 
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Dropout draws from the global stream: seed it from the step (kws.seeding) so a resumed
+        # run draws what the uninterrupted one did.
+        torch.manual_seed(step_seed(self.current_epoch, batch_idx, self.global_rank, "model"))
+
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
 
@@ -170,7 +176,10 @@ class KWSModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.Adam(self.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        from kws.transforms import parameters_in_plain_order
+
+        parameters = parameters_in_plain_order(self.model, self.build_model())
+        optimizer = torch.optim.Adam(parameters, lr=hp.learning_rate, weight_decay=hp.weight_decay)
         if hp.lr_schedule == "constant":
             return optimizer
         if hp.lr_schedule == "cosine":

@@ -51,3 +51,23 @@ def replay_transforms(module: nn.Module, log: list[dict]) -> None:
         if entry["name"] not in TRANSFORMS:
             raise KeyError(f"checkpoint needs model transform {entry['name']!r}, which no installed module registers")
         apply_transform(module, entry["name"], **entry["params"])
+
+
+# Path segments the transforms insert around a layer's own parameters: QuantWrapper's `layer`,
+# torch.nn.utils.parametrize's `parametrizations.<name>.original`.
+WRAPPER_SEGMENTS = {"layer", "parametrizations", "original"}
+
+
+def parameters_in_plain_order(model: nn.Module, plain: nn.Module) -> list[nn.Parameter]:
+    """``model``'s parameters ordered as the matching ones of the uncompressed ``plain`` model.
+
+    Optimizer state is saved by position. A transformed model lists its parameters in another
+    order than the model the optimizer was built on (parametrize moves a weight after the bias),
+    so a resumed run must build its optimizer in the plain order to load that state."""
+    order = {name: i for i, (name, _) in enumerate(plain.named_parameters())}
+
+    def plain_name(name: str) -> str:
+        return ".".join(part for part in name.split(".") if part not in WRAPPER_SEGMENTS)
+
+    named = list(model.named_parameters())
+    return [p for _, p in sorted(named, key=lambda item: order.get(plain_name(item[0]), len(order)))]

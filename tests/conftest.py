@@ -28,3 +28,12 @@ def run_kws(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
     if check and proc.returncode:
         raise AssertionError(f"kws {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A small generated corpus (20 voices, yes/no plus five other words) for real fits."""
+    from datamodules.synthetic import generate_corpus
+
+    root = tmp_path_factory.mktemp("corpus") / "synthetic"
+    return generate_corpus(root, num_speakers=20, clips_per_word=60, unknown_clips_per_word=6, unknown_words=("cat", "dog", "bed", "bird", "go"), progress=False)

@@ -232,3 +232,39 @@ def test_bad_options():
         SpeechCommandsDataModule(silence_percentage=120)
     with pytest.raises(ValueError, match="frontend"):
         SpeechCommandsDataModule(frontend="spectrogram")
+
+
+def test_processes_starting_together_decode_once(tmp_path, monkeypatch):
+    """Ranks (or jobs) that prepare the same data at once: one decodes the cache, under its file
+    lock, the others wait and load it. Decoding is slowed so that the starts overlap."""
+    import threading
+    import time
+
+    from datamodules import audio_cache
+
+    root = make_corpus(tmp_path / "corpus", speakers=6)
+    builds = []
+    build = audio_cache._build
+
+    def slow_build(*args, **kwargs):
+        builds.append(threading.get_ident())
+        time.sleep(0.5)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(audio_cache, "_build", slow_build)
+    shapes, errors = [], []
+
+    def prepare():
+        try:
+            shapes.append(datamodule(root).splits["training"].audio.shape)
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=prepare) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(builds) == 1 and len(set(shapes)) == 1 and len(shapes) == 3
+    assert not [p.name for p in (root / ".cache").iterdir() if "tmp" in p.name]

@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.synthetic import generate_corpus
 from kws.module import KWSModule
 from conftest import REPO, run_kws
-
-
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("corpus") / "synthetic"
-    return generate_corpus(root, num_speakers=20, clips_per_word=60, unknown_clips_per_word=6, unknown_words=("cat", "dog", "bed", "bird", "go"), progress=False)
 
 
 @pytest.fixture(scope="module")
