@@ -238,43 +238,47 @@ class _KissFftr16(nn.Module):
         k = np.arange(1, ncfft // 2 + 1)
         super_tw = _twiddles(ncfft, -3.14159265358979323846264338327 * (k / ncfft + 0.5))
         self.register_buffer("super_twiddles", torch.from_numpy(super_tw).to(torch.int32), persistent=False)
+        # Each stage's twiddles for butterfly legs 1..p-1, as (re, im) [p - 1, m].
+        for i, (p, m, fstride) in enumerate(self.stages):
+            index = (np.arange(1, p)[:, None] * fstride * np.arange(m)[None]) % ncfft
+            self.register_buffer(f"stage{i}_twiddles", torch.from_numpy(tw[index]).to(torch.int32).movedim(-1, 0).contiguous(), persistent=False)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: int32 [..., nfft] real samples -> (re, im) int32 [..., nfft/2 + 1]."""
         pairs = x.reshape(*x.shape[:-1], -1, 2).index_select(-2, self.order)
         re, im = pairs[..., 0], pairs[..., 1]
         shape = re.shape[:-1]
-        for p, m, fstride in self.stages:
+        for i, (p, m, _) in enumerate(self.stages):
             re = re.reshape(*shape, -1, p, m)
             im = im.reshape(*shape, -1, p, m)
-            k = torch.arange(m, device=x.device)
-            tw = [self.twiddles[(q * fstride * k) % self.ncfft] for q in range(p)]
-            re, im = (self._bfly4 if p == 4 else self._bfly2)(re, im, tw)
+            tw_r, tw_i = getattr(self, f"stage{i}_twiddles")
+            re, im = (self._bfly4 if p == 4 else self._bfly2)(re, im, tw_r, tw_i)
         re, im = re.reshape(*shape, -1), im.reshape(*shape, -1)
         return self._split_real(re, im)
 
+    # The butterflies work on all legs at once (few large tensor ops: the op count, not the
+    # arithmetic, bounds the speed on a CPU).
     @staticmethod
-    def _bfly2(re: Tensor, im: Tensor, tw: list[Tensor]) -> tuple[Tensor, Tensor]:
-        f0r, f0i = _fixdiv(re[..., 0, :], im[..., 0, :], 2)
-        f1r, f1i = _fixdiv(re[..., 1, :], im[..., 1, :], 2)
-        tr, ti = _cmul(f1r, f1i, tw[1][:, 0], tw[1][:, 1], wrap=False)  # |f1| <= 2^14
-        out_r = torch.stack([_wrap16(f0r + tr), _wrap16(f0r - tr)], -2)
-        out_i = torch.stack([_wrap16(f0i + ti), _wrap16(f0i - ti)], -2)
-        return out_r, out_i
+    def _bfly2(re: Tensor, im: Tensor, tw_r: Tensor, tw_i: Tensor) -> tuple[Tensor, Tensor]:
+        fr, fi = _fixdiv(re, im, 2)
+        tr, ti = _cmul(fr[..., 1, :], fi[..., 1, :], tw_r[0], tw_i[0], wrap=False)  # |f1| <= 2^14
+        f0r, f0i = fr[..., 0, :], fi[..., 0, :]
+        out_r = torch.stack([f0r + tr, f0r - tr], -2)
+        out_i = torch.stack([f0i + ti, f0i - ti], -2)
+        return _wrap16(out_r), _wrap16(out_i)
 
     @staticmethod
-    def _bfly4(re: Tensor, im: Tensor, tw: list[Tensor]) -> tuple[Tensor, Tensor]:
-        f = [_fixdiv(re[..., q, :], im[..., q, :], 4) for q in range(4)]
+    def _bfly4(re: Tensor, im: Tensor, tw_r: Tensor, tw_i: Tensor) -> tuple[Tensor, Tensor]:
+        fr, fi = _fixdiv(re, im, 4)
         # After the divide by 4, |f| <= 2^13, so the twiddle products fit in int16 unwrapped.
-        s0 = _cmul(*f[1], tw[1][:, 0], tw[1][:, 1], wrap=False)
-        s1 = _cmul(*f[2], tw[2][:, 0], tw[2][:, 1], wrap=False)
-        s2 = _cmul(*f[3], tw[3][:, 0], tw[3][:, 1], wrap=False)
+        sr, si = _cmul(fr[..., 1:, :], fi[..., 1:, :], tw_r, tw_i, wrap=False)  # legs 1, 2, 3
         # The C code stores every sum into int16; wrapping is modular, so one wrap per output
         # equals wrapping each intermediate sum.
-        s5r, s5i = f[0][0] - s1[0], f[0][1] - s1[1]
-        f0r, f0i = f[0][0] + s1[0], f[0][1] + s1[1]
-        s3r, s3i = s0[0] + s2[0], s0[1] + s2[1]
-        s4r, s4i = s0[0] - s2[0], s0[1] - s2[1]
+        f0r, f0i = fr[..., 0, :], fi[..., 0, :]
+        s5r, s5i = f0r - sr[..., 1, :], f0i - si[..., 1, :]
+        f0r, f0i = f0r + sr[..., 1, :], f0i + si[..., 1, :]
+        s3r, s3i = sr[..., 0, :] + sr[..., 2, :], si[..., 0, :] + si[..., 2, :]
+        s4r, s4i = sr[..., 0, :] - sr[..., 2, :], si[..., 0, :] - si[..., 2, :]
         out_r = torch.stack([f0r + s3r, s5r + s4i, f0r - s3r, s5r - s4i], -2)
         out_i = torch.stack([f0i + s3i, s5i - s4r, f0i - s3i, s5i + s4r], -2)
         return _wrap16(out_r), _wrap16(out_i)
@@ -306,6 +310,9 @@ class _KissFftr16(nn.Module):
 def _bit_length(x: Tensor) -> Tensor:
     """MostSignificantBit32/64: number of bits needed for non-negative integers (0 for 0)."""
     return torch.frexp(x.to(torch.float64)).exponent.to(x.dtype)
+
+
+CPU_CHUNK_CLIPS = 25  # clips per pass on a CPU (see MicroFrontend.forward)
 
 
 class MicroFrontend(nn.Module):
@@ -349,6 +356,14 @@ class MicroFrontend(nn.Module):
         cfg = self.cfg
         if audio.dim() != 2 or audio.shape[-1] < cfg.window_samples:
             raise ValueError(f"micro front end: expected int16 audio [batch, samples >= {cfg.window_samples}], got {tuple(audio.shape)}")
+        if audio.device.type == "cpu" and len(audio) > CPU_CHUNK_CLIPS:
+            # Dozens of element-wise passes per FFT stage: on a CPU they run about 1.5x faster
+            # when each pass's tensors stay in cache (measured by `make bench`).
+            return torch.cat([self._features(chunk) for chunk in audio.split(CPU_CHUNK_CLIPS)])
+        return self._features(audio)
+
+    def _features(self, audio: Tensor) -> Tensor:
+        cfg = self.cfg
         frames = audio.to(torch.int32).unfold(-1, cfg.window_samples, cfg.stride_samples)  # [B, F, W]
         windowed = (frames * self.window) >> WINDOW_BITS
         # Scale each frame up so its peak uses the FFT's 16 bits.
@@ -379,19 +394,23 @@ class MicroFrontend(nn.Module):
         """Per-channel noise estimate (a running average over frames) subtracted, then PCAN."""
         bits, mask32 = self.cfg.smoothing_bits, 0xFFFFFFFF
         smoothing = self.smoothing
+        # Only the estimate is recursive over frames: run that recursion alone, then the rest
+        # on all frames at once.
+        s_up = (signal << bits) & mask32
+        incoming = s_up * smoothing
+        keep = (1 << NOISE_REDUCTION_BITS) - smoothing
         estimate = torch.zeros_like(signal[:, 0])
-        out = []
+        estimates = []
         for t in range(signal.shape[1]):
-            s = signal[:, t]
-            s_up = (s << bits) & mask32
-            estimate = ((s_up * smoothing + estimate * ((1 << NOISE_REDUCTION_BITS) - smoothing)) >> NOISE_REDUCTION_BITS) & mask32
-            floor = ((s * self.min_signal_remaining) >> NOISE_REDUCTION_BITS) & mask32
-            reduced = torch.maximum((s_up - torch.minimum(estimate, s_up)) >> bits, floor)
-            if self.cfg.enable_pcan:
-                gain = self._wide_dynamic_function(estimate)
-                reduced = self._pcan_shrink(((reduced * gain) >> self.snr_shift) & mask32)
-            out.append(reduced)
-        return torch.stack(out, 1)
+            estimate = ((incoming[:, t] + estimate * keep) >> NOISE_REDUCTION_BITS) & mask32
+            estimates.append(estimate)
+        estimates = torch.stack(estimates, 1)
+        floor = ((signal * self.min_signal_remaining) >> NOISE_REDUCTION_BITS) & mask32
+        reduced = torch.maximum((s_up - torch.minimum(estimates, s_up)) >> bits, floor)
+        if self.cfg.enable_pcan:
+            gain = self._wide_dynamic_function(estimates)
+            reduced = self._pcan_shrink(((reduced * gain) >> self.snr_shift) & mask32)
+        return reduced
 
     def _wide_dynamic_function(self, x: Tensor) -> Tensor:
         """PCAN gain for a noise estimate: piecewise-quadratic interpolation per octave."""

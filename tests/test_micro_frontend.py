@@ -81,6 +81,19 @@ def test_batch_equals_one_by_one_and_lengths(frontend):
         np.testing.assert_array_equal(out[i].numpy(), reference(audio, frontend.cfg))
 
 
+def test_large_batch_in_cpu_chunks_equals_the_reference(frontend):
+    """More clips than one CPU chunk (MicroFrontend processes CPU batches in chunks): the chunked
+    result equals TensorFlow's op clip by clip, including a last, partial chunk."""
+    from kws.micro_frontend import CPU_CHUNK_CLIPS
+
+    clips = list(synthetic_clips(16000).values())
+    rng = np.random.default_rng(1)
+    batch = np.stack([clips[i % len(clips)] // (1 + i % 3) + rng.integers(-50, 50, 16000) for i in range(2 * CPU_CHUNK_CLIPS + 3)]).astype(np.int16)
+    out = frontend(torch.from_numpy(batch))
+    for i in range(0, len(batch), 7):
+        np.testing.assert_array_equal(out[i].numpy(), reference(batch[i], frontend.cfg))
+
+
 def test_tables():
     window = hann_window_q12(480)
     assert window.min() >= 0 and window.max() == 4096 and window[0] == window[-1]
