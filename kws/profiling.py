@@ -30,7 +30,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -55,28 +55,34 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return _trace(model, input_shape).total_flops
 
 
+def median_ms(call: Callable[[], object], runs: int = 200, warmup: int = 20, sync: Callable[[], object] | None = None) -> float:
+    """Median wall time in ms of ``call()``, each call timed alone (bracketed by ``sync``, e.g.
+    ``torch.cuda.synchronize``), after ``warmup`` untimed calls."""
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"need runs >= 1 and warmup >= 0, got {runs}, {warmup}")
+    sync = sync or (lambda: None)
+    times = []
+    for i in range(warmup + runs):
+        sync()
+        start = time.perf_counter()
+        call()
+        sync()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
 def latency_ms(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1, runs: int = 200, warmup: int = 20, device: str | torch.device = "cpu") -> float:
     """Median wall time of one forward pass of a ``batch`` on ``device``, after ``warmup`` passes.
 
     The model is put in eval mode and moved to ``device`` (in place: pass a copy to keep it). On
     CUDA every pass is bracketed by ``torch.cuda.synchronize`` so the time is the kernels' too.
     """
-    if runs < 1 or warmup < 0:
-        raise ValueError(f"need runs >= 1 and warmup >= 0, got {runs}, {warmup}")
     device = torch.device(device)
     model = model.to(device).eval()
     x = torch.randn(batch, *input_shape, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
     with torch.no_grad():
-        for i in range(warmup + runs):
-            sync()
-            start = time.perf_counter()
-            model(x)
-            sync()
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        return median_ms(lambda: model(x), runs, warmup, torch.cuda.synchronize if device.type == "cuda" else None)
 
 
 def cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1, runs: int = 200, warmup: int = 20) -> float:

@@ -1,0 +1,29 @@
+"""kws.bench: smoke tests only. Nothing here times anything against a target: the targets are
+reported by ``make bench``, never asserted."""
+import math
+
+from kws.bench import RUNTIME_NAMES, TARGET_SEED_RECIPE_S, bench_runtimes, targets
+
+
+def test_runtimes_smoke():
+    """One export (ONNX, TFLite float and int8) and a few single-clip inferences per runtime."""
+    result = bench_runtimes(runs=3, warmup=1)
+    ms = result["ms_per_inference"]
+    assert list(ms) == list(RUNTIME_NAMES)
+    assert all(math.isfinite(v) and v > 0 for v in ms.values()), ms
+    assert result["tensor_arena_bytes"] > 0 and result["model"]["bytes"]["tflite_int8"] > 0
+    assert result["runs"] == 3 and result["batch"] == 1
+
+
+def test_targets_are_computed_not_asserted():
+    training = {
+        "framework": {"samples_per_s": 5000.0, "data_fraction": 0.1, "epoch_samples": 8000},
+        "speedup": 4.0,
+    }
+    t = targets(training)
+    assert set(t) == {"data_fraction", "speedup_vs_per_sample", "seed_recipe_s"}
+    assert t["data_fraction"] == {"target": t["data_fraction"]["target"], "measured": 0.1, "met": True}
+    assert t["speedup_vs_per_sample"]["met"] is False
+    assert t["seed_recipe_s"]["measured"] == 50 * 10_500 / 5000.0
+    assert t["seed_recipe_s"]["met"] is (105.0 < TARGET_SEED_RECIPE_S)
+    assert "8000" in t["seed_recipe_s"]["projected_from"]
