@@ -477,7 +477,8 @@ def verify(module, float_model: TinyConv, onnx_path: Path, float_tflite: bytes, 
 def int8_rounding(model: bytes, features: np.ndarray, runs: dict[str, dict]) -> dict:
     """Which requantization rounding each runtime computed, per op type, found by running the
     graph in numpy (kws.int8_reference) with every assignment and comparing bit for bit: explains
-    any one-step differences between the runtimes. None for a runtime that matches none."""
+    any one-step differences between the runtimes. Per runtime and op type: the roundings that
+    reproduce it ("double", "single" or both when no value told them apart), None if none does."""
     from kws.int8_reference import Int8Graph, matching_roundings
 
     try:
@@ -630,7 +631,8 @@ def format_report(report: dict) -> str:
         for name in ROUNDING_RUNTIMES:
             found = rounding[name]
             lines.append(f"numpy int8 reference: {ROUNDING_RUNTIMES[name]} = " + (
-                ", ".join(f"{op} {mode} rounding" for op, mode in found.items()) + " (bit for bit)" if found else "no rounding assignment matches"))
+                ", ".join(f"{op} {' or '.join(modes)} rounding" for op, modes in found.items()) + " (bit for bit)" if found else "no rounding assignment matches"))
+        lines.append("  (\"double or single\": no output of that op fell where the two roundings differ)")
     else:
         lines.append(f"numpy int8 reference: not checked ({rounding['why']})")
     lines += [f"Note: {note}" for note in report["notes"]]

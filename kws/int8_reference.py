@@ -201,13 +201,15 @@ def round_half_away(x: float) -> int:
     return int(math.copysign(math.floor(abs(x) + 0.5), x))
 
 
-def matching_roundings(graph: Int8Graph, inputs: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, dict[str, str] | None]:
-    """For each runtime's raw int8 outputs (name -> [n, classes]) of ``inputs``, the first
-    assignment of roundings to op types whose numpy run equals them bit for bit, or None."""
+def matching_roundings(graph: Int8Graph, inputs: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, dict[str, list[str]] | None]:
+    """For each runtime's raw int8 outputs (name -> [n, classes]) of ``inputs``: per op type, the
+    roundings with which the numpy run equals them bit for bit (both, where no value of that op
+    fell where the roundings differ), or None when no assignment matches."""
     ops = graph.requantizing_ops
     assignments = [dict(zip(ops, choice)) for choice in itertools.product(ROUNDINGS, repeat=len(ops))]
     expected = [graph.run(inputs, assignment) for assignment in assignments]
-    return {
-        name: next((a for a, e in zip(assignments, expected) if np.array_equal(e, np.asarray(got).reshape(e.shape))), None)
-        for name, got in outputs.items()
-    }
+    found = {}
+    for name, got in outputs.items():
+        matches = [a for a, e in zip(assignments, expected) if np.array_equal(e, np.asarray(got).reshape(e.shape))]
+        found[name] = {op: sorted({a[op] for a in matches}) for op in ops} if matches else None
+    return found
