@@ -30,6 +30,8 @@ def test_fit_trains_and_tests(fitted, tiny_corpus):
     assert (run_dir / "confusion_matrix.png").stat().st_size > 5000
     final = torch.load(run_dir / "checkpoints" / "final.ckpt", map_location="cpu", weights_only=False)
     assert final["epoch"] == 4  # saved after the 4th (last) epoch, whatever the best epoch was
+    latest = torch.load(run_dir / "checkpoints" / "latest.ckpt", map_location="cpu", weights_only=False)
+    assert latest["global_step"] == final["global_step"]  # rewritten every epoch: the one to resume from
     # it learned something: training loss fell over the epochs
     rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv")) if r.get("train/loss")]
     losses = [float(r["train/loss"]) for r in rows]
