@@ -16,7 +16,6 @@ clips, frames and channels.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -349,7 +348,6 @@ class MicroFrontend(nn.Module):
         self.snr_shift = cfg.gain_bits - self.correction_bits - PCAN_SNR_BITS
         self.register_buffer("gain_lut", torch.from_numpy(pcan_gain_lut(cfg, self.correction_bits)), persistent=False)
         self.register_buffer("log_lut", torch.from_numpy(log_lut()), persistent=False)
-        self.__dict__["_compiled_fft"] = None  # see compile_fft; kept out of the module tree
 
     def num_frames(self, num_samples: int) -> int:
         return 1 + (num_samples - self.cfg.window_samples) // self.cfg.stride_samples
@@ -358,36 +356,11 @@ class MicroFrontend(nn.Module):
         cfg = self.cfg
         if audio.dim() != 2 or audio.shape[-1] < cfg.window_samples:
             raise ValueError(f"micro front end: expected int16 audio [batch, samples >= {cfg.window_samples}], got {tuple(audio.shape)}")
-        if audio.device.type == "cpu" and (len(audio) > CPU_CHUNK_CLIPS or self._compiled_fft is not None):
+        if audio.device.type == "cpu" and len(audio) > CPU_CHUNK_CLIPS:
             # Dozens of element-wise passes per FFT stage: on a CPU they run about 1.5x faster
             # when each pass's tensors stay in cache (measured by `make bench`).
             return torch.cat([self._features(chunk) for chunk in audio.split(CPU_CHUNK_CLIPS)])
         return self._features(audio)
-
-    def compile_fft(self) -> None:
-        """Run the FFT through ``torch.compile`` (inductor's fused C++ loops) on CPU batches.
-
-        The FFT is most of the front end's time on a CPU; compiled, the front end runs about 1.7x
-        faster (``make bench``), with the same integers (tests/test_micro_frontend.py). Compiling
-        takes seconds, once per process (inductor caches it on disk), and needs a C++ compiler:
-        if it fails, a warning is given and the eager FFT is kept. Chunks are padded to
-        CPU_CHUNK_CLIPS clips so that one compiled shape serves every batch.
-        """
-        self.__dict__["_compiled_fft"] = torch.compile(self.fft, dynamic=False)
-
-    def _fft(self, fft_in: Tensor) -> tuple[Tensor, Tensor]:
-        compiled = self._compiled_fft
-        if compiled is None or fft_in.device.type != "cpu":
-            return self.fft(fft_in)
-        n = len(fft_in)
-        padded = torch.cat([fft_in, fft_in.new_zeros(CPU_CHUNK_CLIPS - n, *fft_in.shape[1:])]) if n < CPU_CHUNK_CLIPS else fft_in
-        try:
-            re, im = compiled(padded)
-        except Exception as error:  # inductor / C++ compiler failures: fall back to the same math, eager
-            warnings.warn(f"micro front end: torch.compile of the FFT failed ({type(error).__name__}: {str(error)[:200]}); using the eager FFT")
-            self.__dict__["_compiled_fft"] = None
-            return self.fft(fft_in)
-        return re[:n], im[:n]
 
     def _features(self, audio: Tensor) -> Tensor:
         cfg = self.cfg
@@ -398,7 +371,7 @@ class MicroFrontend(nn.Module):
         shift = (15 - _bit_length(windowed.abs().amax(-1, keepdim=True))).clamp(min=0)
         fft_in = torch.zeros(*windowed.shape[:-1], cfg.fft_size, dtype=torch.int32, device=audio.device)
         fft_in[..., : cfg.window_samples] = _wrap16(windowed << shift)
-        re, im = self._fft(fft_in)
+        re, im = self.fft(fft_in)
         re, im = re.to(torch.int64), im.to(torch.int64)
         energy = re * re + im * im
         energy[..., : self.start_index] = 0

@@ -1,7 +1,5 @@
 """The PyTorch micro front end against TensorFlow's audio_microfrontend op (the reference the
 micro_speech firmware's C front end is built from). Tolerance: none -- bit-exact."""
-import warnings
-
 import numpy as np
 import pytest
 import torch
@@ -94,23 +92,6 @@ def test_large_batch_in_cpu_chunks_equals_the_reference(frontend):
     out = frontend(torch.from_numpy(batch))
     for i in range(0, len(batch), 7):
         np.testing.assert_array_equal(out[i].numpy(), reference(batch[i], frontend.cfg))
-
-
-def test_compiled_fft_is_bit_exact(micro_speech_dir):
-    """compile_fft (torch.compile of the FFT, CPU): the real clips, the synthetic extremes and a
-    batch that is not a whole number of chunks all give TensorFlow's values."""
-    compiled = MicroFrontend(MicroFrontendConfig())
-    compiled.compile_fft()
-    clips = [read_wav(micro_speech_dir / f"{n}_1000ms.wav", 16000)[0] for n in ("yes", "no", "noise", "silence")]
-    clips += list(synthetic_clips(16000).values())
-    batch = np.stack([clips[i % len(clips)] for i in range(37)])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = compiled(torch.from_numpy(batch))
-    assert not [w for w in caught if "torch.compile of the FFT failed" in str(w.message)], "compiling fell back to eager"
-    for i in range(len(clips)):
-        np.testing.assert_array_equal(out[i].numpy(), reference(batch[i], compiled.cfg))
-    torch.testing.assert_close(out, MicroFrontend(MicroFrontendConfig())(torch.from_numpy(batch)), rtol=0, atol=0)
 
 
 def test_tables():
