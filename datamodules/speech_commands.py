@@ -28,6 +28,7 @@ from typing import Literal, Sequence
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
@@ -341,13 +342,18 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if not self.splits:
             self.setup()
         data = self.splits[split]
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        # Lightning leaves a DistributedSampler as it is.
         if shuffle:
             # This rank's share of a permutation drawn from (seed, epoch) (Lightning calls
-            # set_epoch): the same order on resume, and Lightning leaves a DistributedSampler as it is.
-            world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+            # set_epoch): the same order on resume.
             sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=base_seed())
+        elif world > 1:
+            # Evaluation shards without the padding repeats of Lightning's default sampler, so
+            # every clip counts once (torchmetrics syncs the uneven shards).
+            sampler = UnrepeatedDistributedSampler(data, num_replicas=world, rank=rank, shuffle=False)
         else:
-            sampler = SequentialSampler(data)  # Lightning shards it across ranks when distributed
+            sampler = SequentialSampler(data)
         return DataLoader(
             data, sampler=sampler, batch_size=self.hparams.batch_size, collate_fn=_whole_batch,
             num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,

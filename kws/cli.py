@@ -41,8 +41,19 @@ class KWSCLI(LightningCLI):
                     writer.writerow([labels[y], labels[p], *(f"{x:.4f}" for x in probs)])
         print(f"Predictions: {out}")
 
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # seed_everything as given: Lightning replaces `true` by the seed it draws.
+        config = self.config.get(self.config.get("subcommand")) or self.config
+        self.seed_given = config.get("seed_everything")
+
     def before_fit(self) -> None:
         share_cpu_threads(self.trainer.num_devices)
+        seed = self.seed_given
+        if self.trainer.world_size > 1 and (seed is None or isinstance(seed, bool)):
+            # Processes started separately (srun) would each draw their own seed, and their data
+            # shards would then overlap and miss clips.
+            raise ValueError(f"seed_everything is {seed!r}: with {self.trainer.world_size} processes it must be an integer, the same in every process (e.g. seed_everything: 0)")
 
     def after_fit(self) -> None:
         if self.trainer.fast_dev_run:
@@ -64,7 +75,8 @@ def share_cpu_threads(processes: int) -> None:
     process would start one thread per core, and the front end then runs many times slower.
     An explicit OMP_NUM_THREADS (set by conf/slurm.sbatch from the task's CPUs) is kept."""
     if processes > 1 and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // processes))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // processes))
 
 
 def cli_main(args: list[str] | None = None) -> KWSCLI:

@@ -17,7 +17,9 @@ assignment of roundings to ops tells which one a runtime computes, bit for bit
 and LiteRT is then the runtimes' rounding, not the export.
 
 Covers the ops TinyConv exports to: RESHAPE, CONV_2D, FULLY_CONNECTED (int8 activations, int8
-per-channel or per-tensor weights, int32 bias, NONE/RELU/RELU6 fused).
+per-channel or per-tensor weights, int32 bias, NONE/RELU/RELU6 fused). Left out, irrelevant at
+TinyConv's scales: single rounding's clamp for shifts above 30, and the float32 (not double)
+arithmetic some TFLite versions use for activation ranges and multipliers.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from typing import Literal, Sequence
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
@@ -110,6 +110,15 @@ class KWSModule(L.LightningModule):
         for label, acc in zip(self.labels, values[f"{stage}/class_acc"]):
             self.log(f"{stage}/acc_{label}", acc)
         metrics.reset()
+
+    def on_train_start(self) -> None:
+        # A resumed run restores the scheduler's saved T_max; training longer than first planned
+        # (a larger max_epochs) stretches the cosine over the new length instead of restarting it.
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != self.trainer.max_epochs:
+                rank_zero_warn(f"max_epochs is {self.trainer.max_epochs}, the checkpoint's cosine schedule ran over {scheduler.T_max}: the schedule is stretched to {self.trainer.max_epochs} from here on")
+                scheduler.T_max = max(1, self.trainer.max_epochs)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Dropout draws from the global stream: seed it from the step (kws.seeding) so a resumed

@@ -10,8 +10,10 @@ iterators). So nothing in training draws from a stream carried across steps:
 - augmentation (time shift, noise) and dropout: generators seeded by :func:`step_seed` from
   (seed, epoch, batch, rank, stream).
 
-The seed is ``seed_everything``'s (``PL_GLOBAL_SEED``), so a run is reproducible on any number of
-ranks, and a resumed run gives the weights of an uninterrupted one (tests/test_distributed.py).
+The seed is ``seed_everything``'s (``PL_GLOBAL_SEED``): a run is reproducible for a given number
+of processes, and a resumed run gives the weights of an uninterrupted one
+(tests/test_distributed.py). Different numbers of processes draw different augmentation and
+dropout (the rank is part of the seed); without those they train on the same batches.
 """
 from __future__ import annotations
 

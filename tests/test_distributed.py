@@ -60,6 +60,7 @@ def test_ddp_two_processes_match_one(tiny_corpus, tmp_path):
     assert ddp["global_step"] == single["global_step"] == EPOCHS * clips // batch
     for name, weight in single["state_dict"].items():
         difference = (ddp["state_dict"][name] - weight).abs().max().item()
+        print(f"DDP vs one process, {name}: max |difference| {difference:.1e}")  # pytest -s shows it
         assert difference <= DDP_WEIGHT_TOLERANCE, f"{name}: DDP differs from one process by {difference:.2e}"
     losses = [float(line.split(",")[header.index("train/loss")]) for header in [metrics.splitlines()[0].split(",")]
               for line in metrics.splitlines()[1:] if line.split(",")[header.index("train/loss")]]
@@ -86,9 +87,8 @@ def _run(corpus: Path, folder: Path, ckpt_path: str | None = None) -> KWSModule:
 
 def test_resume_gives_the_uninterrupted_weights(tiny_corpus, tmp_path):
     whole = _run(tiny_corpus, tmp_path / "whole")
-    # A fresh process state (other random draws first), resumed from the end of epoch 2 of 4.
-    torch.manual_seed(12345)
-    torch.rand(1000)
+    # A fresh trainer and module, resumed from the end of epoch 2 of 4: the global random stream
+    # is where a fresh start leaves it, not where epoch 2 left it.
     resumed = _run(tiny_corpus, tmp_path / "resumed", ckpt_path=str(tmp_path / "whole" / "epoch=1.ckpt"))
     a, b = whole.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
@@ -114,6 +114,8 @@ def test_cluster_config_under_slurm(monkeypatch):
              "SLURM_JOB_NAME": "kws", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NODEID": "1"}
     for key, value in slurm.items():
         monkeypatch.setenv(key, value)
+    for key in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):  # seed_everything sets them: restore afterwards
+        monkeypatch.delenv(key, raising=False)
     # The trainer sets the process-wide rank for rank_zero_* helpers to 5: put 0 back afterwards.
     for holder in (lightning_rank_zero_only, utilities_rank_zero_only):
         monkeypatch.setattr(holder, "rank", holder.rank)
@@ -126,3 +128,29 @@ def test_cluster_config_under_slurm(monkeypatch):
     assert trainer.strategy.cluster_environment.main_address == "gpu07"
     assert cli.datamodule.hparams.download and not cli.datamodule.hparams.synthetic
     assert "#SBATCH --ntasks-per-node=4" in (REPO / "conf" / "slurm.sbatch").read_text()
+
+
+def test_evaluation_shards_count_every_clip_once(tiny_corpus):
+    """Under DDP the validation and test loaders shard the split without the padding repeats of
+    Lightning's default sampler: the ranks' shards together hold each clip exactly once."""
+    from types import SimpleNamespace
+
+    dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), synthetic=False)
+    dm.setup()
+    clips = len(dm.splits["validation"])
+    seen = []
+    for rank in range(4):  # 4 ranks: the split does not divide evenly
+        dm.trainer = SimpleNamespace(world_size=4, global_rank=rank)
+        seen += list(dm.val_dataloader().sampler)
+    dm.trainer = None
+    assert clips % 4 and sorted(seen) == list(range(clips))
+
+
+def test_several_processes_need_an_integer_seed(tiny_corpus, tmp_path):
+    """seed_everything: true lets every process (every srun task) draw its own seed; their data
+    shards would then overlap. fit refuses before training."""
+    proc = run_kws("fit", "--config", str(REPO / "conf.yaml"), "--data.data_dir", str(tiny_corpus), "--seed_everything", "true",
+                   "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.logger", "false",
+                   "--trainer.callbacks", "[]", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "must be an integer, the same in every process" in proc.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.ckpt"))

@@ -141,6 +141,7 @@ def test_int8_outputs_are_the_numpy_integer_arithmetic(exported, training_featur
     # Each runtime's roundings are pinned down: on these inputs the other assignments differ.
     assert (outputs["micro"] != outputs["litert"]).any() and (outputs["micro"] != outputs["litert-reference"]).any()
     assert (outputs["litert"] != outputs["litert-reference"]).any()
+    assert (graph.run(inputs, {"CONV_2D": "single", "FULLY_CONNECTED": "double"}) != outputs["litert"]).any()
 
 
 def test_int8_graph_has_only_the_model_ops(exported):

@@ -90,7 +90,7 @@ def test_large_batch_in_cpu_chunks_equals_the_reference(frontend):
     rng = np.random.default_rng(1)
     batch = np.stack([clips[i % len(clips)] // (1 + i % 3) + rng.integers(-50, 50, 16000) for i in range(2 * CPU_CHUNK_CLIPS + 3)]).astype(np.int16)
     out = frontend(torch.from_numpy(batch))
-    for i in range(0, len(batch), 7):
+    for i in range(len(batch)):
         np.testing.assert_array_equal(out[i].numpy(), reference(batch[i], frontend.cfg))
 
 
