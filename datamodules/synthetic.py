@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import _ctypes
 import argparse
-import contextlib
 import ctypes
 import hashlib
 import importlib.metadata
@@ -37,7 +36,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -357,24 +356,14 @@ class _Renderer:
         return np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16)
 
 
-@contextlib.contextmanager
-def _single_torch_thread() -> Iterator[None]:
-    """Resampling one short clip at a time is fastest on one thread (and very slow on busy cores)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _write_speech(folder: Path, speakers: Sequence[Speaker], jobs: Jobs,
                   seed: int, sample_rate: int, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    with _single_torch_thread(), tqdm(total=sum(map(len, jobs.values())), desc="Synthesizing speech",
+    from kws.profiling import torch_threads
+
+    # Resampling one short clip at a time is fastest on one thread (and very slow on busy cores).
+    with torch_threads(1), tqdm(total=sum(map(len, jobs.values())), desc="Synthesizing speech",
                                       unit="clip", disable=not progress) as bar:
         renderer = _Renderer(sample_rate)
         for speaker in speakers:

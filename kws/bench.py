@@ -167,7 +167,7 @@ def bench_runtimes(
 
     from kws.export import TFLiteRunner, _stderr_to, convert_tflite, export_onnx, float_tinyconv, quantize, tensor_arena_size
     from kws.models import TinyConv
-    from kws.profiling import latency_ms, median_ms
+    from kws.profiling import latency_ms, median_ms, torch_threads
 
     if runs < 1 or warmup < 0:
         raise ValueError(f"need runs >= 1 and warmup >= 0, got {runs}, {warmup}")
@@ -190,12 +190,8 @@ def bench_runtimes(
         float_tflite, int8_tflite = convert_tflite(work / "model.onnx", calibration, work)
         export_s = time.perf_counter() - start
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             ms["pytorch_float"] = latency_ms(model, (size,), batch=1, runs=runs, warmup=warmup, device="cpu")
-        finally:
-            torch.set_num_threads(threads)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1

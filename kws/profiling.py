@@ -23,6 +23,7 @@ Definitions (see :func:`profile_model` for the full list):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import platform
@@ -53,6 +54,18 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs of one forward pass on one example: 2 x MACs plus bias additions."""
     return _trace(model, input_shape).total_flops
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads (None: leave torch's setting), restored after."""
+    saved = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def median_ms(call: Callable[[], object], runs: int = 200, warmup: int = 20, sync: Callable[[], object] | None = None) -> float:
@@ -319,17 +332,12 @@ def profile_model(
     result = profile_layers(work, input_shape)
     result["latency"] = {"statistic": "median", "runs": runs, "warmup": warmup, "batch_sizes": [int(b) for b in batch_sizes]}
     result["latency_ms"] = {}
-    saved_threads = torch.get_num_threads()
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
+    with torch_threads(threads):
         result["devices"] = {device: _device_name(device) for device in devices}
         for device in devices:
             on_device = copy.deepcopy(work)
             result["latency_ms"][device] = {str(int(b)): latency_ms(on_device, input_shape, int(b), runs, warmup, device) for b in batch_sizes}
             del on_device
-    finally:
-        torch.set_num_threads(saved_threads)
     return result
 
 
