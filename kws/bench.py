@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip_runtimes", action="store_true", help="skip the per-runtime model latency (and its ONNX/TFLite export)")
     parser.add_argument("--out", default="runs/bench.json")
     args = parser.parse_args(argv)
+    for name in ("batch_size", "baseline_batches", "runtime_runs", "feature_clips"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
 
     from datamodules import SpeechCommandsDataModule
     from kws.export import split_features

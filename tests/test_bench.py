@@ -2,7 +2,9 @@
 reported by ``make bench``, never asserted."""
 import math
 
-from kws.bench import RUNTIME_NAMES, TARGET_SEED_RECIPE_S, bench_runtimes, targets
+import pytest
+
+from kws.bench import RUNTIME_NAMES, TARGET_SEED_RECIPE_S, bench_runtimes, main, targets
 
 
 def test_runtimes_smoke():
@@ -27,3 +29,10 @@ def test_targets_are_computed_not_asserted():
     assert t["seed_recipe_s"]["measured"] == 50 * 10_500 / 5000.0
     assert t["seed_recipe_s"]["met"] is (105.0 < TARGET_SEED_RECIPE_S)
     assert "8000" in t["seed_recipe_s"]["projected_from"]
+
+
+@pytest.mark.parametrize("flag", ["--runtime_runs", "--baseline_batches", "--feature_clips", "--batch_size"])
+def test_bad_counts_are_refused_before_any_work(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([flag, "0"])
+    assert exit_info.value.code == 2 and f"{flag} must be at least 1, got 0" in capsys.readouterr().err
