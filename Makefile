@@ -35,10 +35,10 @@ export: install
 	$(PY) -m kws export --ckpt "$(CKPT)" $(if $(wildcard $(REFERENCE)),--compare $(REFERENCE))
 
 bench: install
-	$(PY) -m kws.bench
+	$(PY) -m kws bench
 
 corpus: install
-	$(PY) -m datamodules.synthetic data/synthetic
+	$(PY) -m kws corpus data/synthetic
 
 clean:
 	rm -rf runs lightning_logs wandb .pytest_cache

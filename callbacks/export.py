@@ -1,5 +1,5 @@
 """``callbacks.Export``: export the model as training ended -- ONNX, TFLite float/int8 and the
-firmware's C sources, every runtime verified on the test split (:mod:`kws.export`).
+firmware's C sources, every runtime verified on the test split (:mod:`kws.export.pipeline`).
 
 .. code-block:: yaml
 
@@ -20,7 +20,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
 
-from kws.export import DEFAULT_CALIBRATION_CLIPS, ExportError, export_model
+from kws.export import ExportError
+from kws.export.pipeline import DEFAULT_CALIBRATION_CLIPS, export_model
 
 
 class Export(L.Callback):

@@ -1,12 +1,12 @@
 """``callbacks.Profile``: parameters, bytes (float32/int8), FLOPs, activation memory and latency of
-the model, per layer and in total (:func:`kws.profiling.profile_model`).
+the model, per layer and in total (:func:`kws.tools.profile.profile_model`).
 
 .. code-block:: yaml
 
     trainer:
       callbacks:
         - class_path: callbacks.Profile
-          init_args: {batch_sizes: [1, 256], runs: 100, when: fit_end}
+          init_args: {batch_sizes: [1, 256], min_run_time: 0.2, when: fit_end}
 
 At the end of ``fit`` (default; ``fit_start`` or ``both`` too) rank 0 profiles a copy of
 ``pl_module.model`` -- as training left it: pruned and rebuilt, quantization-wrapped -- on the CPU
@@ -23,7 +23,8 @@ from typing import Literal, Sequence
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from kws.profiling import DEFAULT_BATCH_SIZES, DEFAULT_RUNS, DEFAULT_WARMUP, format_profile_table, module_input_shape, profile_model, write_profile
+from kws.tools.profile import DEFAULT_BATCH_SIZES, format_profile_table, module_input_shape, profile_model, write_profile
+from kws.utils.timing import DEFAULT_MIN_RUN_TIME
 
 WHEN = ("fit_start", "fit_end", "both")
 SCALARS = ("parameters", "nonzero_parameters", "bytes_float32", "bytes_int8", "bytes_int8_nonzero", "flops", "peak_activation_bytes")
@@ -35,8 +36,8 @@ class Profile(L.Callback):
 
     Args:
         batch_sizes: batch sizes timed (batch 1 and a large batch by default).
-        runs: timed forward passes per batch size and device; the median is reported.
-        warmup: untimed passes before them.
+        min_run_time: seconds of timed forward passes per batch size and device (the median is
+            reported; ``torch.utils.benchmark.Timer``).
         when: ``fit_end`` (the final model: pruned, rebuilt, quantized), ``fit_start`` or ``both``.
         filename: the JSON file in the log folder; a ``fit_start`` profile goes to
             ``<stem>_fit_start.json`` and logs as ``profile/fit_start/...``.
@@ -50,8 +51,7 @@ class Profile(L.Callback):
     def __init__(
         self,
         batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-        runs: int = DEFAULT_RUNS,
-        warmup: int = DEFAULT_WARMUP,
+        min_run_time: float = DEFAULT_MIN_RUN_TIME,
         when: Literal["fit_start", "fit_end", "both"] = "fit_end",
         filename: str = "profile.json",
         devices: list[str] | None = None,
@@ -59,13 +59,13 @@ class Profile(L.Callback):
     ):
         if not batch_sizes or any(not isinstance(b, int) or b < 1 for b in batch_sizes):
             raise ValueError(f"batch_sizes must be a non-empty list of positive integers, got {batch_sizes!r}")
-        if runs < 1 or warmup < 0:
-            raise ValueError(f"need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+        if not min_run_time > 0:
+            raise ValueError(f"min_run_time must be > 0 seconds, got {min_run_time!r}")
         if when not in WHEN:
             raise ValueError(f"when must be one of {WHEN}, got {when!r}")
         if not filename or Path(filename).name != filename or not filename.endswith(".json"):
             raise ValueError(f"filename must be a plain .json file name (written into the log folder), got {filename!r}")
-        self.batch_sizes, self.runs, self.warmup, self.when, self.filename = list(batch_sizes), runs, warmup, when, filename
+        self.batch_sizes, self.min_run_time, self.when, self.filename = list(batch_sizes), min_run_time, when, filename
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1 or null, got {threads}")
         self.devices, self.threads = devices, threads
@@ -83,7 +83,7 @@ class Profile(L.Callback):
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
         # profile_model measures a CPU copy (and a copy per device): the training model is left as it is.
-        profile = profile_model(pl_module.model, module_input_shape(pl_module), self.batch_sizes, self.devices, self.runs, self.warmup, self.threads)
+        profile = profile_model(pl_module.model, module_input_shape(pl_module), self.batch_sizes, self.devices, self.min_run_time, self.threads)
         profile["source"] = f"{stage} (epoch {trainer.current_epoch}, step {trainer.global_step})"
         self.profiles[stage] = profile
         stem = Path(self.filename).stem

@@ -19,7 +19,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from kws.audio import AudioError, read_wav, resample_int16, wrong_rate_message
+from kws.audio.wav import AudioError, read_wav, resample_int16, wrong_rate_message
 
 CACHE_VERSION = 1
 

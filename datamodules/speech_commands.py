@@ -14,14 +14,7 @@ The pipeline, and where each step runs:
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import re
-import shutil
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -32,75 +25,15 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
-from tqdm.auto import tqdm
 
 from datamodules.audio_cache import DecodeReport, load_or_build_cache
 from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
-from kws.audio import AudioError, read_wav
-from kws.features import FeatureSettings, build_frontend
-from kws.seeding import base_seed, step_seed
+from datamodules.layout import BACKGROUND_NOISE_DIR, SILENCE_LABEL, SPLITS, UNKNOWN_LABEL, DataError, download_speech_commands, scan_corpus, which_set
+from kws.audio.features import FeatureSettings, build_frontend
+from kws.audio.wav import AudioError, read_wav
+from kws.utils.seeding import base_seed, step_seed
 
-SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
-BACKGROUND_NOISE_DIR = "_background_noise_"
-SILENCE_LABEL, UNKNOWN_LABEL = "silence", "unknown"
-MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M, from the dataset's reference split code
 RANDOM_SEED = 59185  # the reference recipe's seed for picking unknown clips
-SPLITS = ("training", "validation", "testing")
-
-
-def which_set(filename: str, validation_percentage: float = 10.0, testing_percentage: float = 10.0) -> str:
-    """The dataset's own split rule: a stable hash of the speaker id (the name before ``_nohash_``),
-    so one speaker's clips always land in the same split, whatever files are added later."""
-    speaker = re.sub(r"_nohash_.*$", "", Path(filename).name)
-    hashed = hashlib.sha1(speaker.encode("utf-8")).hexdigest()
-    percentage = (int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
-    if percentage < validation_percentage:
-        return "validation"
-    if percentage < testing_percentage + validation_percentage:
-        return "testing"
-    return "training"
-
-
-class DataError(ValueError):
-    """A data set that cannot be used as it is; the message names the path and the fix."""
-
-
-def scan_corpus(root: Path) -> dict[str, list[str]]:
-    """Word folder -> sorted relative paths of its .wav files (background noise excluded)."""
-    if not root.is_dir():
-        raise DataError(f"data_dir {root} does not exist; point data.data_dir at an extracted Speech Commands folder, set data.download: true, or data.synthetic: true for the offline corpus")
-    words = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        files = sorted(f"{folder.name}/{f.name}" for f in folder.glob("*.wav"))
-        words[folder.name] = files
-    if not any(words.values()):
-        raise DataError(f"{root} holds no word folders with .wav files; expected the Speech Commands layout (<word>/<speaker>_nohash_<n>.wav)")
-    return words
-
-
-def download_speech_commands(root: Path, url: str = SPEECH_COMMANDS_URL) -> None:
-    """Download and extract the official archive into ``root`` (atomically, with a progress bar)."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
-        archive = Path(tmp) / Path(url).name
-        try:
-            with urllib.request.urlopen(url, timeout=30) as response, open(archive, "wb") as out:
-                total = int(response.headers.get("Content-Length", 0)) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"Downloading {url}") as bar:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-        except (urllib.error.URLError, OSError) as err:
-            raise DataError(
-                f"could not download {url} ({err}). Without network: download the archive elsewhere, "
-                f"extract it into {root} and set data.download: false; or train on the offline corpus with data.synthetic: true"
-            ) from err
-        extracted = Path(tmp) / "extracted"
-        with tarfile.open(archive) as tar:
-            tar.extractall(extracted, filter="data")
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.move(str(extracted), root)
-
 
 class _ClipBatches(Dataset):
     """Whole batches by index list (``__getitems__``, which the DataLoader calls with each batch's
@@ -397,3 +330,21 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             volume = noise_volumes(is_silence, hp.background_frequency, hp.background_volume, generator)
             audio = noise.mix(audio, volume, generator)
         return self.frontend(audio).reshape(audio.shape[0], -1)
+
+    @torch.no_grad()
+    def split_features(self, split: str, clips: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+        """Flat float features [n, frames * features] and labels of a split as evaluation sees
+        them (no augmentation), for calibration, export checks and sweeps; ``clips``: a seeded
+        random subset of that many."""
+        if not self.splits:
+            self.setup()
+        data = self.splits[split]
+        index = np.arange(len(data)) if clips is None else np.sort(np.random.default_rng(seed).permutation(len(data))[:clips])
+        if not len(index):
+            raise DataError(f"the {split} split of {self.data_dir} has no clips")
+        features, labels = [], []
+        for start in range(0, len(index), self.hparams.batch_size):
+            audio, label = data[list(index[start:start + self.hparams.batch_size])]
+            features.append(self.featurize(audio.to(device)).cpu())
+            labels.append(label)
+        return torch.cat(features).numpy().astype(np.float32), torch.cat(labels).numpy()

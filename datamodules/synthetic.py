@@ -21,17 +21,13 @@ through ctypes; nothing needs downloading.
 """
 from __future__ import annotations
 
-import _ctypes
 import argparse
-import ctypes
 import hashlib
-import importlib.metadata
 import importlib.resources
 import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -40,8 +36,9 @@ from typing import Sequence
 
 import numpy as np
 
-from datamodules.speech_commands import BACKGROUND_NOISE_DIR, SPLITS, which_set
-from kws.audio import read_wav, write_wav
+from datamodules.espeak import REINSTALL, Espeak, EspeakError, espeakng_loader_version, list_variants
+from datamodules.layout import BACKGROUND_NOISE_DIR, SPLITS, which_set
+from kws.audio.wav import read_wav, write_wav
 
 DEFAULT_WORDS = ("yes", "no")
 # The other 33 words of Speech Commands v0.02.
@@ -63,8 +60,6 @@ DIALECTS = (
     "en", "en-us", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
     "en-us-nyc",
 )
-# "fast" is a speed experiment of espeak-ng ("fast_test"), not a voice.
-EXCLUDED_VARIANTS = frozenset({"fast"})
 
 DEFAULT_NUM_SPEAKERS = 160
 DEFAULT_CLIPS_PER_WORD = 1920  # 12 per speaker
@@ -81,127 +76,6 @@ ENDINGS = (".", "!", ",", "?")  # each ending gives the word a different intonat
 ENDING_WEIGHTS = (0.45, 0.25, 0.2, 0.1)
 
 Jobs = dict[str, list[tuple[str, int]]]  # speaker id -> [(word, repetition k), ...]
-
-
-
-
-class EspeakError(RuntimeError):
-    """espeak-ng is missing or failed; the message says what to do."""
-
-
-_REINSTALL = "reinstall it with `pip install --force-reinstall 'espeakng-loader>=0.2.4'`"
-
-
-def _espeakng_loader():
-    try:
-        import espeakng_loader
-    except ImportError as err:
-        raise EspeakError(
-            "the synthetic corpus is spoken by espeak-ng, from the PyPI package espeakng-loader, "
-            "which is not installed; install it with `pip install 'espeakng-loader>=0.2.4'` "
-            "(or `pip install -e .` in the kws repository)"
-        ) from err
-    return espeakng_loader
-
-
-def _espeakng_loader_version() -> str | None:
-    try:
-        return importlib.metadata.version("espeakng-loader")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def list_variants() -> tuple[str, ...]:
-    """espeak-ng's voice variants (file names in its ``voices/!v`` folder), sorted."""
-    folder = Path(_espeakng_loader().get_data_path()) / "voices" / "!v"
-    if not folder.is_dir():
-        raise EspeakError(f"espeak-ng's voice variants are missing ({folder}); {_REINSTALL}")
-    return tuple(sorted(p.name for p in folder.iterdir() if p.name not in EXCLUDED_VARIANTS))
-
-
-class _Espeak:
-    """A private instance of libespeak-ng, synthesizing in this thread at 22,050 Hz.
-
-    espeak-ng keeps part of its synthesis state in C statics (the pitch-flutter index, the
-    waveform phase) that no API call resets, not even Terminate + Initialize, so the same call
-    gives slightly different audio depending on what was spoken before. Loading a private copy
-    of the library gives every speaker the same fresh state: a speaker's clips then depend only
-    on its own arguments, never on which speakers came before.
-    """
-
-    SAMPLE_RATE = 22050  # espeak-ng's own voices (not mbrola) always speak at this rate
-    _AUDIO_OUTPUT_SYNCHRONOUS = 2
-    _INITIALIZE_DONT_EXIT = 0x8000  # return an error instead of calling exit() on missing data
-    _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
-    _POS_CHARACTER = 1
-    _CHARS_UTF8 = 1
-    _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                 ctypes.c_void_p)
-
-    def __init__(self) -> None:
-        loader = _espeakng_loader()
-        with tempfile.TemporaryDirectory(prefix="kws-espeak-") as tmp:
-            # A different file is a different library to the dynamic loader: fresh statics.
-            private = Path(tmp) / "libespeak-ng.so"
-            shutil.copyfile(loader.get_library_path(), private)
-            try:
-                self._lib = ctypes.CDLL(str(private))
-            except OSError as err:
-                raise EspeakError(f"cannot load libespeak-ng ({err}); {_REINSTALL}") from err
-        lib = self._lib
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-        rate = lib.espeak_Initialize(self._AUDIO_OUTPUT_SYNCHRONOUS, 0, loader.get_data_path().encode(),
-                                     self._INITIALIZE_DONT_EXIT)
-        if rate != self.SAMPLE_RATE:
-            self._unload()
-            raise EspeakError(f"espeak-ng failed to initialize from {loader.get_data_path()} "
-                              f"(returned {rate}); {_REINSTALL}")
-        self._chunks: list[np.ndarray] = []
-        self._callback = self._CALLBACK(self._collect)  # kept referenced while C holds it
-        lib.espeak_SetSynthCallback(self._callback)
-
-    def _collect(self, wav, num_samples, events) -> int:
-        if num_samples > 0:
-            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
-        return 0  # 0 = continue
-
-    def set_voice(self, name: str) -> None:
-        if self._lib.espeak_SetVoiceByName(name.encode()) != 0:
-            raise EspeakError(f"espeak-ng has no voice {name!r}; {_REINSTALL}")
-
-    def synth(self, text: str, rate: int, pitch: int, pitch_range: int, volume: int, seed: int) -> np.ndarray:
-        """Speak ``text`` with the current voice; int16 samples at ``SAMPLE_RATE``."""
-        lib = self._lib
-        for param, value in ((self._RATE, rate), (self._PITCH, pitch), (self._RANGE, pitch_range),
-                             (self._VOLUME, volume)):
-            lib.espeak_SetParameter(param, int(value), 0)
-        lib.espeak_ng_SetRandSeed(seed)  # the klatt and whisper voices draw noise from it
-        self._chunks = []
-        data = text.encode() + b"\0"
-        status = lib.espeak_Synth(data, len(data), 0, self._POS_CHARACTER, 0, self._CHARS_UTF8, None, None)
-        if status != 0:
-            raise EspeakError(f"espeak-ng failed (status {status}) to speak {text!r}")
-        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-
-    def _unload(self) -> None:
-        dlclose = getattr(_ctypes, "dlclose", None)  # POSIX; elsewhere the copy stays loaded
-        if dlclose is not None:
-            dlclose(self._lib._handle)
-
-    def close(self) -> None:
-        self._lib.espeak_Terminate()
-        self._unload()
-
-    def __enter__(self) -> "_Espeak":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)
@@ -314,9 +188,9 @@ class _Renderer:
         import torchaudio
 
         self.sample_rate = sample_rate
-        self._resample = torchaudio.transforms.Resample(_Espeak.SAMPLE_RATE, sample_rate)  # kernel built once
+        self._resample = torchaudio.transforms.Resample(Espeak.SAMPLE_RATE, sample_rate)  # kernel built once
 
-    def clip(self, espeak: _Espeak, speaker: Speaker, word: str, rng: np.random.Generator) -> np.ndarray:
+    def clip(self, espeak: Espeak, speaker: Speaker, word: str, rng: np.random.Generator) -> np.ndarray:
         import torch
 
         rate_scale = rng.uniform(0.9, 1.1)
@@ -332,7 +206,7 @@ class _Renderer:
             raw = espeak.synth(text, rate=int(min(rate, 450)), pitch=pitch, pitch_range=pitch_range,
                                volume=30, seed=seed)
             if np.abs(raw).max(initial=0) < 64:
-                raise EspeakError(f"espeak-ng voice {speaker.voice!r} spoke no audible {word!r}; {_REINSTALL}")
+                raise EspeakError(f"espeak-ng voice {speaker.voice!r} spoke no audible {word!r}; {REINSTALL}")
             wave = self._resample(torch.from_numpy(raw.astype(np.float32) / 32768.0)).numpy().astype(np.float64)
             wave = _trim(wave, self.sample_rate)
             if len(wave) <= max_len:
@@ -360,14 +234,14 @@ def _write_speech(folder: Path, speakers: Sequence[Speaker], jobs: Jobs,
                   seed: int, sample_rate: int, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    from kws.profiling import torch_threads
+    from kws.utils.threads import torch_threads
 
     # Resampling one short clip at a time is fastest on one thread (and very slow on busy cores).
     with torch_threads(1), tqdm(total=sum(map(len, jobs.values())), desc="Synthesizing speech",
                                       unit="clip", disable=not progress) as bar:
         renderer = _Renderer(sample_rate)
         for speaker in speakers:
-            with _Espeak() as espeak:
+            with Espeak() as espeak:
                 espeak.set_voice(speaker.voice)
                 for word, k in jobs[speaker.id]:
                     name = f"{speaker.id}_nohash_{k}.wav"
@@ -491,7 +365,7 @@ def generate_corpus(
     args = dict(words=list(words), unknown_words=list(unknown_words), num_speakers=num_speakers,
                 clips_per_word=clips_per_word, unknown_clips_per_word=unknown_clips_per_word,
                 seed=seed, sample_rate=sample_rate)
-    key = dict(format_version=FORMAT_VERSION, espeakng_loader=_espeakng_loader_version(), args=args)
+    key = dict(format_version=FORMAT_VERSION, espeakng_loader=espeakng_loader_version(), args=args)
     if _is_current(root, key):
         return root
     ours = {*all_words, BACKGROUND_NOISE_DIR, VALIDATION_LIST, TESTING_LIST, MARKER_NAME}
@@ -539,19 +413,18 @@ def generate_corpus(
     return root
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Generate the synthetic Speech Commands-style corpus.")
+def main(argv: Sequence[str] | None = None) -> Path:
+    """``python -m kws corpus ROOT``: generate (or reuse) the offline corpus."""
+    parser = argparse.ArgumentParser(prog="python -m kws corpus", description="Generate the offline Speech Commands-style corpus (espeak-ng voices, split by voice).")
     parser.add_argument("root", type=Path, help="folder to write (reused when it already matches)")
-    parser.add_argument("--num-speakers", type=int, default=DEFAULT_NUM_SPEAKERS)
-    parser.add_argument("--clips-per-word", type=int, default=DEFAULT_CLIPS_PER_WORD)
-    parser.add_argument("--unknown-clips-per-word", type=int, default=DEFAULT_UNKNOWN_CLIPS_PER_WORD)
+    parser.add_argument("--num_speakers", type=int, default=DEFAULT_NUM_SPEAKERS)
+    parser.add_argument("--clips_per_word", type=int, default=DEFAULT_CLIPS_PER_WORD)
+    parser.add_argument("--unknown_clips_per_word", type=int, default=DEFAULT_UNKNOWN_CLIPS_PER_WORD)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--sample_rate", type=int, default=16000)
     args = parser.parse_args(argv)
-    generate_corpus(args.root, num_speakers=args.num_speakers, clips_per_word=args.clips_per_word,
-                    unknown_clips_per_word=args.unknown_clips_per_word, seed=args.seed,
-                    sample_rate=args.sample_rate)
-
-
-if __name__ == "__main__":
-    main()
+    try:
+        return generate_corpus(args.root, num_speakers=args.num_speakers, clips_per_word=args.clips_per_word,
+                               unknown_clips_per_word=args.unknown_clips_per_word, seed=args.seed, sample_rate=args.sample_rate)
+    except (EspeakError, FileExistsError, ValueError) as err:
+        parser.exit(2, f"error: {err}\n")

@@ -1,55 +1,40 @@
-"""Entry point: Lightning subcommands (fit, validate, test, predict) plus kws's own tools."""
+"""``python -m kws <command>``: the one way in. Lightning's subcommands (fit, validate, test,
+predict) go to the LightningCLI; every other tool is named here."""
 from __future__ import annotations
 
-import argparse
+import importlib
 import sys
 
-
-def plot_features_main(argv: list[str]) -> None:
-    from kws.features import FeatureSettings
-    from kws.plots import plot_features
-
-    parser = argparse.ArgumentParser(prog="python -m kws plot-features", description="Plot waveform, spectrum, spectrogram, mel spectrogram, MFCC and micro features of a clip.")
-    parser.add_argument("--wav", required=True, help="the clip (16-bit PCM WAV)")
-    parser.add_argument("--out", default=None, help="output PNG (default: <wav name>.features.png beside it)")
-    args = parser.parse_args(argv)
-    out = args.out or str(args.wav).rsplit(".", 1)[0] + ".features.png"
-    print(plot_features(args.wav, out, FeatureSettings()))
-
-
-def sweep_main(argv: list[str]) -> None:
-    from kws.sweep import main
-
-    main(argv)
+# command -> (module with a main(argv), what it does)
+TOOLS = {
+    "export": ("kws.export.pipeline", "PyTorch -> ONNX -> TFLite int8 -> C sources, verified in every runtime"),
+    "listen": ("kws.deploy.listen", "detect keywords in a long recording as the firmware would"),
+    "profile": ("kws.tools.profile", "parameters, bytes, FLOPs, activation memory, latency per layer"),
+    "bench": ("kws.tools.bench", "training throughput, front-end speed, model latency per runtime"),
+    "sweep": ("kws.tools.sweep", "compression studies: bits, sparsity, norms, structured"),
+    "corpus": ("datamodules.synthetic", "generate the offline corpus (espeak-ng voices)"),
+    "plot-features": ("kws.training.plots", "waveform, spectrum, spectrogram, mel, MFCC and micro features of a clip"),
+    "firmware-tables": ("kws.export.frontend_tables", "the C front ends' constant tables"),
+}
+LIGHTNING = ("fit", "validate", "test", "predict")
 
 
-def export_main(argv: list[str]) -> None:
-    from kws.export import main
-
-    main(argv)
-
-
-def listen_main(argv: list[str]) -> None:
-    from kws.listen import main
-
-    main(argv)
-
-
-def profile_main(argv: list[str]) -> None:
-    from kws.profiling import main
-
-    main(argv)
-
-
-TOOLS = {"plot-features": plot_features_main, "sweep": sweep_main, "export": export_main, "listen": listen_main, "profile": profile_main}
+def usage() -> str:
+    lines = ["usage: python -m kws <command> [options]   (--help after a command for its options)", "", "Lightning (LightningCLI over conf.yaml):"]
+    lines += [f"  {name:<16} {what}" for name, what in zip(LIGHTNING, ("train, then test the best checkpoint", "validate a checkpoint", "test a checkpoint", "class probabilities of the test split"))]
+    lines += ["", "Tools:"] + [f"  {name:<16} {what}" for name, (_, what) in TOOLS.items()]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in TOOLS:
-        TOOLS[argv[0]](argv[1:])
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
         return
-    from kws.cli import cli_main
+    if argv[0] in TOOLS:
+        importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
+        return
+    from kws.training.cli import cli_main
 
     cli_main(argv)
 

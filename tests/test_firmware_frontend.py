@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from kws.audio import read_wav
-from kws.firmware_tables import write_micro_frontend_tables
-from kws.micro_frontend import MicroFrontend, MicroFrontendConfig
+from kws.audio.wav import read_wav
+from kws.export.frontend_tables import write_micro_frontend_tables
+from kws.audio.micro_frontend import MicroFrontend
+from kws.audio.micro_tables import MicroFrontendConfig
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 GCC = shutil.which("gcc")

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from kws.export import quantize, write_model_settings
-from kws.features import MICRO_FEATURE_SCALE, FeatureSettings
-from kws.recognize import RecognizeCommands
+from kws.export.c_sources import write_model_settings
+from kws.export.tflite import quantize
+from kws.audio.features import FeatureSettings, MICRO_FEATURE_SCALE
+from kws.deploy.recognize import RecognizeCommands
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 GXX = shutil.which("g++")

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from kws.audio import read_wav
-from kws.features import FeatureSettings, build_frontend
-from kws.mfcc_tables import write_mfcc_frontend_tables
+from kws.audio.wav import read_wav
+from kws.audio.features import build_frontend, FeatureSettings
+from kws.export.frontend_tables import write_mfcc_frontend_tables
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 GCC = shutil.which("gcc")

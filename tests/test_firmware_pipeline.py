@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kws.audio import read_wav
-from kws.export import quantize, write_model_settings
-from kws.features import FeatureSettings
-from kws.firmware_tables import write_micro_frontend_tables
-from kws.listen import softmax, stream_features, windows
-from kws.mfcc_tables import write_mfcc_frontend_tables
+from kws.audio.wav import read_wav
+from kws.export.c_sources import write_model_settings
+from kws.export.tflite import quantize
+from kws.audio.features import FeatureSettings
+from kws.export.frontend_tables import write_micro_frontend_tables
+from kws.deploy.listen import softmax, stream_features, windows
+from kws.export.frontend_tables import write_mfcc_frontend_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"

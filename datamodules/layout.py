@@ -1,0 +1,74 @@
+"""The Speech Commands data set on disk: its names, its split rule, its folder scan and download.
+Shared by the data module and the generated corpus (which writes the same layout)."""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+BACKGROUND_NOISE_DIR = "_background_noise_"
+SILENCE_LABEL, UNKNOWN_LABEL = "silence", "unknown"
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M, from the dataset's reference split code
+SPLITS = ("training", "validation", "testing")
+
+
+def which_set(filename: str, validation_percentage: float = 10.0, testing_percentage: float = 10.0) -> str:
+    """The dataset's own split rule: a stable hash of the speaker id (the name before ``_nohash_``),
+    so one speaker's clips always land in the same split, whatever files are added later."""
+    speaker = re.sub(r"_nohash_.*$", "", Path(filename).name)
+    hashed = hashlib.sha1(speaker.encode("utf-8")).hexdigest()
+    percentage = (int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    if percentage < validation_percentage:
+        return "validation"
+    if percentage < testing_percentage + validation_percentage:
+        return "testing"
+    return "training"
+
+
+class DataError(ValueError):
+    """A data set that cannot be used as it is; the message names the path and the fix."""
+
+
+def scan_corpus(root: Path) -> dict[str, list[str]]:
+    """Word folder -> sorted relative paths of its .wav files (background noise excluded)."""
+    if not root.is_dir():
+        raise DataError(f"data_dir {root} does not exist; point data.data_dir at an extracted Speech Commands folder, set data.download: true, or data.synthetic: true for the offline corpus")
+    words = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        files = sorted(f"{folder.name}/{f.name}" for f in folder.glob("*.wav"))
+        words[folder.name] = files
+    if not any(words.values()):
+        raise DataError(f"{root} holds no word folders with .wav files; expected the Speech Commands layout (<word>/<speaker>_nohash_<n>.wav)")
+    return words
+
+
+def download_speech_commands(root: Path, url: str = SPEECH_COMMANDS_URL) -> None:
+    """Download and extract the official archive into ``root`` (atomically, with a progress bar)."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
+        archive = Path(tmp) / Path(url).name
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response, open(archive, "wb") as out:
+                total = int(response.headers.get("Content-Length", 0)) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"Downloading {url}") as bar:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, OSError) as err:
+            raise DataError(
+                f"could not download {url} ({err}). Without network: download the archive elsewhere, "
+                f"extract it into {root} and set data.download: false; or train on the offline corpus with data.synthetic: true"
+            ) from err
+        extracted = Path(tmp) / "extracted"
+        with tarfile.open(archive) as tar:
+            tar.extractall(extracted, filter="data")
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.move(str(extracted), root)

@@ -1,0 +1,162 @@
+"""Listen to a long recording as the firmware will: streaming features, one inference every
+stride, and :class:`kws.deploy.recognize.RecognizeCommands` turning the scores into detections.
+
+``python -m kws listen FILE.wav --model {pytorch,int8,micro} (--ckpt CKPT | --tflite MODEL)``
+
+- The front end runs over the whole recording in one pass, its state (noise estimate, PCAN gain)
+  carried from frame to frame as the firmware's feature provider does -- not restarted per
+  1 s window as in training, where every clip starts from a fresh state.
+- Every ``stride_ms`` (a multiple of the 20 ms frame step) the last 49 frames (1 s) go to the
+  model: PyTorch float from a checkpoint, or an int8 .tflite through LiteRT (``int8``) or
+  tflite-micro (``micro``), with the runner of :mod:`kws.export.tflite`.
+- Scores are probabilities: softmax of the (dequantized) logits, or the outputs themselves when
+  the .tflite ends in SOFTMAX (micro_speech's reference model does).
+- The inference's time is the end of its window's last frame, in ms from the start of the file.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from kws.audio.features import FeatureSettings, build_frontend
+from kws.deploy.recognize import Detection, RecognizeCommands
+
+# micro_speech's labels: what a .tflite with no report.json beside it (the reference model) uses.
+MICRO_SPEECH_LABELS = ["silence", "unknown", "yes", "no"]
+
+Classifier = Callable[[np.ndarray], np.ndarray]  # flat features [n, frames * features] -> probabilities [n, classes]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@torch.no_grad()
+def stream_features(audio: np.ndarray, settings: FeatureSettings) -> np.ndarray:
+    """Features [frames, num_features] of a whole int16 recording, computed in one pass."""
+    if len(audio) < settings.clip_samples:
+        raise ValueError(f"the recording is {len(audio)} samples, shorter than one {settings.clip_ms} ms window")
+    return build_frontend(settings)(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.int16))[None])[0].numpy()
+
+
+def windows(features: np.ndarray, settings: FeatureSettings, stride_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """(flat windows [n, frames * features], end times in ms [n]): the last ``num_frames`` frames
+    every ``stride_ms``, the first window being the first full one."""
+    if stride_ms <= 0 or stride_ms % settings.stride_ms:
+        raise ValueError(f"stride_ms must be a positive multiple of the {settings.stride_ms} ms frame step, got {stride_ms}")
+    frames = settings.num_frames
+    ends = np.arange(frames - 1, len(features), stride_ms // settings.stride_ms)  # index of each window's last frame
+    x = np.stack([features[e - frames + 1: e + 1].reshape(-1) for e in ends]).astype(np.float32)
+    times = (ends * settings.stride_samples + settings.window_samples) * 1000 // settings.sample_rate
+    return x, times
+
+
+def listen(
+    audio: np.ndarray,
+    classify: Classifier,
+    labels: Sequence[str],
+    settings: FeatureSettings = FeatureSettings(),
+    stride_ms: int = 100,
+    recognizer: RecognizeCommands | None = None,
+    log: Callable[[str], None] | None = print,
+) -> list[Detection]:
+    """Detections in an int16 recording; each is logged as ``Heard yes (0.93) @1234ms``."""
+    x, times = windows(stream_features(audio, settings), settings, stride_ms)
+    probabilities = classify(x)  # all windows at once: the recognizer only needs them in order
+    recognizer = recognizer or RecognizeCommands(labels)
+    detections = []
+    for scores, t in zip(probabilities, times):
+        detection = recognizer.process(scores, int(t))
+        if detection:
+            detections.append(detection)
+            if log:
+                log(str(detection))
+    return detections
+
+
+# ------------------------------------------------------------------------------- the models
+def pytorch_classifier(ckpt: str | Path) -> tuple[Classifier, list[str], FeatureSettings]:
+    """The checkpoint's float model, its labels and the features it was trained on."""
+    from kws.training.checkpoints import load_checkpoint
+
+    module, datamodule = load_checkpoint(ckpt)
+    model = module.eval()
+
+    @torch.no_grad()
+    def classify(x: np.ndarray) -> np.ndarray:
+        return softmax(model(torch.from_numpy(x)).numpy().astype(np.float64))
+
+    return classify, list(module.labels), datamodule.features
+
+
+def tflite_classifier(path: str | Path, runtime: str = "litert", arena_size: int | None = None) -> Classifier:
+    from kws.export.tflite import TFLiteRunner, tflite_ops
+
+    model = Path(path).read_bytes()
+    runner = TFLiteRunner(model, runtime=runtime, arena_size=arena_size)
+    has_softmax = tflite_ops(model)[-1:] == ["SOFTMAX"]
+
+    def classify(x: np.ndarray) -> np.ndarray:
+        outputs = runner.dequantize(runner.run(x)).astype(np.float64)
+        return outputs if has_softmax else softmax(outputs)
+
+    return classify
+
+
+def tflite_settings(path: str | Path) -> tuple[list[str], FeatureSettings] | None:
+    """Labels and features from the ``report.json`` that ``python -m kws export`` wrote beside the model."""
+    report = Path(path).parent / "report.json"
+    if not report.is_file():
+        return None
+    data = json.loads(report.read_text())
+    fields = {f.name for f in dataclasses.fields(FeatureSettings)}
+    return list(data["labels"]), FeatureSettings(**{k: v for k, v in data["features"].items() if k in fields})
+
+
+def main(argv: list[str] | None = None) -> list[Detection]:
+    from kws.audio.wav import read_wav
+    from kws.export import ExportError
+    from kws.training.checkpoints import CheckpointError
+
+    parser = argparse.ArgumentParser(prog="python -m kws listen", description="Detect keywords in a long 16 kHz recording as the firmware would: streaming features, an inference every stride, averaged and suppressed detections.")
+    parser.add_argument("wav", help="the recording (16-bit PCM WAV, mono)")
+    parser.add_argument("--model", choices=("pytorch", "int8", "micro"), default="pytorch", help="pytorch: the checkpoint's float model; int8: the .tflite through LiteRT; micro: through tflite-micro")
+    parser.add_argument("--ckpt", help="a checkpoint from `python -m kws fit` (the model for --model pytorch; labels and features otherwise)")
+    parser.add_argument("--tflite", help="the int8 model (model_int8.tflite); labels and features from --ckpt, else report.json beside it, else micro_speech's")
+    parser.add_argument("--labels", nargs="+", help="class names in output order (overrides the above)")
+    parser.add_argument("--stride_ms", type=int, default=100, help="time between inferences, a multiple of the 20 ms frame step")
+    parser.add_argument("--threshold", type=float, default=0.8, help="minimum averaged probability of a detection")
+    parser.add_argument("--average_window_ms", type=int, default=1000)
+    parser.add_argument("--suppression_ms", type=int, default=1500)
+    parser.add_argument("--minimum_count", type=int, default=3)
+    parser.add_argument("--arena_size", type=int, default=None, help="tflite-micro tensor arena bytes (default: the runtime's)")
+    args = parser.parse_args(argv)
+
+    try:
+        labels, settings, classify = MICRO_SPEECH_LABELS, FeatureSettings(), None
+        if args.model == "pytorch":
+            if not args.ckpt:
+                parser.error("--model pytorch needs --ckpt")
+            classify, labels, settings = pytorch_classifier(args.ckpt)
+        else:
+            if not args.tflite:
+                parser.error(f"--model {args.model} needs --tflite")
+            if args.ckpt:
+                _, labels, settings = pytorch_classifier(args.ckpt)
+            elif found := tflite_settings(args.tflite):
+                labels, settings = found
+            classify = tflite_classifier(args.tflite, "litert" if args.model == "int8" else "micro", args.arena_size)
+        labels = args.labels or labels
+        audio, _ = read_wav(args.wav, settings.sample_rate)
+        recognizer = RecognizeCommands(labels, args.average_window_ms, args.threshold, args.suppression_ms, args.minimum_count)
+        return listen(audio, classify, labels, settings, args.stride_ms, recognizer)
+    except (CheckpointError, ExportError, ValueError, OSError) as err:
+        parser.exit(2, f"error: {err}\n")

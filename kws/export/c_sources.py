@@ -1,0 +1,109 @@
+"""The C sources the firmware compiles with the model: the int8 model as an aligned array,
+``model_settings.h`` (front end, framing, labels, quantization, arena) and ``model_ops.h`` (the op
+resolver), all generated so that nothing is typed twice."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from kws.audio.settings import FeatureSettings
+from kws.utils.c_source import GENERATED, c_array, c_float
+
+TOOL = "python -m kws export"
+# TFLM's MicroMutableOpResolver methods whose names do not follow CamelCase of the op name.
+RESOLVER_METHODS = {
+    "BATCH_MATMUL": "BatchMatMul", "LOG_SOFTMAX": "LogSoftmax", "L2_NORMALIZATION": "L2Normalization",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM",
+}
+
+
+def write_model_data(model: bytes, folder: Path, source: str) -> None:
+    """model_data.h/.cc: the int8 model as a 16-byte aligned C array (TFLM reads it in place)."""
+    (folder / "model_data.h").write_text(
+        GENERATED.format(tool=TOOL, source=source)
+        + "#ifndef KWS_MODEL_DATA_H_\n#define KWS_MODEL_DATA_H_\n\n"
+        + "extern const unsigned char g_model[];\nextern const unsigned int g_model_len;\n\n#endif  // KWS_MODEL_DATA_H_\n"
+    )
+    (folder / "model_data.cc").write_text(
+        GENERATED.format(tool=TOOL, source=source)
+        + '#include "model_data.h"\n\n'
+        + c_array("alignas(16) const unsigned char g_model[]", list(model), 12, lambda b: f"0x{b:02x}", "    ")
+        + f"const unsigned int g_model_len = {len(model)};\n"
+    )
+
+
+def write_model_settings(folder: Path, source: str, settings: FeatureSettings, labels: Sequence[str], input_q: tuple[float, int], output_q: tuple[float, int], arena: int) -> None:
+    """model_settings.h: the feature front end, the labels and the int8 model's quantization, so
+    that the firmware's feature-to-int8 conversion and the model share one definition."""
+    silence, unknown = (labels.index(name) if name in labels else -1 for name in ("silence", "unknown"))
+    label_list = ", ".join(json.dumps(label) for label in labels)
+    text = f"""{GENERATED.format(tool=TOOL, source=source)}#ifndef KWS_MODEL_SETTINGS_H_
+#define KWS_MODEL_SETTINGS_H_
+
+// Feature front end the model was trained on: "micro" (TFLM micro front end) or "mfcc".
+#define KWS_FRONTEND_{settings.frontend.upper()} 1
+constexpr char kFrontEnd[] = "{settings.frontend}";
+
+// Audio framing (kws.features.FeatureSettings).
+constexpr int kAudioSampleFrequency = {settings.sample_rate};
+constexpr int kClipDurationMs = {settings.clip_ms};
+constexpr int kClipSamples = {settings.clip_samples};
+constexpr int kFeatureDurationMs = {settings.window_ms};
+constexpr int kFeatureDurationSamples = {settings.window_samples};
+constexpr int kFeatureStrideMs = {settings.stride_ms};
+constexpr int kFeatureStrideSamples = {settings.stride_samples};
+constexpr int kFeatureSize = {settings.num_features};  // channels per frame
+constexpr int kFeatureCount = {settings.num_frames};  // frames per clip
+constexpr int kFeatureElementCount = kFeatureSize * kFeatureCount;
+
+// Model input: feature = front end output * kFeatureScale (as in training), then
+// int8 = clamp(round(feature / kInputScale) + kInputZeroPoint, -128, 127).
+constexpr float kFeatureScale = {c_float(settings.feature_scale)};
+constexpr float kInputScale = {c_float(input_q[0])};
+constexpr int kInputZeroPoint = {input_q[1]};
+// Model output: int8 logits; logit = (int8 - kOutputZeroPoint) * kOutputScale.
+constexpr float kOutputScale = {c_float(output_q[0])};
+constexpr int kOutputZeroPoint = {output_q[1]};
+
+constexpr int kCategoryCount = {len(labels)};
+constexpr const char* kCategoryLabels[kCategoryCount] = {{{label_list}}};
+constexpr int kSilenceIndex = {silence};
+constexpr int kUnknownIndex = {unknown};
+
+// Smallest tflite-micro tensor arena that ran the model on the export host, reference kernels;
+// add a margin for optimized kernels' scratch buffers (see report.json).
+constexpr int kTensorArenaSize = {arena};
+
+#endif  // KWS_MODEL_SETTINGS_H_
+"""
+    (folder / "model_settings.h").write_text(text)
+
+
+def resolver_method(op: str) -> str:
+    """TFLM's MicroMutableOpResolver method for a builtin op: CONV_2D -> AddConv2D."""
+    return "Add" + RESOLVER_METHODS.get(op, "".join(part.upper() if part[0].isdigit() else part.capitalize() for part in op.lower().split("_")))
+
+
+def write_model_ops(ops: Sequence[str], folder: Path, source: str) -> None:
+    """model_ops.h: a MicroMutableOpResolver registering exactly the model's ops."""
+    distinct = list(dict.fromkeys(ops))
+    adds = "\n".join(f"  TF_LITE_ENSURE_STATUS(resolver.{resolver_method(op)}());  // {op}" for op in distinct)
+    (folder / "model_ops.h").write_text(
+        f"""{GENERATED.format(tool=TOOL, source=source)}#ifndef KWS_MODEL_OPS_H_
+#define KWS_MODEL_OPS_H_
+
+#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+
+constexpr int kNumberOfOps = {len(distinct)};
+using ModelOpResolver = tflite::MicroMutableOpResolver<kNumberOfOps>;
+
+// Registers the ops of the int8 model: {", ".join(ops)}.
+inline TfLiteStatus RegisterModelOps(ModelOpResolver& resolver) {{
+{adds}
+  return kTfLiteOk;
+}}
+
+#endif  // KWS_MODEL_OPS_H_
+"""
+    )

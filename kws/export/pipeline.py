@@ -1,0 +1,220 @@
+"""Export a trained model for the microcontroller: ONNX, TFLite (float and full-integer int8) and
+the C sources the firmware compiles, each runtime checked against PyTorch on the test split.
+
+``python -m kws export --ckpt PATH [--out DIR] [--config conf.yaml]`` and the ``callbacks.Export``
+callback both call :func:`export_model`, which builds everything in a hidden folder beside the
+output folder, verifies it, and only then renames it into place: an error leaves nothing
+half-written, and an earlier export is replaced only by a verified one.
+
+The path: the float TinyConv (quantization wrappers stripped, pruning masks applied) ->
+``torch.onnx.export`` (opset 17, input ``features`` [N, frames * features]) -> onnx2tf ->
+float and full-integer int8 TFLite (int8 input and output), calibrated on training clips
+without augmentation. The graph handed to onnx2tf is an exact rewrite of TinyConv (see
+:class:`kws.export.graph.TFLiteGraph`) so that the int8 model holds only RESHAPE, CONV_2D, RESHAPE and
+FULLY_CONNECTED -- no TRANSPOSE or PAD.
+
+Artifacts: model.onnx, model_float.tflite, model_int8.tflite, model_data.cc/.h (the int8 model as
+a C array), model_settings.h (features, labels and the int8 input quantization, all generated),
+model_ops.h (a MicroMutableOpResolver for the model's ops) and report.json.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+# TensorFlow (through onnx2tf) is chatty; keep the console for the export's own progress.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from datamodules.layout import DataError  # noqa: E402
+from kws.audio.settings import FeatureSettings  # noqa: E402
+from kws.compression.quantization import quantizers  # noqa: E402
+from kws.export import ExportError  # noqa: E402
+from kws.export.c_sources import write_model_data, write_model_ops, write_model_settings  # noqa: E402
+from kws.export.convert import convert_tflite  # noqa: E402
+from kws.export.graph import export_onnx, float_tinyconv  # noqa: E402
+from kws.export.report import format_report  # noqa: E402
+from kws.export.tflite import TFLiteRunner, evaluate_tflite, quantize, tensor_arena_size, tflite_ops  # noqa: E402
+from kws.export.verify import verify  # noqa: E402
+from kws.training.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
+
+DEFAULT_CALIBRATION_CLIPS = 1000
+# Ops the firmware should never need for these models: layout and padding glue.
+UNWANTED_OPS = ("TRANSPOSE", "PAD")
+
+Log = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def staging_folder(out_dir: Path) -> Iterator[Path]:
+    """A hidden folder beside ``out_dir`` to build in; on success it replaces ``out_dir``, on any
+    error it is removed (an existing ``out_dir`` is left as it was)."""
+    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / "report.json").is_file())):
+        raise ExportError(f"{out_dir} exists and is not an earlier export (no report.json); choose another --out")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.partial")
+        staging.mkdir()
+    except OSError as err:
+        raise ExportError(f"cannot write the export to {out_dir}: {err}") from err
+    try:
+        yield staging
+        old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
+        if out_dir.exists():
+            out_dir.rename(old)
+        try:
+            staging.rename(out_dir)
+        except OSError:
+            if old.exists():
+                old.rename(out_dir)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def _step(log: Log, what: str) -> Iterator[None]:
+    log(f"[export] {what} ...")
+    start = time.perf_counter()
+    yield
+    log(f"[export] {what}: {time.perf_counter() - start:.1f} s")
+
+
+def export_model(
+    module,
+    datamodule,
+    out_dir: str | Path,
+    source: str,
+    calibration_clips: int = DEFAULT_CALIBRATION_CLIPS,
+    compare: Sequence[str | Path] = (),
+    log: Log = print,
+) -> dict:
+    """Export ``module`` (a KWSModule) into ``out_dir`` atomically and return the report.
+
+    ``datamodule`` gives the feature settings, the calibration clips (``calibration_clips``
+    training clips, no augmentation) and the test split every runtime is measured on;
+    ``compare``: other .tflite classifiers to evaluate on the same test features (same labels).
+    """
+    out_dir = Path(out_dir)
+    if calibration_clips < 1:
+        raise ExportError(f"calibration_clips must be >= 1, got {calibration_clips}")
+    missing = [str(path) for path in compare if not Path(path).is_file()]
+    if missing:
+        raise ExportError(f"no .tflite model to compare at {missing}")
+    float_model = float_tinyconv(module.model)
+    settings: FeatureSettings = datamodule.features
+    labels = list(module.labels)
+    with staging_folder(out_dir) as folder, tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        device = next(module.parameters()).device
+        with _step(log, f"features of {calibration_clips} training clips (calibration) and the test split"):
+            try:
+                calibration, _ = datamodule.split_features("training", clips=calibration_clips, device=device)
+                test_x, test_y = datamodule.split_features("testing", device=device)
+            except DataError as err:
+                raise ExportError(str(err)) from err
+        with _step(log, "ONNX export"):
+            export_onnx(float_model, folder / "model.onnx")
+        with _step(log, "TFLite float and int8 conversion (onnx2tf)"):
+            float_tflite, int8_tflite = convert_tflite(folder / "model.onnx", calibration, work)
+            (folder / "model_float.tflite").write_bytes(float_tflite)
+            (folder / "model_int8.tflite").write_bytes(int8_tflite)
+        with _step(log, "tflite-micro tensor arena"):
+            int8 = TFLiteRunner(int8_tflite, "litert-reference")
+            if int8.input_quantization is None or int8.output_quantization is None:
+                raise ExportError("the int8 model's input or output is not quantized")
+            arena = tensor_arena_size(int8_tflite, quantize(test_x[:1], *int8.input_quantization, int8.input["dtype"]), work)
+        with _step(log, f"evaluation of every runtime on {len(test_y)} test clips"):
+            results = verify(module, float_model, folder / "model.onnx", float_tflite, int8_tflite, test_x, test_y, arena["bytes"])
+            compared = {}
+            for path in compare:
+                other = evaluate_tflite(path, test_x, test_y)
+                if other["scores"].shape[1] != len(labels):
+                    raise ExportError(f"{path} has {other['scores'].shape[1]} outputs, the labels are {labels}")
+                compared[str(path)] = other["accuracy"]
+        ops = tflite_ops(int8_tflite)
+        write_model_data(int8_tflite, folder, source)
+        write_model_settings(folder, source, settings, labels, int8.input_quantization, int8.output_quantization, arena["bytes"])
+        write_model_ops(ops, folder, source)
+
+        notes = []
+        unwanted = sorted(set(ops) & set(UNWANTED_OPS))
+        if unwanted:
+            notes.append(f"the int8 graph holds {unwanted}: onnx2tf could not map this model's padding/layout directly")
+        qat = quantizers(module.model)
+        if qat:
+            notes.append(
+                "QAT-trained model: onnx2tf cannot take the learned activation ranges or fake-quantized weights, so the float "
+                f"weights (QuantWrapper.layer) were exported and the int8 model re-quantized by calibration on {calibration_clips} "
+                "training clips; compare pytorch_qat with tflite_int8 for the gap"
+            )
+        report = {
+            "source": source,
+            "out_dir": str(out_dir),
+            "labels": labels,
+            "features": {**dataclasses.asdict(settings), "frames": settings.num_frames, "feature_scale": settings.feature_scale},
+            "calibration": {"split": "training", "clips": len(calibration), "augmentation": False},
+            "artifacts": {},
+            "ops": ops,
+            "float_ops": tflite_ops(float_tflite),
+            "int8": {
+                "input_scale": int8.input_quantization[0], "input_zero_point": int8.input_quantization[1],
+                "output_scale": int8.output_quantization[0], "output_zero_point": int8.output_quantization[1],
+            },
+            "tensor_arena": arena,
+            **results,
+            "compared": compared,
+            "qat_input_ranges": {name: [float(q.act_min), float(q.act_max)] for name, q in qat.items()},
+            "notes": notes,
+        }
+        names = ["model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h", "model_ops.h"]
+        report["artifacts"] = {name: (folder / name).stat().st_size for name in names}
+        (folder / "report.json").write_text(json.dumps(report, indent=2))
+    log(format_report(report))
+    return report
+
+
+def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, config: str | Path | None = None, **kwargs) -> dict:
+    """Load a checkpoint (and its data) and export it; ``out_dir`` defaults to
+    ``<run folder>/export_<checkpoint name>``."""
+    ckpt = Path(ckpt)
+    if out_dir is None:
+        run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        out_dir = run / f"export_{ckpt.stem}"
+    try:
+        module, datamodule = load_checkpoint(ckpt, config)
+    except CheckpointError as err:
+        raise ExportError(str(err)) from err
+    module.eval()
+    try:
+        datamodule.setup()  # not prepare_data: export reads the data the model was trained on, never generates or downloads it
+    except DataError as err:
+        raise ExportError(f"{err}\n(export needs the data the checkpoint was trained on: point --config's data.data_dir at it)") from err
+    return export_model(module, datamodule, out_dir, source=str(ckpt), **kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m kws export",
+        description="Export a checkpoint to ONNX, TFLite float/int8 and the firmware's C sources, verifying every runtime on the test split.",
+    )
+    parser.add_argument("--ckpt", required=True, help="a checkpoint saved by `python -m kws fit`")
+    parser.add_argument("--out", default=None, help="output folder (default: <run folder>/export_<checkpoint name>); replaced only by a verified export")
+    parser.add_argument("--config", default=None, help="a fit config whose `data:` section overrides the checkpoint's data settings (e.g. data_dir)")
+    parser.add_argument("--calibration_clips", type=int, default=DEFAULT_CALIBRATION_CLIPS, help="training clips that calibrate the int8 model")
+    parser.add_argument("--compare", action="append", default=[], metavar="TFLITE", help="another .tflite classifier to evaluate on the same test clips (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        export_checkpoint(args.ckpt, args.out, args.config, calibration_clips=args.calibration_clips, compare=args.compare)
+    except ExportError as err:
+        parser.exit(2, f"error: {err}\n")

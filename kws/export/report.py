@@ -1,0 +1,47 @@
+"""The export's console summary, from report.json's contents."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from kws.export.tflite import RUNTIME_LABELS
+
+ROUNDING_RUNTIMES = {"tflite_micro": "tflite-micro", "litert": "LiteRT", "litert_reference_kernels": "LiteRT reference kernels"}
+
+
+def format_report(report: dict) -> str:
+    """The console summary: artifact sizes, ops, arena and every runtime's test accuracy."""
+    lines = [f"Export of {report['source']} -> {report['out_dir']}", "", f"| {'artifact':<20} | {'bytes':>8} |", f"|{'-' * 22}|{'-' * 9}:|"]
+    lines += [f"| {name:<20} | {size:>8,} |" for name, size in report["artifacts"].items()]
+    q = report["int8"]
+    lines += [
+        "",
+        f"int8 ops: {', '.join(report['ops'])}",
+        f"int8 input: scale {q['input_scale']:.8g}, zero point {q['input_zero_point']}",
+        f"tflite-micro tensor arena: {report['tensor_arena']['bytes']:,} bytes (smallest that runs, by bisection)",
+        "",
+        f"| {'runtime':<28} | {'test accuracy':>13} |",
+        f"|{'-' * 30}|{'-' * 14}:|",
+    ]
+    lines += [f"| {RUNTIME_LABELS[name]:<28} | {100 * acc:>12.2f}% |" for name, acc in report["accuracy"].items()]
+    lines += [f"| {Path(name).name:<28} | {100 * acc:>12.2f}% |" for name, acc in report["compared"].items()]
+    lines += [
+        "",
+        f"{report['test_clips']} test clips; int8 top-1 agreement with PyTorch: {100 * report['int8_top1_agreement_with_pytorch']:.2f}%",
+    ]
+    for key, what in (("tflite_micro_vs_litert_int8", "LiteRT"), ("tflite_micro_vs_litert_reference_kernels_int8", "LiteRT's reference kernels")):
+        c = report[key]
+        lines.append(
+            f"tflite-micro vs {what}: int8 outputs identical" if c["identical"] else
+            f"tflite-micro vs {what}: {c['outputs_differing']} of {c['outputs']} int8 outputs differ (by at most {c['max_difference']}), top-1 agreement {100 * c['top1_agreement']:.2f}%"
+        )
+    rounding = report["int8_rounding"]
+    if rounding["checked"]:
+        for name in ROUNDING_RUNTIMES:
+            found = rounding[name]
+            lines.append(f"numpy int8 reference: {ROUNDING_RUNTIMES[name]} = " + (
+                ", ".join(f"{op} {' or '.join(modes)} rounding" for op, modes in found.items()) + " (bit for bit)" if found else "no rounding assignment matches"))
+        lines.append("  (\"double or single\": no output of that op fell where the two roundings differ)")
+    else:
+        lines.append(f"numpy int8 reference: not checked ({rounding['why']})")
+    lines += [f"Note: {note}" for note in report["notes"]]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, its CLI, checkpoints and the test table and plots."""

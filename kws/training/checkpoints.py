@@ -1,0 +1,102 @@
+"""The one way the tools (export, listen, profile, sweep) read what ``python -m kws fit`` wrote: a
+KWSModule checkpoint with its data module, or the model a config builds. Errors name the file
+and what to pass instead."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from datamodules import SpeechCommandsDataModule
+from kws.training.module import KWSModule
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or config that cannot be used; the message names the file and the fix."""
+
+
+def load_module(path: str | Path) -> tuple[KWSModule, dict]:
+    """(KWSModule, the raw checkpoint dict) of a checkpoint saved by ``fit``: pruned, rebuilt and
+    quantization-wrapped models come back as trained (the module replays their surgery log)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; pass a checkpoint saved by `python -m kws fit` (runs/csv/version_N/checkpoints/*.ckpt)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {err}") from err
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or not isinstance(hparams, dict) or not {"labels", "input_shape"} <= set(hparams):
+        found = "a plain state_dict" if isinstance(checkpoint, dict) and "state_dict" not in checkpoint else "no KWSModule hyperparameters (labels, input_shape)"
+        raise CheckpointError(f"{path} is not a KWSModule checkpoint ({found}); pass a checkpoint saved by `python -m kws fit`")
+    try:
+        # init_from=None: the weights come from this checkpoint, not from the one training started from.
+        module = KWSModule.load_from_checkpoint(path, map_location="cpu", init_from=None)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} does not fit KWSModule's TinyConv (another architecture?): {err}") from err
+    return module, checkpoint
+
+
+def load_checkpoint(path: str | Path, config: str | Path | None = None) -> tuple[KWSModule, SpeechCommandsDataModule]:
+    """(KWSModule, SpeechCommandsDataModule) of a checkpoint: the data module from the
+    checkpoint's ``datamodule_hyper_parameters``, overridden by the ``data`` section of ``config``."""
+    module, checkpoint = load_module(path)
+    data = {k: v for k, v in (checkpoint.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
+    if config is not None:
+        data.update(config_section(read_config(config), "data", config))
+    if not data:
+        raise CheckpointError(f"{path} holds no data module hyperparameters; pass --config with the `data:` section it was trained with")
+    try:
+        datamodule = SpeechCommandsDataModule(**data)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"bad data settings {data}: {err}") from err
+    if list(datamodule.labels) != list(module.labels) or tuple(datamodule.input_shape) != tuple(module.hparams.input_shape):
+        raise CheckpointError(
+            f"the data settings give labels {datamodule.labels} and features {datamodule.input_shape}, "
+            f"the model was trained on {module.labels} and {tuple(module.hparams.input_shape)}"
+        )
+    return module, datamodule
+
+
+def read_config(path: str | Path) -> dict:
+    """A ``python -m kws fit`` config file as a dict of sections."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no config file at {path}; pass the config you train with (conf.yaml)")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise CheckpointError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} is not a mapping of config sections (model:, data:, trainer:)")
+    return config
+
+
+def config_section(config: dict, key: str, path: str | Path = "the config") -> dict:
+    """The init arguments of one section (plain, or class_path/init_args); {} when absent."""
+    section = config.get(key) or {}
+    if not isinstance(section, dict):
+        raise CheckpointError(f"{path}: the `{key}:` section is not a mapping")
+    return dict(section.get("init_args") or {}) if "class_path" in section else dict(section)
+
+
+def load_config_model(path: str | Path) -> tuple[KWSModule, dict]:
+    """(untrained KWSModule, config) from a ``python -m kws fit`` config: its ``model:`` and
+    ``data:`` sections, validated by jsonargparse against the two classes' signatures (as the CLI
+    does), labels and input shape linked from the data. No data is read or generated."""
+    from jsonargparse import ArgumentParser
+
+    config = read_config(path)
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(SpeechCommandsDataModule, "data")
+    parser.add_class_arguments(KWSModule, "model", skip={"labels", "input_shape"}, instantiate=False)
+    sections = {key: config_section(config, key, path) for key in ("data", "model")}
+    try:
+        parsed = parser.parse_object(sections)
+        init = parser.instantiate_classes(parsed)
+    except Exception as err:  # jsonargparse's messages name the key and the expected type
+        raise CheckpointError(f"{path}: {err}") from err
+    data = init.data
+    return KWSModule(labels=data.labels, input_shape=data.input_shape, **vars(parsed.model)), config

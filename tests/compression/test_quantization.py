@@ -1,0 +1,361 @@
+"""Fake quantization: the math by hand, the STE, per-channel ranges, pruned zeros, QAT in a real
+Lightning fit with checkpoint reload and resume, bad options, and PTQ against the float model."""
+import copy
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.core.saving import load_hparams_from_yaml
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.nn.utils import parametrize, prune
+from torch.utils.data import DataLoader, TensorDataset
+
+from callbacks import QuantizationAwareTraining
+from kws.compression.quantization import compare_models, fake_quantize, MIN_SCALE, post_training_quantize, qparams, quantizers, QuantWrapper, set_quant_state, wrap_fake_quant
+from kws.models import TinyConv
+from kws.training.module import KWSModule
+
+X = torch.tensor([-1.2, -0.5, 0.0, 0.3, 1.0, 3.0])  # min -1.2, max 3.0
+
+# By hand. symmetric: scale = 3.0 / (2^(k-1) - 1), q = round(x / scale) in [-(2^(k-1)-1), 2^(k-1)-1].
+# asymmetric: scale = 4.2 / (2^k - 1), zp = round(1.2 / scale), q = round(x / scale) + zp in [0, 2^k-1];
+# the value is (q - zp) * scale, listed below as q - zp.
+HAND = [
+    # mode, bits, scale, zero point, (q - zp) per value of X
+    ("symmetric", 8, 3.0 / 127, 0, [-51, -21, 0, 13, 42, 127]),  # -1.2/s = -50.8, -0.5/s = -21.2, 0.3/s = 12.7, 1/s = 42.3
+    ("symmetric", 4, 3.0 / 7, 0, [-3, -1, 0, 1, 2, 7]),  # x/s = -2.8, -1.17, 0, 0.7, 2.33, 7
+    ("symmetric", 2, 3.0, 0, [0, 0, 0, 0, 0, 1]),  # x/s = -0.4, -0.17, 0, 0.1, 0.33, 1
+    ("asymmetric", 8, 4.2 / 255, 73, [-73, -30, 0, 18, 61, 182]),  # zp = round(72.86); x/s = -72.86, -30.36, 0, 18.21, 60.7, 182.1
+    ("asymmetric", 4, 0.28, 4, [-4, -2, 0, 1, 4, 11]),  # zp = round(4.29); x/s = -4.29, -1.79, 0, 1.07, 3.57, 10.71
+    ("asymmetric", 2, 1.4, 1, [-1, 0, 0, 0, 1, 2]),  # zp = round(0.86); x/s = -0.86, -0.36, 0, 0.21, 0.71, 2.14
+]
+
+
+@pytest.mark.parametrize("mode,bits,scale,zero_point,q", HAND)
+def test_quantization_math_by_hand(mode, bits, scale, zero_point, q):
+    expected = torch.tensor(q, dtype=torch.float32) * scale
+    s, z = qparams(X.min(), X.max(), bits, mode)
+    assert s.item() == pytest.approx(scale, rel=1e-6) and z.item() == zero_point
+    torch.testing.assert_close(fake_quantize(X, s, z, bits, mode), expected)
+    # the same through a wrapper: X as a Linear weight, and X as the layer's input
+    layer = nn.Linear(6, 1, bias=False)
+    layer.weight.data = X[None].clone()
+    wrapper = QuantWrapper(layer, weight_bits=bits, activation_bits=bits, mode=mode, momentum=0.0)
+    ws, wz = wrapper.weight_qparams()
+    assert ws.item() == pytest.approx(scale, rel=1e-6) and wz.item() == zero_point
+    wrapper(X[None])  # training mode: observes the input range
+    assert (wrapper.act_min.item(), wrapper.act_max.item()) == pytest.approx((-1.2, 3.0))
+    assert wrapper.act_scale.item() == pytest.approx(scale, rel=1e-6) and wrapper.act_zero_point.item() == zero_point
+    wrapper.eval()
+    torch.testing.assert_close(wrapper(X[None]), (expected @ expected)[None, None])  # quantized input . quantized weight
+
+
+def test_straight_through_estimator():
+    # 4-bit symmetric, scale 0.1: representable -0.7 .. 0.7; values rounding outside are clamped
+    x = torch.tensor([-1.0, -0.74, -0.5, 0.0, 0.3, 0.74, 0.76, 2.0], requires_grad=True)
+    y = fake_quantize(x, torch.tensor(0.1), torch.tensor(0, dtype=torch.int32), 4, "symmetric")
+    torch.testing.assert_close(y.detach(), torch.tensor([-0.7, -0.7, -0.5, 0.0, 0.3, 0.7, 0.7, 0.7]))
+    y.sum().backward()
+    assert x.grad.tolist() == [0, 1, 1, 1, 1, 1, 0, 0]
+    # through a wrapper whose input range is frozen at [-1, 1]: inputs outside get no gradient
+    layer = nn.Linear(3, 1, bias=False)
+    layer.weight.data.fill_(1.0)
+    wrapper = QuantWrapper(layer)
+    wrapper(torch.tensor([[-1.0, 0.0, 1.0]]))
+    set_quant_state(wrapper, frozen=True)
+    x = torch.tensor([[-2.0, 0.5, 3.0]], requires_grad=True)
+    wrapper(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([[0.0, 1.0, 0.0]]))
+    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0  # the weights learn
+
+
+def test_per_channel_ranges():
+    model = TinyConv()
+    with torch.no_grad():  # output channel c spans about (c + 1) times the range of channel 0
+        model.conv.weight.mul_(torch.arange(1, 9.0).view(8, 1, 1, 1))
+    wrap_fake_quant(model, per_channel=True)
+    for wrapper, channels in ((model.conv, 8), (model.fc, 4)):
+        weight = wrapper.layer.weight.detach()
+        scale, zero_point = wrapper.weight_qparams()
+        assert scale.shape == zero_point.shape == (channels,)
+        torch.testing.assert_close(scale, weight.flatten(1).abs().amax(1) / 127)
+        quantized = fake_quantize(weight, scale, zero_point, 8, "symmetric", axis=0)
+        for c in range(channels):  # each channel quantized with its own range alone
+            s, z = qparams(weight[c].min(), weight[c].max(), 8, "symmetric")
+            torch.testing.assert_close(quantized[c], fake_quantize(weight[c], s, z, 8, "symmetric"))
+    assert model.conv.weight_qparams()[0].unique().numel() == 8
+    per_tensor = wrap_fake_quant(TinyConv(), per_channel=False)
+    assert per_tensor.conv.weight_qparams()[0].shape == ()
+
+
+@pytest.mark.parametrize("mode", ["symmetric", "asymmetric"])
+def test_zero_range_and_pruned_zeros(mode):
+    # all zeros: weights, bias and input give a tiny positive scale and zeros, not NaN
+    layer = nn.Linear(5, 3)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    wrapper = QuantWrapper(layer, mode=mode)
+    out = wrapper(torch.zeros(2, 5))
+    assert torch.equal(out, torch.zeros(2, 3))
+    assert wrapper.act_scale.item() == MIN_SCALE and wrapper.weight_qparams()[0].item() == MIN_SCALE
+    # a range is widened to contain 0: [0.5, 2] is quantized as [0, 2], [-2, -0.5] as [-2, 0]
+    scale, zero_point = qparams(torch.tensor(0.5), torch.tensor(2.0), 8, mode)
+    assert scale.item() == pytest.approx(2 / (127 if mode == "symmetric" else 255)) and zero_point.item() == 0
+    scale, zero_point = qparams(torch.tensor(-2.0), torch.tensor(-0.5), 8, mode)
+    assert scale.item() == pytest.approx(2 / (127 if mode == "symmetric" else 255))
+    assert zero_point.item() == (0 if mode == "symmetric" else 255)
+    # pruned zeros (in otherwise positive weights) are on the grid: they stay exactly 0
+    layer = nn.Linear(40, 6)
+    with torch.no_grad():
+        layer.weight.uniform_(0.2, 1.0)
+    prune.l1_unstructured(layer, "weight", amount=0.5)
+    wrapper = QuantWrapper(layer, mode=mode, weight_bits=3, per_channel=True)
+    scale, zero_point = wrapper.weight_qparams()
+    quantized = fake_quantize(layer.weight_orig * layer.weight_mask, scale, zero_point, 3, mode, axis=0)
+    assert (quantized[layer.weight_mask == 0] == 0).all() and (quantized[layer.weight_mask == 1] != 0).all()
+
+
+class Mask(nn.Module):
+    def __init__(self, mask):
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, weight):
+        return weight * self.mask
+
+
+@pytest.mark.parametrize("how", ["prune", "parametrize"])
+def test_wrapper_follows_masks_and_weight_updates(how):
+    # torch.nn.utils.prune: weight = weight_orig * weight_mask, refreshed only by the layer's own
+    # forward pre-hook; parametrize: weight = mask(original) at every access
+    torch.manual_seed(0)
+    layer = nn.Linear(40, 6)
+    if how == "prune":
+        prune.l1_unstructured(layer, "weight", amount=0.5)
+        original, mask = layer.weight_orig, layer.weight_mask
+    else:
+        parametrize.register_parametrization(layer, "weight", Mask(torch.rand(6, 40) > 0.5))
+        original, mask = layer.parametrizations.weight.original, layer.parametrizations.weight[0].mask
+    wrapper = QuantWrapper(layer)
+    set_quant_state(wrapper, enabled=False)
+    with torch.no_grad():
+        original.add_(1.0)  # as an optimizer step would (a prune layer.weight is now stale)
+    x = torch.randn(4, 40)
+    torch.testing.assert_close(wrapper(x), nn.functional.linear(x, original * mask, layer.bias), rtol=0, atol=0)
+    set_quant_state(wrapper, enabled=True)
+    wrapper(x).sum().backward()
+    assert (original.grad[mask == 0] == 0).all() and (original.grad[mask == 1] != 0).any()
+    copy = post_training_quantize(nn.Sequential(layer), [x])  # masked models deep-copy and calibrate
+    assert (copy[0].weight_qparams()[0] == wrapper.weight_qparams()[0]).all()
+
+
+def test_bias_on_the_int32_grid_of_input_times_weight_scale():
+    layer = nn.Linear(3, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, -0.5, 0.25], [0.1, 0.2, -0.05]]))
+        layer.bias.copy_(torch.tensor([0.123456, -0.0031]))
+    wrapper = QuantWrapper(layer, per_channel=True)
+    wrapper(torch.tensor([[-2.0, 0.0, 3.0]]))
+    wrapper.eval()
+    # input scale 3/127; weight scales 1/127 and 0.2/127 per output channel
+    grid = torch.tensor([3 / 127 * 1 / 127, 3 / 127 * 0.2 / 127])
+    expected = torch.round(layer.bias.detach() / grid) * grid
+    torch.testing.assert_close(wrapper(torch.zeros(1, 3))[0], expected)  # zero input: output = bias
+    assert not torch.allclose(expected, layer.bias.detach(), rtol=0, atol=1e-6)  # the rounding did something
+
+
+def test_range_moving_average_percentile_and_eval():
+    wrapper = QuantWrapper(nn.Linear(4, 2), momentum=0.9)
+    wrapper(torch.tensor([[-1.0, 0.0, 1.0, 2.0]]))  # the first batch is taken as it is
+    assert (wrapper.act_min.item(), wrapper.act_max.item()) == pytest.approx((-1.0, 2.0))
+    wrapper(torch.tensor([[-3.0, 0.0, 1.0, 4.0]]))  # 0.9 * old + 0.1 * batch
+    assert (wrapper.act_min.item(), wrapper.act_max.item()) == pytest.approx((-1.2, 2.2))
+    # eval mode neither updates the range nor changes its output
+    wrapper.eval()
+    before = {k: v.clone() for k, v in wrapper.state_dict().items()}
+    x = torch.randn(8, 4) * 10
+    first = wrapper(x)
+    assert torch.equal(wrapper(x), first)
+    assert all(torch.equal(v, wrapper.state_dict()[k]) for k, v in before.items())
+    # nearest-rank percentile: of 1..1000 and one outlier, the 99th percentile is 991 and the 1st is 11
+    wrapper = QuantWrapper(nn.Linear(1001, 1), activation_range="percentile", percentile=99.0, mode="asymmetric")
+    values = torch.cat([torch.arange(1.0, 1001.0), torch.tensor([1e6])])
+    wrapper(values[torch.randperm(1001)][None])
+    assert (wrapper.act_min.item(), wrapper.act_max.item()) == (11.0, 991.0)
+    assert wrapper.act_scale.item() == pytest.approx(991 / 255)  # range widened to contain 0
+
+
+def test_only_named_layers_and_disable():
+    model = wrap_fake_quant(TinyConv(), layers=["fc"])
+    assert isinstance(model.conv, nn.Conv2d) and isinstance(model.fc, QuantWrapper)
+    with pytest.raises(ValueError, match="already fake-quantized"):
+        wrap_fake_quant(model, layers=["fc"])
+    # disabled: exactly the float model
+    float_model = TinyConv().eval()
+    quant = wrap_fake_quant(copy.deepcopy(float_model), weight_bits=2, activation_bits=2)
+    x = torch.randn(3, 1960)
+    set_quant_state(quant, enabled=False)
+    assert torch.equal(quant(x), float_model(x))
+    set_quant_state(quant, enabled=True)
+    quant.train()(x)
+    assert not torch.allclose(quant.eval()(x), float_model(x))
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"weight_bits": 1}, "weight_bits must be an integer from 2 to 8, got 1"),
+    ({"activation_bits": 9}, "activation_bits must be an integer from 2 to 8, got 9"),
+    ({"weight_bits": 8.0}, "weight_bits"),
+    ({"mode": "affine"}, "mode must be 'symmetric' or 'asymmetric', got 'affine'"),
+    ({"activation_range": "mean"}, "activation_range must be 'minmax' or 'percentile'"),
+    ({"percentile": 0}, r"percentile must be in \(0, 100\], got 0"),
+    ({"percentile": 100.5}, "percentile must be in"),
+    ({"momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
+    ({"momentum": -0.1}, "momentum must be in"),
+    ({"layers": []}, "layers must be a non-empty list"),
+    ({"layers": ["fc", "fc"]}, "distinct module names"),
+    ({"start_epoch": -1}, "start_epoch must be an integer >= 0"),
+    ({"start_epoch": 2, "freeze_epoch": 2}, r"freeze_epoch must be an integer after start_epoch \(2\)"),
+])
+def test_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        QuantizationAwareTraining(**options)
+
+
+def test_unknown_layers_named_at_setup():
+    callback = QuantizationAwareTraining(layers=["conv", "classifier"])
+    with pytest.raises(ValueError, match=r"layers \['classifier'\] are not Conv2d/Linear layers of the model; available: \['conv', 'fc'\]"):
+        callback.setup(L.Trainer(logger=False), KWSModule(), "fit")
+    with pytest.raises(ValueError, match="classifier"):
+        post_training_quantize(TinyConv(), [torch.zeros(1, 1960)], layers=["classifier"])
+
+
+# ---------------------------------------------------------------- Lightning: QAT fit, reload, resume
+def loader(seed: int, n: int = 96) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, 1960, generator=generator)
+    return DataLoader(TensorDataset(features, torch.randint(0, 4, (n,), generator=generator)), batch_size=32)
+
+
+class Probe(L.Callback):
+    """Records, per epoch, whether the model is wrapped, its conv weight, and the conv input range."""
+
+    def __init__(self):
+        self.wrapped, self.weights, self.ranges, self.val_ranges = {}, {}, [], []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        epoch, conv = trainer.current_epoch, pl_module.model.conv
+        self.wrapped[epoch] = isinstance(conv, QuantWrapper)
+        self.weights[epoch] = (conv.layer if self.wrapped[epoch] else conv).weight.detach().clone()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if isinstance(pl_module.model.conv, QuantWrapper):
+            self.ranges.append((trainer.current_epoch, pl_module.model.conv.act_min.item(), pl_module.model.conv.act_max.item()))
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        self.val_ranges.append([b.clone() for b in pl_module.model.conv.buffers()] if quantizers(pl_module.model) else None)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self.on_validation_epoch_start(trainer, pl_module)
+
+
+def fit(root, callback, max_epochs, ckpt_path=None, logger=False):
+    L.seed_everything(0)
+    module, probe = KWSModule(learning_rate=0.01), Probe()
+    trainer = L.Trainer(
+        max_epochs=max_epochs, logger=logger, enable_checkpointing=True, default_root_dir=root, accelerator="cpu",
+        callbacks=[callback, probe], enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+    )
+    trainer.fit(module, loader(0), loader(1), ckpt_path=ckpt_path)
+    return module, probe, trainer.checkpoint_callback.best_model_path
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # the resumed run logs elsewhere, on purpose
+def test_qat_fit_reload_and_resume(tmp_path):
+    options = dict(weight_bits=6, activation_bits=7, mode="asymmetric", per_channel=True, momentum=0.5)
+    module, probe, ckpt = fit(tmp_path / "a", QuantizationAwareTraining(**options, start_epoch=1), max_epochs=2)
+    assert probe.wrapped == {0: False, 1: True}  # epoch 0 float, epoch 1 quantized
+    assert not torch.equal(probe.weights[0], probe.weights[1])  # training went on through the wrappers
+    assert [t["name"] for t in module.model_transforms] == ["fake_quant"]
+    assert module.model_transforms[0]["params"]["mode"] == "asymmetric"
+    epoch1 = [r for r in probe.ranges if r[0] == 1]
+    assert len(epoch1) == 3 and len({r[1:] for r in epoch1}) == 3  # ranges updated at each step
+    for before, after in zip(probe.val_ranges[-2], probe.val_ranges[-1]):  # validation changed nothing
+        assert torch.equal(before, after)
+
+    # the checkpoint rebuilds the quantized model, ranges included, with no callback involved
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["callbacks"]["QuantizationAwareTraining"]["start_epoch"] == 1
+    loaded = KWSModule.load_from_checkpoint(ckpt).eval()
+    module.eval()
+    assert isinstance(loaded.model.conv, QuantWrapper) and isinstance(loaded.model.fc, QuantWrapper)
+    assert loaded.state_dict().keys() == module.state_dict().keys()
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in module.state_dict().items())
+    x = next(iter(loader(2)))[0]
+    torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0)
+
+    # resume: not wrapped twice; frozen from epoch 2; the configuration (freeze_epoch) wins
+    with pytest.warns(UserWarning, match="freeze_epoch"):
+        resumed, probe, _ = fit(tmp_path / "b", QuantizationAwareTraining(**options, start_epoch=1, freeze_epoch=2), 3, ckpt, CSVLogger(tmp_path / "b"))
+    assert [t["name"] for t in resumed.model_transforms] == ["fake_quant"]
+    frozen = loaded.model.conv.act_min.item(), loaded.model.conv.act_max.item()
+    assert [r[1:] for r in probe.ranges] == [frozen] * 3 and bool(resumed.model.conv.frozen)
+    assert not torch.equal(probe.weights[2], loaded.model.conv.layer.weight)
+    hparams = load_hparams_from_yaml(next((tmp_path / "b").rglob("hparams.yaml")))
+    assert hparams["quantization"] == {
+        **options, "activation_range": "minmax", "percentile": 99.99, "layers": None, "activation_mode": "asymmetric",
+        "start_epoch": 1, "freeze_epoch": 2, "quantized_layers": ["conv", "fc"],
+    }
+
+
+# ---------------------------------------------------------------- PTQ against the float model
+@pytest.fixture(scope="module")
+def trained():
+    """TinyConv trained briefly on separable random data: 4 prototypes + noise."""
+    torch.manual_seed(0)
+    prototypes = torch.randn(4, 1960)
+
+    def batch(n):
+        labels = torch.randint(0, 4, (n,))
+        return prototypes[labels] + 8 * torch.randn(n, 1960), labels
+
+    model = TinyConv(dropout=0.2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(40):
+        features, labels = batch(64)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(features), labels).backward()
+        optimizer.step()
+    return model.eval(), [batch(128) for _ in range(2)], [batch(128) for _ in range(4)]
+
+
+@pytest.mark.parametrize("mode,per_channel", [("symmetric", True), ("asymmetric", False)])
+def test_ptq_against_float(trained, mode, per_channel):
+    model, calibration, held_out = trained
+    results = {}
+    for bits in (8, 4, 2):
+        quant = post_training_quantize(model, calibration, weight_bits=bits, activation_bits=bits, mode=mode, per_channel=per_channel)
+        assert all(bool(q.frozen) and bool(q.observed) for q in quantizers(quant).values())
+        results[bits] = compare_models(model, quant, held_out)
+    assert quantizers(model) == {}  # the float model is left as it was
+    assert results[8]["float_acc"] > 0.85  # trained-ish, not saturated: quantization error can show
+    assert results[8]["agreement"] > 0.95 and results[8]["prob_mse"] < 1e-4
+    assert abs(results[8]["quant_acc"] - results[8]["float_acc"]) < 0.02
+    assert results[8]["prob_mse"] < results[4]["prob_mse"] < results[2]["prob_mse"]
+    assert results[2]["agreement"] < results[8]["agreement"] - 0.1
+    unlabelled = compare_models(model, quant, [f for f, _ in held_out])
+    assert unlabelled == {"agreement": results[2]["agreement"], "prob_mse": pytest.approx(results[2]["prob_mse"])}
+
+
+def test_activation_mode_splits_weights_and_activations():
+    """TFLite's int8 scheme: symmetric weights (zero point 0), asymmetric activations."""
+    from kws.compression.quantization import QuantWrapper
+
+    torch.manual_seed(0)
+    wrapper = QuantWrapper(nn.Linear(6, 3), weight_bits=4, activation_bits=4, mode="symmetric", activation_mode="asymmetric").train()
+    wrapper(torch.rand(32, 6) * 5)  # non-negative inputs, as the features are
+    _, weight_zero = wrapper.weight_qparams()
+    assert int(weight_zero.abs().max()) == 0
+    assert int(wrapper.act_zero_point) == 0 and float(wrapper.act_scale) == pytest.approx(float(wrapper.act_max) / 15)
+    with pytest.raises(ValueError, match="activation_mode"):
+        QuantizationAwareTraining(activation_mode="affine")
