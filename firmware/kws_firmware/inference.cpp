@@ -1,7 +1,5 @@
 #include "inference.h"
 
-#include <Arduino.h>
-#include <TensorFlowLite.h>
 #include <string.h>
 
 #include "model_data.h"
@@ -19,42 +17,37 @@ constexpr int kArenaSize = kTensorArenaSize + 4096;
 alignas(16) uint8_t g_arena[kArenaSize];
 tflite::MicroInterpreter* g_interpreter = nullptr;
 TfLiteTensor* g_input = nullptr;
+TfLiteTensor* g_output = nullptr;
 
 }  // namespace
 
-bool SetupInference() {
+const char* SetupInference() {
   tflite::InitializeTarget();
   const tflite::Model* model = tflite::GetModel(g_model);
-  if (model->version() != TFLITE_SCHEMA_VERSION) {
-    Serial.println("model schema version mismatch");
-    return false;
-  }
+  if (model->version() != TFLITE_SCHEMA_VERSION) return "model schema version mismatch";
   static ModelOpResolver resolver;
-  if (RegisterModelOps(resolver) != kTfLiteOk) {
-    Serial.println("op registration failed");
-    return false;
-  }
+  if (RegisterModelOps(resolver) != kTfLiteOk) return "op registration failed";
   static tflite::MicroInterpreter interpreter(model, resolver, g_arena, kArenaSize);
-  if (interpreter.AllocateTensors() != kTfLiteOk) {
-    Serial.println("AllocateTensors failed: raise the arena margin");
-    return false;
-  }
+  if (interpreter.AllocateTensors() != kTfLiteOk) return "AllocateTensors failed: raise the arena margin";
   g_interpreter = &interpreter;
   g_input = interpreter.input(0);
-  TfLiteTensor* output = interpreter.output(0);
+  g_output = interpreter.output(0);
   if (g_input->type != kTfLiteInt8 || g_input->bytes != static_cast<size_t>(kFeatureElementCount) ||
-      output->type != kTfLiteInt8 || output->bytes != static_cast<size_t>(kCategoryCount)) {
-    Serial.println("model input/output do not match model_settings.h");
-    return false;
+      g_output->type != kTfLiteInt8 || g_output->bytes != static_cast<size_t>(kCategoryCount)) {
+    return "model input/output do not match model_settings.h";
   }
-  Serial.print("arena used: ");
-  Serial.println(static_cast<int>(interpreter.arena_used_bytes()));
-  return true;
+  return nullptr;
 }
 
 bool RunInference(void*, const int8_t* features, float* probabilities) {
   memcpy(g_input->data.int8, features, kFeatureElementCount);
   if (g_interpreter->Invoke() != kTfLiteOk) return false;
-  DequantizeSoftmax(g_interpreter->output(0)->data.int8, kCategoryCount, kOutputScale, kOutputZeroPoint, probabilities);
+  DequantizeSoftmax(g_output->data.int8, kCategoryCount, kOutputScale, kOutputZeroPoint, probabilities);
   return true;
 }
+
+const int8_t* LastInferenceOutputs() { return g_output->data.int8; }
+
+size_t InferenceArenaSize() { return kArenaSize; }
+
+size_t InferenceArenaUsedBytes() { return g_interpreter ? g_interpreter->arena_used_bytes() : 0; }

@@ -43,7 +43,11 @@ void setup() {
   Serial.begin(115200);
   for (uint32_t t = millis(); !Serial && millis() - t < 3000;) {}
   SetupResponder();
-  if (!SetupInference()) Halt("inference setup failed");
+  if (const char* error = SetupInference()) Halt(error);
+  Serial.print("arena used: ");
+  Serial.print(static_cast<int>(InferenceArenaUsedBytes()));
+  Serial.print(" of ");
+  Serial.println(static_cast<int>(InferenceArenaSize()));
 
   PipelineHooks hooks;
   hooks.model = RunInference;
