@@ -1,5 +1,5 @@
 """The firmware's C micro front end (firmware/micro_frontend.c), built with the host's gcc against
-a micro_frontend_tables.h written by kws.firmware_tables, against the Python reference
+a micro_frontend_tables.h written by kws.export.frontend_tables, against the Python reference
 MicroFrontend. Tolerance: none -- bit-exact, on the micro_speech reference clips and on synthetic
 signals, both streamed window by window (odd-sized reads, caller-managed hop) and as a whole clip."""
 import shutil
@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import REPO
 from kws.audio.wav import read_wav
 from kws.export.frontend_tables import write_micro_frontend_tables
 from kws.audio.micro_frontend import MicroFrontend
 from kws.audio.micro_tables import MicroFrontendConfig
 
-FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
+FIRMWARE = REPO / "firmware"
 GCC = shutil.which("gcc")
 pytestmark = pytest.mark.skipif(GCC is None, reason="gcc not found: the firmware front-end test compiles the C sources with it")
 
@@ -43,11 +44,16 @@ def binaries(tmp_path_factory) -> dict:
     return {name: build(tmp_path_factory.mktemp(name), cfg) for name, cfg in CONFIGS.items()}
 
 
-def c_features(binary: Path, audio: np.ndarray, clip: bool) -> np.ndarray:
-    proc = subprocess.run([str(binary), "-", *(["--clip"] if clip else [])], input=audio.astype("<i2").tobytes(),
+# How the C code is driven: frame by frame as the board does (odd-sized reads), a whole clip, the
+# batched multi-clip path training runs (lock-step lanes), and the stage functions chained.
+MODES = {"streaming": [], "clip": ["--clip"], "batch": ["--batch"], "stages": ["--stages"]}
+
+
+def c_features(binary: Path, audio: np.ndarray, mode: str) -> np.ndarray:
+    proc = subprocess.run([str(binary), "-", *MODES[mode]], input=audio.astype("<i2").tobytes(),
                           capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stderr.decode()
-    lines = proc.stdout.decode().splitlines()
+    lines = [line for line in proc.stdout.decode().splitlines() if not line.startswith("noise")]
     if not lines:
         return np.zeros((0, 0), np.int64)
     return np.array([line.split() for line in lines], np.int64).reshape(len(lines), -1)
@@ -57,11 +63,11 @@ def check(binary: Path, cfg: MicroFrontendConfig, audio: np.ndarray) -> None:
     audio = np.asarray(audio, np.int16)
     expected = MicroFrontend(cfg)(torch.from_numpy(audio)[None])[0].numpy()
     assert expected.shape[0] >= 1
-    for clip in (False, True):
-        got = c_features(binary, audio, clip)
-        assert got.shape == expected.shape, (clip, got.shape, expected.shape)
+    for mode in MODES:
+        got = c_features(binary, audio, mode)
+        assert got.shape == expected.shape, (mode, got.shape, expected.shape)
         diff = np.argwhere(got != expected)
-        assert diff.size == 0, f"{'clip' if clip else 'streaming'}: {len(diff)} values differ, first (frame, channel) {diff[:5].tolist()}"
+        assert diff.size == 0, f"{mode}: {len(diff)} values differ, first (frame, channel) {diff[:5].tolist()}"
 
 
 def synthetic_clips(n: int = 16000) -> dict[str, np.ndarray]:
@@ -113,8 +119,8 @@ def test_reference_clips_streamed_back_to_back(binaries, micro_speech_dir):
 
 
 def test_shorter_than_a_window_gives_no_frames(binaries):
-    for clip in (False, True):
-        assert c_features(binaries["default"], np.ones(479, np.int16), clip).shape[0] == 0
+    for mode in MODES:
+        assert c_features(binaries["default"], np.ones(479, np.int16), mode).shape[0] == 0
 
 
 def test_tables_header_is_self_contained(tmp_path):
@@ -127,3 +133,11 @@ def test_tables_header_is_self_contained(tmp_path):
     proc = subprocess.run([GCC, "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path}", f"-I{FIRMWARE}", str(source), "-o", str(tmp_path / "t")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_committed_default_tables_are_the_generated_ones(tmp_path):
+    """firmware/default_tables/micro_frontend_tables.h (what the training library and the firmware
+    build without Python compile) is what kws.export.frontend_tables writes for the default config."""
+    write_micro_frontend_tables(tmp_path)
+    committed = (FIRMWARE / "default_tables" / "micro_frontend_tables.h").read_text()
+    assert committed == (tmp_path / "micro_frontend_tables.h").read_text(), "regenerate it: python -m kws firmware-tables firmware/default_tables"

@@ -1,5 +1,5 @@
 """The firmware's C MFCC front end (firmware/mfcc_frontend.c), built with the host's gcc against an
-mfcc_frontend_tables.h written by kws.mfcc_tables, against build_frontend(FeatureSettings(
+mfcc_frontend_tables.h written by kws.export.frontend_tables, against build_frontend(FeatureSettings(
 frontend="mfcc")) (torchaudio's MFCC).
 
 Tolerance: atol 2e-3 on the coefficients (rtol 1e-4), the same as tests/test_features.py allows
@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import REPO
 from kws.audio.wav import read_wav
 from kws.audio.features import build_frontend, FeatureSettings
 from kws.export.frontend_tables import write_mfcc_frontend_tables
 
-FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
+FIRMWARE = REPO / "firmware"
 GCC = shutil.which("gcc")
 CLIPS = sorted(glob.glob("/work/shared/data/micro_speech/*.wav"))
 ATOL, RTOL = 2e-3, 1e-4

@@ -2,8 +2,8 @@
 with feature_quantize.h and recognize_commands.cc), built on the host with g++ and driven by
 firmware/host_test/pipeline_main.cc: a long recording pushed through a ring buffer in irregular
 chunks, polled as loop() does. The int8 window at each inference is compared with what
-`python -m kws listen` feeds its model: kws.listen.stream_features over the whole recording, the
-49-frame windows of kws.listen.windows at the same times, quantized by kws.export.quantize with
+`python -m kws listen` feeds its model: kws.deploy.listen.stream_features over the whole recording, the
+49-frame windows of kws.deploy.listen.windows at the same times, quantized by kws.export.tflite.quantize with
 the model's input quantization. Built twice, once per front end, as model_settings.h picks it:
 
 - micro (micro_frontend.c, bit-exact with kws.micro_frontend): tolerance none.
@@ -11,7 +11,7 @@ the model's input quantization. Built twice, once per front end, as model_settin
   differ only where listen's feature lies within MFCC_TOLERANCE of a rounding boundary, and then
   by one step; see test_firmware_windows_match_listen for the measured counts.
 
-Also the board's int8 output -> softmax against kws.listen's (tolerance 1e-6 relative: libm's exp
+Also the board's int8 output -> softmax against kws.deploy.listen.s (tolerance 1e-6 relative: libm's exp
 vs numpy's)."""
 import dataclasses
 import shutil
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import REPO
 from kws.audio.wav import read_wav
 from kws.export.c_sources import write_model_settings
 from kws.export.tflite import quantize
@@ -29,7 +30,7 @@ from kws.export.frontend_tables import write_micro_frontend_tables
 from kws.deploy.listen import softmax, stream_features, windows
 from kws.export.frontend_tables import write_mfcc_frontend_tables
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 FIRMWARE = ROOT / "firmware"
 SKETCH = FIRMWARE / "kws_firmware"
 CLIPS = Path("/work/shared/data/micro_speech")
