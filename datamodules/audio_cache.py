@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from kws.audio.wav import AudioError, read_wav, resample_int16, wrong_rate_message
+from kws.audio.wav import DATA_RATE_FIX, AudioError, read_wav, resample_int16, wrong_rate_message
 
 CACHE_VERSION = 1
 
@@ -60,10 +61,13 @@ def load_or_build_cache(
     skip_bad_files: bool = False,
     workers: int | None = None,
 ) -> tuple[np.ndarray, list[str], DecodeReport]:
-    """Return ``(audio memmap [n, clip_samples] int16, files kept, report)``, decoding if needed."""
+    """Return ``(audio memmap [n, clip_samples] int16, files kept, report)``, decoding if needed.
+    A cache that cannot be read (a truncated .npy, a corrupt .json) is rebuilt, with a warning
+    naming it."""
     key = cache_key(root, files, sample_rate, clip_samples, resample)
     data_path, meta_path = cache_dir / f"audio-{key}.npy", cache_dir / f"audio-{key}.json"
-    if not (data_path.exists() and meta_path.exists()):
+    cached = _read(data_path, meta_path, len(files), clip_samples)
+    if cached is None:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -71,13 +75,52 @@ def load_or_build_cache(
         # One builder per cache folder: processes starting together (ranks, jobs, nodes sharing
         # the folder) wait here, then find the finished cache.
         with FileLock(cache_dir / f"audio-{key}.lock"):
-            if not (data_path.exists() and meta_path.exists()):
+            cached = _read(data_path, meta_path, len(files), clip_samples)
+            if cached is None:
+                _remove_stale_temporaries(cache_dir)
                 _build(root, files, data_path, meta_path, sample_rate, clip_samples, resample, skip_bad_files, workers)
-    meta = json.loads(meta_path.read_text())
+                cached = _read(data_path, meta_path, len(files), clip_samples)
+        if cached is None:
+            raise OSError(f"the audio cache {data_path} cannot be read back after building it; delete {cache_dir} and check the disk")
+    audio, meta = cached
     report = DecodeReport(**meta["report"])
     if report.skipped and not skip_bad_files:
         raise AudioError(f"{len(report.skipped)} unreadable clips in the cache (e.g. {next(iter(report.skipped.items()))}); fix them or set skip_bad_files: true")
-    return np.load(data_path, mmap_mode="r"), meta["files"], report
+    return audio, meta["files"], report
+
+
+def _read(data_path: Path, meta_path: Path, max_rows: int, clip_samples: int) -> tuple[np.ndarray, dict] | None:
+    """The cache's audio (memory-mapped) and metadata; None when absent. A damaged cache (killed
+    while written by another tool, a full disk, an edit) is deleted so that it is rebuilt."""
+    if not (data_path.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        audio = np.load(data_path, mmap_mode="r")
+        if audio.dtype != np.int16 or audio.ndim != 2 or audio.shape[1] != clip_samples or len(audio) != len(meta["files"]) or len(audio) > max_rows:
+            raise ValueError(f"holds {audio.dtype} {audio.shape}, expected int16 [{len(meta['files'])}, {clip_samples}]")
+        DecodeReport(**meta["report"])
+        return audio, meta
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
+        warnings.warn(f"the audio cache {data_path} (with {meta_path.name}) is damaged ({err}); deleting it and decoding again")
+        for path in (data_path, meta_path):
+            path.unlink(missing_ok=True)
+        return None
+
+
+def _remove_stale_temporaries(cache_dir: Path) -> None:
+    """Delete partial caches left by builders that were killed (``audio-<key>.<pid>.tmp*.npy``,
+    ``.tmp`` metadata): their process is gone, so nobody will finish or rename them."""
+    for path in cache_dir.glob("audio-*.*.tmp*"):
+        pid = path.name.split(".")[1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # a live process of another user
 
 
 def _decode(path: Path, sample_rate: int, clip_samples: int, resample: bool) -> tuple[np.ndarray, str]:
@@ -85,7 +128,7 @@ def _decode(path: Path, sample_rate: int, clip_samples: int, resample: bool) -> 
     note = ""
     if rate != sample_rate:
         if not resample:
-            raise AudioError(wrong_rate_message(path, rate, sample_rate))
+            raise AudioError(wrong_rate_message(path, rate, sample_rate, DATA_RATE_FIX))
         samples, note = resample_int16(samples, rate, sample_rate), "resampled "
     if len(samples) < clip_samples:
         return np.pad(samples, (0, clip_samples - len(samples))), note + "padded"

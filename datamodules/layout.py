@@ -43,11 +43,42 @@ def scan_corpus(root: Path) -> dict[str, list[str]]:
         raise DataError(f"data_dir {root} does not exist; point data.data_dir at an extracted Speech Commands folder, set data.download: true, or data.synthetic: true for the offline corpus")
     words = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        files = sorted(f"{folder.name}/{f.name}" for f in folder.glob("*.wav"))
-        words[folder.name] = files
+        words[folder.name] = sorted(f"{folder.name}/{f.name}" for f in folder.iterdir() if f.suffix.lower() == ".wav" and f.is_file())
     if not any(words.values()):
         raise DataError(f"{root} holds no word folders with .wav files; expected the Speech Commands layout (<word>/<speaker>_nohash_<n>.wav)")
     return words
+
+
+def split_lists(root: Path) -> dict[str, Path] | None:
+    """The data set's ``validation_list.txt`` and ``testing_list.txt``; None when neither exists."""
+    lists = {split: root / f"{split}_list.txt" for split in ("validation", "testing")}
+    present = [path for path in lists.values() if path.is_file()]
+    if not present:
+        return None
+    if len(present) == 1:
+        missing = next(path for path in lists.values() if not path.is_file())
+        raise DataError(f"{missing} is missing while {present[0].name} exists; restore it, or delete both lists to use the speaker-hash split")
+    return lists
+
+
+def read_split_list(path: Path, files: set[str]) -> list[str]:
+    """The clips a split list names, as paths relative to the data folder. Entries are normalised
+    (``./yes/a.wav``, ``yes\\a.wav`` -> ``yes/a.wav``; blank lines skipped); entries that name no
+    clip of ``files`` are refused, with their count, rather than silently moving clips to training."""
+    entries = []
+    for line in path.read_text().splitlines():
+        entry = line.strip().replace("\\", "/")
+        while entry.startswith("./"):
+            entry = entry[2:]
+        if entry:
+            entries.append(entry)
+    unmatched = [entry for entry in entries if entry not in files]
+    if unmatched:
+        raise DataError(
+            f"{path}: {len(unmatched)} of {len(entries)} entries name no clip in {path.parent} (e.g. {unmatched[:3]}); "
+            "entries are paths relative to the data folder (<word>/<file>.wav): fix or remove them"
+        )
+    return entries
 
 
 def download_speech_commands(root: Path, url: str = SPEECH_COMMANDS_URL) -> None:

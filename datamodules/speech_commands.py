@@ -28,7 +28,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sequential
 
 from datamodules.audio_cache import DecodeReport, load_or_build_cache
 from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
-from datamodules.layout import BACKGROUND_NOISE_DIR, SILENCE_LABEL, SPLITS, UNKNOWN_LABEL, DataError, download_speech_commands, scan_corpus, which_set
+from datamodules.layout import (
+    BACKGROUND_NOISE_DIR, SILENCE_LABEL, SPLITS, UNKNOWN_LABEL, DataError, download_speech_commands, read_split_list, scan_corpus, split_lists, which_set,
+)
 from kws.audio.features import FeatureSettings, build_frontend
 from kws.audio.wav import AudioError, read_wav
 from kws.utils.seeding import base_seed, step_seed
@@ -94,7 +96,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         data_dir: str = "data/speech_commands_v0.02",
         synthetic: bool = False,
         download: bool = False,
-        wanted_words: Sequence[str] = ("yes", "no"),
+        wanted_words: Sequence[str | bool] = ("yes", "no"),  # bool only to catch YAML's unquoted yes/no
         silence_percentage: float = 25.0,
         unknown_percentage: float = 25.0,
         validation_percentage: float = 10.0,
@@ -117,6 +119,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
+        unquoted = [w for w in wanted_words if isinstance(w, bool)]
+        if unquoted:
+            raise ValueError(f"data.wanted_words holds {unquoted} (booleans): YAML reads bare yes/no/on/off as booleans; quote the words, e.g. wanted_words: [\"yes\", \"no\"]")
         if not wanted_words or len(set(wanted_words)) != len(wanted_words):
             raise ValueError(f"wanted_words must be a non-empty list of distinct words, got {list(wanted_words)}")
         reserved = {SILENCE_LABEL, UNKNOWN_LABEL, BACKGROUND_NOISE_DIR} & set(wanted_words)
@@ -169,27 +174,27 @@ class SpeechCommandsDataModule(L.LightningDataModule):
     def _has_corpus(self) -> bool:
         return self.data_dir.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in self.data_dir.iterdir())
 
-    def _load_audio(self) -> tuple[np.ndarray, list[str]]:
+    def _load_audio(self) -> tuple[np.ndarray, list[str], list[str]]:
+        """(the decoded clips, the files they are, every clip file found)."""
         words = scan_corpus(self.data_dir)
+        for word in self.hparams.wanted_words:
+            if not words.get(word):
+                raise DataError(f"wanted word '{word}' has no clips: {self.data_dir / word} is missing or empty; check data.wanted_words and data.data_dir")
         files = [f for fs in words.values() for f in fs]
         audio, kept, self.decode_report = load_or_build_cache(
             self.data_dir, files, self.cache_dir, self.features.sample_rate, self.features.clip_samples,
             resample=self.hparams.resample, skip_bad_files=self.hparams.skip_bad_files,
         )
-        return audio, kept
+        return audio, kept, files
 
     # ------------------------------------------------------------------ splits (every rank)
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
         hp = self.hparams
-        for word in hp.wanted_words:
-            folder = self.data_dir / word
-            if not folder.is_dir() or not any(folder.glob("*.wav")):
-                raise DataError(f"wanted word '{word}' has no clips: {folder} is missing or empty; check data.wanted_words and data.data_dir")
-        audio, files = self._load_audio()
+        audio, files, scanned = self._load_audio()
         self.cache_files = files  # relative path of each cache row
-        assignment = self._split_assignment(files)
+        assignment = self._split_assignment(files, set(scanned))
         rng = np.random.default_rng(hp.seed)
         label_of = {w: i for i, w in enumerate(self.labels)}
         for split in SPLITS:
@@ -200,6 +205,11 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             if n_unknown < math.ceil(len(wanted) * hp.unknown_percentage / 100):
                 rank_zero_warn(f"{split}: only {len(unknown)} clips of other words for the unknown class, fewer than asked for")
             picked = rng.permutation(unknown)[:n_unknown]
+            if not wanted:
+                message = f"the {split} split holds no clip of {list(hp.wanted_words)} in {self.data_dir}"
+                if split_lists(self.data_dir) is not None:
+                    raise DataError(f"{message}; check {split}_list.txt against the clips")
+                rank_zero_warn(f"{message} (the speaker-hash split of a small data set): its metrics will be empty; add speakers, or raise data.validation_percentage / data.testing_percentage")
             rows = np.array([i for i, _ in wanted] + list(picked) + [-1] * n_silence, np.int64)
             labels = np.array([l for _, l in wanted] + [label_of[UNKNOWN_LABEL]] * n_unknown + [label_of[SILENCE_LABEL]] * n_silence, np.int64)
             if split != "training":
@@ -212,21 +222,17 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.noise = self._background_noise()
         rank_zero_info(self.summary())
 
-    def _split_assignment(self, files: list[str]) -> list[str]:
-        """Split of each file: the dataset's lists when present, else the speaker hash."""
+    def _split_assignment(self, files: list[str], scanned: set[str]) -> list[str]:
+        """Split of each file: the dataset's lists when present, else the speaker hash.
+        ``scanned``: every clip found on disk (the lists may name clips left out as unreadable)."""
         hp = self.hparams
-        lists = {s: self.data_dir / f"{s}_list.txt" for s in ("validation", "testing")}
-        present = {s: p.is_file() for s, p in lists.items()}
-        if any(present.values()) and not all(present.values()):
-            missing = [str(p) for s, p in lists.items() if not present[s]]
-            raise DataError(f"{missing[0]} is missing while the other split list exists; restore it, or delete both lists to use the speaker-hash split")
-        if not all(present.values()):
+        lists = split_lists(self.data_dir)
+        if lists is None:
             rank_zero_info(f"No split lists in {self.data_dir}: using the sha1-of-speaker split ({hp.validation_percentage:g} % validation, {hp.testing_percentage:g} % test)")
             return [which_set(f, hp.validation_percentage, hp.testing_percentage) for f in files]
         membership = {}
         for split, path in lists.items():
-            for line in path.read_text().split():
-                membership[line.strip()] = split
+            membership.update(dict.fromkeys(read_split_list(path, scanned), split))
         return [membership.get(f, "training") for f in files]
 
     def _evaluation_audio(self, audio: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:

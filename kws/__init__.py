@@ -2,13 +2,20 @@
 
 One sub-package per pipeline stage, each importing only the ones before it (tests/test_layering.py):
 utils <- audio <- datamodules (the data) <- models, training <- compression <- export <- deploy, tools.
-"""
-from kws.audio.features import FeatureSettings, build_frontend
-from kws.models import TinyConv
-from kws.training.module import KWSModule
 
-# Registers the compression transforms, so any checkpoint's surgery log replays (kws.models.surgery).
-import kws.compression  # noqa: E402,F401  isort: skip
+The public names below are imported on first use, so that ``import kws.deploy.listen`` for an
+int8 model on a small host does not load PyTorch.
+"""
+from __future__ import annotations
+
+import importlib
 
 __all__ = ["FeatureSettings", "KWSModule", "TinyConv", "build_frontend"]
 __version__ = "0.1.0"
+_PUBLIC = {"FeatureSettings": "kws.audio.settings", "KWSModule": "kws.training.module", "TinyConv": "kws.models.tiny_conv", "build_frontend": "kws.audio.features"}
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'kws' has no attribute {name!r}")

@@ -3,7 +3,9 @@ predict) go to the LightningCLI; every other tool is named here."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 
 # command -> (module with a main(argv), what it does)
 TOOLS = {
@@ -34,9 +36,25 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] in TOOLS:
         importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
         return
-    from kws.training.cli import cli_main
+    run_lightning(argv)
 
-    cli_main(argv)
+
+def run_lightning(argv: list[str]) -> None:
+    """The LightningCLI, its errors printed as the tools print theirs: one ``error:`` line and exit
+    code 1 (``KWS_DEBUG=1`` shows the whole traceback)."""
+    try:
+        from kws.training.cli import cli_main
+
+        cli_main(argv)
+    except Exception as err:  # noqa: BLE001  every failure of a run ends here
+        if os.environ.get("KWS_DEBUG"):
+            traceback.print_exc()
+        own = type(err).__module__.split(".")[0] in ("kws", "datamodules", "callbacks") or isinstance(err, (ValueError, OSError))
+        message = str(err) if own else f"{type(err).__name__}: {err}"
+        print(f"error: {message}", file=sys.stderr)
+        if not os.environ.get("KWS_DEBUG"):
+            print("(set KWS_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

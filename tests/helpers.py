@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MICRO_SPEECH = SHARED / "micro_speech"
@@ -15,3 +17,27 @@ def run_kws(*args, cwd=None, check=True, env=None) -> subprocess.CompletedProces
     if check and proc.returncode:
         raise AssertionError(f"kws {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+WORDS = {"yes": 440.0, "no": 660.0, "cat": 880.0, "dog": 330.0}
+
+
+def make_corpus(root: Path, speakers: int = 30, clips: int = 2, lists: bool = False) -> Path:
+    """A small corpus in the Speech Commands layout: a tone per word, speakers as file prefixes."""
+    from kws.audio.wav import write_wav
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    for word, freq in WORDS.items():
+        (root / word).mkdir(parents=True)
+        for s in range(speakers):
+            for k in range(clips):
+                x = 8000 * np.sin(2 * np.pi * freq * t) * (t > 0.2) * (t < 0.7) + rng.normal(0, 50, 16000)
+                write_wav(root / word / f"spk{s:03d}_nohash_{k}.wav", x.astype(np.int16), 16000)
+    (root / "_background_noise_").mkdir()
+    write_wav(root / "_background_noise_" / "white.wav", rng.normal(0, 3000, 48000).astype(np.int16), 16000)
+    if lists:
+        files = sorted(str(p.relative_to(root)) for p in root.glob("*/*.wav") if not p.parent.name.startswith("_"))
+        (root / "validation_list.txt").write_text("\n".join(f for f in files if "spk000_" in f or "spk001_" in f) + "\n")
+        (root / "testing_list.txt").write_text("\n".join(f for f in files if "spk002_" in f) + "\n")
+    return root

@@ -36,3 +36,7 @@ class MFCCFeatures(nn.Module):
     def forward(self, audio: Tensor) -> Tensor:
         wave = nn.functional.pad(audio.to(torch.float32) / 32768.0, self.pad)
         return self.mfcc(wave).transpose(-1, -2)  # [B, n_mfcc, frames] -> [B, frames, n_mfcc]
+
+    def forward_with_state(self, audio: Tensor, state: None = None) -> tuple[Tensor, None]:
+        """The MFCC of each frame depends on that frame's samples only: no state to carry."""
+        return self(audio), None

@@ -52,6 +52,12 @@ class FeatureSettings:
         """The factor training applies to the front end's output (the firmware applies it too)."""
         return MICRO_FEATURE_SCALE if self.frontend == "micro" else 1.0
 
+    def micro_config(self):
+        """The micro front end's configuration for this framing (defaults elsewhere, as micro_speech)."""
+        from kws.audio.micro_tables import MicroFrontendConfig
+
+        return MicroFrontendConfig(sample_rate=self.sample_rate, window_ms=self.window_ms, stride_ms=self.stride_ms, num_channels=self.num_features)
+
     @property
     def input_shape(self) -> tuple[int, int]:
         """(frames, features) of one clip: (49, 40) for the defaults."""

@@ -1,3 +1,3 @@
-"""Compression math: fake quantization and pruning. Importing this package registers their model
-surgery transforms (kws.models.surgery), which checkpoints replay when they load."""
-from kws.compression import pruning, quantization  # noqa: F401  (registers the transforms)
+"""Compression math: fake quantization and pruning. Their model surgery transforms register when
+imported, and are entry points of group ``kws.model_transforms`` (pyproject.toml), which is how
+a checkpoint that needs them finds them (kws.models.surgery)."""

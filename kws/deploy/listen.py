@@ -3,9 +3,9 @@ stride, and :class:`kws.deploy.recognize.RecognizeCommands` turning the scores i
 
 ``python -m kws listen FILE.wav --model {pytorch,int8,micro} (--ckpt CKPT | --tflite MODEL)``
 
-- The front end runs over the whole recording in one pass, its state (noise estimate, PCAN gain)
-  carried from frame to frame as the firmware's feature provider does -- not restarted per
-  1 s window as in training, where every clip starts from a fresh state.
+- The recording is read in 10 s blocks (:mod:`kws.deploy.stream`): memory stays bounded
+  whatever its length. The front end runs over it with its state (noise estimate, PCAN gain)
+  carried from block to block and frame to frame, as the firmware's feature provider does.
 - Every ``stride_ms`` (a multiple of the 20 ms frame step) the last 49 frames (1 s) go to the
   model: PyTorch float from a checkpoint, or an int8 .tflite through LiteRT (``int8``) or
   tflite-micro (``micro``), with the runner of :mod:`kws.export.tflite`.
@@ -19,18 +19,16 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
-import torch
 
-from kws.audio.features import FeatureSettings, build_frontend
+from kws.audio.settings import FeatureSettings
 from kws.deploy.recognize import Detection, RecognizeCommands
+from kws.deploy.stream import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_scores
 
 # micro_speech's labels: what a .tflite with no report.json beside it (the reference model) uses.
 MICRO_SPEECH_LABELS = ["silence", "unknown", "yes", "no"]
-
-Classifier = Callable[[np.ndarray], np.ndarray]  # flat features [n, frames * features] -> probabilities [n, classes]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -39,28 +37,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-@torch.no_grad()
 def stream_features(audio: np.ndarray, settings: FeatureSettings) -> np.ndarray:
-    """Features [frames, num_features] of a whole int16 recording, computed in one pass."""
+    """Features [frames, num_features] of a whole int16 recording, the front end's state carried."""
     if len(audio) < settings.clip_samples:
         raise ValueError(f"the recording is {len(audio)} samples, shorter than one {settings.clip_ms} ms window")
-    return build_frontend(settings)(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.int16))[None])[0].numpy()
+    return StreamingFeatures(settings).push(audio)
 
 
 def windows(features: np.ndarray, settings: FeatureSettings, stride_ms: int) -> tuple[np.ndarray, np.ndarray]:
     """(flat windows [n, frames * features], end times in ms [n]): the last ``num_frames`` frames
     every ``stride_ms``, the first window being the first full one."""
-    if stride_ms <= 0 or stride_ms % settings.stride_ms:
-        raise ValueError(f"stride_ms must be a positive multiple of the {settings.stride_ms} ms frame step, got {stride_ms}")
-    frames = settings.num_frames
-    ends = np.arange(frames - 1, len(features), stride_ms // settings.stride_ms)  # index of each window's last frame
-    x = np.stack([features[e - frames + 1: e + 1].reshape(-1) for e in ends]).astype(np.float32)
-    times = (ends * settings.stride_samples + settings.window_samples) * 1000 // settings.sample_rate
-    return x, times
+    return WindowStream(settings, stride_ms).push(features)
 
 
 def listen(
-    audio: np.ndarray,
+    audio: np.ndarray | Iterable[np.ndarray],
     classify: Classifier,
     labels: Sequence[str],
     settings: FeatureSettings = FeatureSettings(),
@@ -68,23 +59,26 @@ def listen(
     recognizer: RecognizeCommands | None = None,
     log: Callable[[str], None] | None = print,
 ) -> list[Detection]:
-    """Detections in an int16 recording; each is logged as ``Heard yes (0.93) @1234ms``."""
-    x, times = windows(stream_features(audio, settings), settings, stride_ms)
-    probabilities = classify(x)  # all windows at once: the recognizer only needs them in order
+    """Detections in an int16 recording (an array, or its blocks in order: any length in bounded
+    memory); each is logged as ``Heard yes (0.93) @1234ms``."""
+    blocks = blocks_of(audio) if isinstance(audio, np.ndarray) else audio
     recognizer = recognizer or RecognizeCommands(labels)
     detections = []
-    for scores, t in zip(probabilities, times):
-        detection = recognizer.process(scores, int(t))
-        if detection:
-            detections.append(detection)
-            if log:
-                log(str(detection))
+    for probabilities, times in stream_scores(blocks, classify, settings, stride_ms):
+        for scores, t in zip(probabilities, times):
+            detection = recognizer.process(scores, int(t))
+            if detection:
+                detections.append(detection)
+                if log:
+                    log(str(detection))
     return detections
 
 
 # ------------------------------------------------------------------------------- the models
 def pytorch_classifier(ckpt: str | Path) -> tuple[Classifier, list[str], FeatureSettings]:
     """The checkpoint's float model, its labels and the features it was trained on."""
+    import torch
+
     from kws.training.checkpoints import load_checkpoint
 
     module, datamodule = load_checkpoint(ckpt)
@@ -122,9 +116,8 @@ def tflite_settings(path: str | Path) -> tuple[list[str], FeatureSettings] | Non
 
 
 def main(argv: list[str] | None = None) -> list[Detection]:
-    from kws.audio.wav import read_wav
+    from kws.audio.wav import wav_blocks, wav_info
     from kws.export import ExportError
-    from kws.training.checkpoints import CheckpointError
 
     parser = argparse.ArgumentParser(prog="python -m kws listen", description="Detect keywords in a long 16 kHz recording as the firmware would: streaming features, an inference every stride, averaged and suppressed detections.")
     parser.add_argument("wav", help="the recording (16-bit PCM WAV, mono)")
@@ -155,8 +148,12 @@ def main(argv: list[str] | None = None) -> list[Detection]:
                 labels, settings = found
             classify = tflite_classifier(args.tflite, "litert" if args.model == "int8" else "micro", args.arena_size)
         labels = args.labels or labels
-        audio, _ = read_wav(args.wav, settings.sample_rate)
+        info = wav_info(args.wav)
+        if info.frames < settings.clip_samples:
+            raise ValueError(f"{args.wav}: the recording is {info.frames} samples, shorter than one {settings.clip_ms} ms window")
+        # Read block by block: a night's recording never sits in memory.
+        blocks = wav_blocks(args.wav, settings.sample_rate, 10 * settings.sample_rate, rate_fix="(listen takes the rate the model was trained on, as the board's microphone delivers it)")
         recognizer = RecognizeCommands(labels, args.average_window_ms, args.threshold, args.suppression_ms, args.minimum_count)
-        return listen(audio, classify, labels, settings, args.stride_ms, recognizer)
-    except (CheckpointError, ExportError, ValueError, OSError) as err:
+        return listen(blocks, classify, labels, settings, args.stride_ms, recognizer)
+    except (ExportError, ValueError, OSError) as err:  # ValueError: also the checkpoint's and the audio's errors
         parser.exit(2, f"error: {err}\n")

@@ -3,8 +3,9 @@ the C sources the firmware compiles, each runtime checked against PyTorch on the
 
 ``python -m kws export --ckpt PATH [--out DIR] [--config conf.yaml]`` and the ``callbacks.Export``
 callback both call :func:`export_model`, which builds everything in a hidden folder beside the
-output folder, verifies it, and only then renames it into place: an error leaves nothing
-half-written, and an earlier export is replaced only by a verified one.
+output folder, verifies it, and only then moves its files into place: an error leaves nothing
+half-written, an earlier export is replaced only by a verified one, and files of the user's in
+the output folder are never touched.
 
 The path: the float TinyConv (quantization wrappers stripped, pruning masks applied) ->
 ``torch.onnx.export`` (opset 17, input ``features`` [N, frames * features]) -> onnx2tf ->
@@ -53,12 +54,19 @@ UNWANTED_OPS = ("TRANSPOSE", "PAD")
 Log = Callable[[str], None]
 
 
+ARTIFACTS = ("model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h", "model_ops.h")
+REPORT = "report.json"
+
+
 @contextlib.contextmanager
 def staging_folder(out_dir: Path) -> Iterator[Path]:
-    """A hidden folder beside ``out_dir`` to build in; on success it replaces ``out_dir``, on any
-    error it is removed (an existing ``out_dir`` is left as it was)."""
-    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / "report.json").is_file())):
-        raise ExportError(f"{out_dir} exists and is not an earlier export (no report.json); choose another --out")
+    """A hidden folder beside ``out_dir`` to build in. On success its files replace the export's
+    own files in ``out_dir`` (the artifacts, then report.json, which marks a complete export);
+    nothing else in ``out_dir`` is touched -- a build folder or notes the user keeps there stay.
+    On any error the staging folder is removed and ``out_dir`` is left as it was. A non-empty
+    ``out_dir`` that holds no earlier export (no report.json) is refused."""
+    if out_dir.exists() and not (out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / REPORT).is_file())):
+        raise ExportError(f"{out_dir} exists and is not an earlier export (no {REPORT}); choose another --out")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.partial")
@@ -67,19 +75,13 @@ def staging_folder(out_dir: Path) -> Iterator[Path]:
         raise ExportError(f"cannot write the export to {out_dir}: {err}") from err
     try:
         yield staging
-        old = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.old")
-        if out_dir.exists():
-            out_dir.rename(old)
-        try:
-            staging.rename(out_dir)
-        except OSError:
-            if old.exists():
-                old.rename(out_dir)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+        out_dir.mkdir(exist_ok=True)
+        # The old report goes first: an export interrupted while its files are replaced has none.
+        (out_dir / REPORT).unlink(missing_ok=True)
+        for name in (*ARTIFACTS, REPORT):
+            os.replace(staging / name, out_dir / name)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 @contextlib.contextmanager
@@ -177,9 +179,8 @@ def export_model(
             "qat_input_ranges": {name: [float(q.act_min), float(q.act_max)] for name, q in qat.items()},
             "notes": notes,
         }
-        names = ["model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h", "model_ops.h"]
-        report["artifacts"] = {name: (folder / name).stat().st_size for name in names}
-        (folder / "report.json").write_text(json.dumps(report, indent=2))
+        report["artifacts"] = {name: (folder / name).stat().st_size for name in ARTIFACTS}
+        (folder / REPORT).write_text(json.dumps(report, indent=2))
     log(format_report(report))
     return report
 

@@ -9,17 +9,21 @@ layers, quantizer buffers with their learned ranges) with or without the callbac
 
 Register a transform with ``@register_transform("name")`` on a function
 ``fn(model: nn.Module, **params) -> nn.Module``; params must be JSON-like (they are saved).
-:mod:`kws.compression` registers the project's transforms; importing :mod:`kws` imports it, so
-the registry is complete before any checkpoint loads. The names are what checkpoints store:
-never rename one.
+A transform named in a checkpoint but not yet registered is found through the package's entry
+points (group ``kws.model_transforms`` in pyproject.toml: name -> function), so a checkpoint
+loads without whoever loads it importing the modules that compress (kws.compression, or a
+plugin's): the model layer never imports the layers above it. The names are what checkpoints
+store: never rename one.
 """
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from typing import Any, Callable
 
 from torch import nn
 
 TRANSFORMS: dict[str, Callable[..., nn.Module]] = {}
+ENTRY_POINT_GROUP = "kws.model_transforms"
 
 
 def register_transform(name: str) -> Callable:
@@ -33,17 +37,26 @@ def register_transform(name: str) -> Callable:
 
 
 def apply_transform(module: nn.Module, name: str, **params: Any) -> nn.Module:
-    """Replace ``module.model`` by ``TRANSFORMS[name](module.model, **params)`` and log it."""
-    module.model = TRANSFORMS[name](module.model, **params)
+    """Replace ``module.model`` by ``transform(module.model, **params)`` and log it."""
+    module.model = find_transform(name)(module.model, **params)
     module.model_transforms.append({"name": name, "params": params})
     return module.model
+
+
+def find_transform(name: str) -> Callable[..., nn.Module]:
+    """The transform registered as ``name``, loading its entry point if it is not yet."""
+    if name not in TRANSFORMS:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        if not found:
+            raise KeyError(f"the checkpoint needs model transform {name!r}, which is neither registered (known: {sorted(TRANSFORMS)}) "
+                           f"nor an entry point of group {ENTRY_POINT_GROUP!r}; is kws installed (pip install -e .)?")
+        TRANSFORMS.setdefault(name, found[0].load())
+    return TRANSFORMS[name]
 
 
 def replay_transforms(module: nn.Module, log: list[dict]) -> None:
     """Apply a saved transform log to a freshly built module (before its weights load)."""
     for entry in log:
-        if entry["name"] not in TRANSFORMS:
-            raise KeyError(f"the checkpoint needs model transform {entry['name']!r}, which is not registered (known: {sorted(TRANSFORMS)}); import the module that registers it")
         apply_transform(module, entry["name"], **entry["params"])
 
 

@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip_training", action="store_true", help="skip the training throughput (and the targets)")
     parser.add_argument("--skip_features", action="store_true", help="skip the feature extraction speed")
     parser.add_argument("--skip_runtimes", action="store_true", help="skip the per-runtime model latency (and its ONNX/TFLite export)")
+    parser.add_argument("--skip_listen", action="store_true", help="skip listen's peak memory on a long recording")
+    parser.add_argument("--listen_minutes", type=float, default=60.0, help="length of the recording listen's memory is measured on")
     parser.add_argument("--out", default="runs/bench.json")
     args = parser.parse_args(argv)
     for name in ("batch_size", "baseline_batches", "feature_clips"):
@@ -278,6 +280,11 @@ def main(argv: list[str] | None = None) -> dict:
         calibration, _ = dm.split_features("training", clips=200)  # real training features, no augmentation
         results["runtimes"] = bench_runtimes(tuple(dm.input_shape), len(dm.labels), calibration, min_run_time=args.min_run_time)
         results["runtimes"]["calibration"] = f"{len(calibration)} training clips of {args.data_dir} (no augmentation)"
+
+    if not args.skip_listen:
+        from kws.tools.bench_memory import bench_listen_memory
+
+        results["listen_memory"] = bench_listen_memory(args.listen_minutes)
 
     if "training" in results:
         tr = results["training"]
@@ -310,6 +317,15 @@ def main(argv: list[str] | None = None) -> dict:
         for key, t in results["targets"].items():
             print(f"| {t['target']} | {units[key](t['measured'])} | {'yes' if t['met'] else 'NO'} |")
         print(f"Seed recipe projected as {results['targets']['seed_recipe_s']['projected_from']}.")
+    if "listen_memory" in results:
+        lm = results["listen_memory"]
+        print(f"\nlisten, peak memory (MB): {lm['how']}")
+        print(f"| model | 1-minute recording | {lm['minutes']:g}-minute recording |")
+        print("|---|---:|---:|")
+        long = f"{lm['minutes']:g}_min"
+        for name, label in (("micro", "int8, tflite-micro"), ("pytorch", "float, PyTorch")):
+            print(f"| {label} | {lm['peak_mb'][name]['1_min']:.0f} | {lm['peak_mb'][name][long]:.0f} |")
+        print(f"Target: {lm['target']}: {lm['measured']:.0f} MB, {'met' if lm['met'] else 'NOT met'}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

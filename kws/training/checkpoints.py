@@ -5,33 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
 from datamodules import SpeechCommandsDataModule
+from kws.training.checkpoint_file import FEATURE_KEYS, CheckpointError, check_compatible, read_checkpoint
 from kws.training.module import KWSModule
 
-
-class CheckpointError(ValueError):
-    """A checkpoint or config that cannot be used; the message names the file and the fix."""
+__all__ = ["CheckpointError", "check_compatible", "config_section", "load_checkpoint", "load_config_model", "load_module", "read_checkpoint", "read_config"]
 
 
 def load_module(path: str | Path) -> tuple[KWSModule, dict]:
     """(KWSModule, the raw checkpoint dict) of a checkpoint saved by ``fit``: pruned, rebuilt and
     quantization-wrapped models come back as trained (the module replays their surgery log)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; pass a checkpoint saved by `python -m kws fit` (runs/csv/version_N/checkpoints/*.ckpt)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint: {err}") from err
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or not isinstance(hparams, dict) or not {"labels", "input_shape"} <= set(hparams):
-        found = "a plain state_dict" if isinstance(checkpoint, dict) and "state_dict" not in checkpoint else "no KWSModule hyperparameters (labels, input_shape)"
-        raise CheckpointError(f"{path} is not a KWSModule checkpoint ({found}); pass a checkpoint saved by `python -m kws fit`")
+    checkpoint = read_checkpoint(path)
     try:
         # init_from=None: the weights come from this checkpoint, not from the one training started from.
-        module = KWSModule.load_from_checkpoint(path, map_location="cpu", init_from=None)
+        module = KWSModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, init_from=None)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path} does not fit KWSModule's TinyConv (another architecture?): {err}") from err
     return module, checkpoint
@@ -50,11 +38,8 @@ def load_checkpoint(path: str | Path, config: str | Path | None = None) -> tuple
         datamodule = SpeechCommandsDataModule(**data)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"bad data settings {data}: {err}") from err
-    if list(datamodule.labels) != list(module.labels) or tuple(datamodule.input_shape) != tuple(module.hparams.input_shape):
-        raise CheckpointError(
-            f"the data settings give labels {datamodule.labels} and features {datamodule.input_shape}, "
-            f"the model was trained on {module.labels} and {tuple(module.hparams.input_shape)}"
-        )
+    features = {key: datamodule.hparams[key] for key in FEATURE_KEYS}
+    check_compatible(checkpoint, path, datamodule.labels, datamodule.input_shape, features)
     return module, datamodule
 
 

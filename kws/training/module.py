@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from kws.models import TinyConv
 from kws.models.surgery import parameters_in_plain_order, replay_transforms
+from kws.training.checkpoint_file import check_compatible, read_checkpoint
 from kws.training.results import format_table, per_class_table
 from kws.utils.seeding import step_seed
 
@@ -81,13 +82,8 @@ class KWSModule(L.LightningModule):
         return TinyConv(tuple(hp.input_shape), len(hp.labels), channels=hp.channels, dropout=hp.dropout)
 
     def _init_from(self, path: str) -> None:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"model.init_from: no checkpoint at {path}")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        saved = checkpoint.get("hyper_parameters", {})
-        for key in ("labels", "input_shape"):
-            if key in saved and list(saved[key]) != list(self.hparams[key]):
-                raise ValueError(f"model.init_from: {path} was trained with {key}={list(saved[key])}, this run has {list(self.hparams[key])}")
+        checkpoint = read_checkpoint(path, "model.init_from")
+        check_compatible(checkpoint, path, self.hparams.labels, self.hparams.input_shape, option="model.init_from")
         self.on_load_checkpoint(checkpoint)
         self.model.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")})
 

@@ -13,28 +13,7 @@ from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
 from datamodules import SpeechCommandsDataModule
 from datamodules.layout import DataError, download_speech_commands, which_set
 from kws.audio.wav import AudioError, write_wav
-
-WORDS = {"yes": 440.0, "no": 660.0, "cat": 880.0, "dog": 330.0}
-
-
-def make_corpus(root: Path, speakers: int = 30, clips: int = 2, lists: bool = False) -> Path:
-    """A small corpus in the Speech Commands layout: a tone per word, speakers as file prefixes."""
-    rng = np.random.default_rng(0)
-    t = np.arange(16000) / 16000
-    for word, freq in WORDS.items():
-        (root / word).mkdir(parents=True)
-        for s in range(speakers):
-            for k in range(clips):
-                x = 8000 * np.sin(2 * np.pi * freq * t) * (t > 0.2) * (t < 0.7) + rng.normal(0, 50, 16000)
-                write_wav(root / word / f"spk{s:03d}_nohash_{k}.wav", x.astype(np.int16), 16000)
-    (root / "_background_noise_").mkdir()
-    write_wav(root / "_background_noise_" / "white.wav", rng.normal(0, 3000, 48000).astype(np.int16), 16000)
-    if lists:
-        files = sorted(str(p.relative_to(root)) for p in root.glob("*/*.wav") if not p.parent.name.startswith("_"))
-        (root / "validation_list.txt").write_text("\n".join(f for f in files if "spk000_" in f or "spk001_" in f) + "\n")
-        (root / "testing_list.txt").write_text("\n".join(f for f in files if "spk002_" in f) + "\n")
-    return root
-
+from tests.helpers import make_corpus
 
 def datamodule(root: Path, **kwargs) -> SpeechCommandsDataModule:
     dm = SpeechCommandsDataModule(data_dir=str(root), batch_size=16, **kwargs)

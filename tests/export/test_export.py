@@ -252,11 +252,11 @@ def test_config_overrides_the_data_settings(checkpoint, corpus, tmp_path, capsys
     _, dm = load_checkpoint(checkpoint, config)
     assert dm.hparams.batch_size == 16 and dm.data_dir == corpus
     config.write_text("data:\n  num_features: 32\n")
-    with pytest.raises(CheckpointError, match=r"features \(49, 32\), the model was trained on .* and \(49, 40\)"):
+    with pytest.raises(CheckpointError, match=r"was trained with input shape \(49, 40\) \(this run: \(49, 32\)\)"):
         load_checkpoint(checkpoint, config)
     config.write_text(f"data:\n  data_dir: {tmp_path / 'gone'}\n")
     err = _fails_cleanly(capsys, tmp_path / "out", "--ckpt", str(checkpoint), "--config", str(config))
-    assert f"{tmp_path / 'gone' / 'yes'} is missing" in err and "point --config's data.data_dir at it" in err
+    assert f"data_dir {tmp_path / 'gone'} does not exist" in err and "point --config's data.data_dir at it" in err
 
 
 def test_unwritable_output_folder(tmp_path, capsys, checkpoint):

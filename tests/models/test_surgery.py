@@ -60,9 +60,9 @@ def test_init_from_starts_with_the_checkpoint_weights_and_structure(tmp_path):
     x = torch.randn(4, 1960)
     torch.testing.assert_close(fresh(x), trained(x), rtol=0, atol=0)
     assert fresh.hparams.learning_rate == 0.01 and fresh.model_transforms == trained.model_transforms
-    with pytest.raises(ValueError, match=r"labels=\['silence', 'unknown', 'yes', 'no'\]"):
+    with pytest.raises(ValueError, match=r"was trained with labels \['silence', 'unknown', 'yes', 'no'\] \(this run: \['silence', 'unknown', 'up'\]\)"):
         KWSModule(labels=["silence", "unknown", "up"], init_from=str(tmp_path / "t.ckpt"))
-    with pytest.raises(FileNotFoundError, match="model.init_from: no checkpoint"):
+    with pytest.raises(ValueError, match="model.init_from: no checkpoint"):
         KWSModule(init_from=str(tmp_path / "missing.ckpt"))
 
 
@@ -96,3 +96,17 @@ def test_checkpoints_of_compressed_models_load_in_a_fresh_process(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_entry_points_name_the_registered_transforms():
+    """pyproject.toml's kws.model_transforms entry points are the functions the compression
+    modules register under the same names (a renamed or moved one would break old checkpoints)."""
+    from importlib.metadata import entry_points
+
+    import kws.compression.pruning  # noqa: F401
+    import kws.compression.quantization  # noqa: F401
+    from kws.models.surgery import ENTRY_POINT_GROUP
+
+    points = {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    assert set(points) == {"fake_quant", "prune_masks", "prune_permanent", "prune_channels"}
+    assert all(TRANSFORMS[name] is fn for name, fn in points.items())
