@@ -3,8 +3,10 @@ PYTHON ?= python3
 # The virtual environment lives outside the checkout so CI and fresh clones can reuse it.
 VENV ?= $(HOME)/.venvs/kws
 PY := $(VENV)/bin/python
-# Reinstall when the lock, the project metadata or the checkout path (editable install) changes.
-STAMP := $(VENV)/.kws-$(shell cat constraints.txt pyproject.toml | sha1sum | cut -c1-10)-$(shell echo $(CURDIR) | sha1sum | cut -c1-10)
+# Reinstall when the lock, the project metadata, the C front end the install compiles
+# (setup.py) or the checkout path (editable install) changes.
+INSTALL_INPUTS := constraints.txt pyproject.toml setup.py firmware/micro_frontend.c firmware/micro_frontend.h firmware/default_tables/micro_frontend_tables.h firmware/host/micro_frontend_info.c
+STAMP := $(VENV)/.kws-$(shell cat $(INSTALL_INPUTS) | sha1sum | cut -c1-10)-$(shell echo $(CURDIR) | sha1sum | cut -c1-10)
 CONFIG ?= conf.yaml
 export TF_CPP_MIN_LOG_LEVEL := 3
 
@@ -12,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 
 install: $(STAMP)
 
-$(STAMP): constraints.txt pyproject.toml
+$(STAMP): $(INSTALL_INPUTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet 'pip==26.3'
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
