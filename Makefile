@@ -10,7 +10,7 @@ STAMP := $(VENV)/.kws-$(shell cat $(INSTALL_INPUTS) | sha1sum | cut -c1-10)-$(sh
 CONFIG ?= conf.yaml
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: install train test bench export corpus clean
+.PHONY: install train test bench export firmware firmware-sim corpus clean
 
 install: $(STAMP)
 
@@ -35,6 +35,21 @@ REFERENCE ?= ../shared/data/micro_speech/micro_speech_quantized.tflite
 export: install
 	@test -n "$(CKPT)" || { echo "no checkpoint: run 'make train' first or pass CKPT=..."; exit 2; }
 	$(PY) -m kws export --ckpt "$(CKPT)" $(if $(wildcard $(REFERENCE)),--compare $(REFERENCE))
+
+# The firmware for the Cortex-M4F (both TFLM kernel sets, the sketch's own sources) from the
+# newest export (override: EXPORT=runs/csv/version_0/export_best-epoch=18), then run in QEMU and
+# compared with the host, bit for bit (firmware/README.md). Needs the Arm toolchain and QEMU
+# (.ci/run installs them on Debian) and a TFLM source tree (TFLM_DIR).
+EXPORT ?= $(shell ls -td runs/csv/version_*/export_* 2>/dev/null | head -n 1)
+TFLM_DIR ?= ../shared/third_party/tflite-micro
+FIRMWARE_MAKE = $(MAKE) -C firmware MODEL_DIR="$(EXPORT)" TFLM_DIR="$(TFLM_DIR)" PYTHON="$(PY)"
+
+firmware: install
+	@test -n "$(EXPORT)" || { echo "no export: run 'make train' and 'make export' first, or pass EXPORT=..."; exit 2; }
+	$(FIRMWARE_MAKE) firmware sketch-check footprint
+
+firmware-sim: firmware
+	$(PY) -m kws firmware-sim --export "$(EXPORT)" $(if $(RECORDING),--recording "$(RECORDING)")
 
 bench: install
 	$(PY) -m kws bench

@@ -16,6 +16,7 @@ stride, and :class:`kws.deploy.recognize.RecognizeCommands` turning the scores i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 
 from kws.audio.settings import FeatureSettings
 from kws.deploy.recognize import Detection, RecognizeCommands
-from kws.deploy.stream import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_scores
+from kws.deploy.stream import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_windows
 
 # micro_speech's labels: what a .tflite with no report.json beside it (the reference model) uses.
 MICRO_SPEECH_LABELS = ["silence", "unknown", "yes", "no"]
@@ -52,19 +53,28 @@ def windows(features: np.ndarray, settings: FeatureSettings, stride_ms: int) -> 
 
 def listen(
     audio: np.ndarray | Iterable[np.ndarray],
-    classify: Classifier,
+    classify: Classifier | ModelClassifier,
     labels: Sequence[str],
     settings: FeatureSettings = FeatureSettings(),
     stride_ms: int = 100,
     recognizer: RecognizeCommands | None = None,
     log: Callable[[str], None] | None = print,
+    outputs: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> list[Detection]:
     """Detections in an int16 recording (an array, or its blocks in order: any length in bounded
-    memory); each is logged as ``Heard yes (0.93) @1234ms``."""
+    memory); each is logged as ``Heard yes (0.93) @1234ms``. ``outputs(times, raw)`` receives
+    every inference's raw model outputs (a :class:`ModelClassifier`'s)."""
     blocks = blocks_of(audio) if isinstance(audio, np.ndarray) else audio
     recognizer = recognizer or RecognizeCommands(labels)
     detections = []
-    for probabilities, times in stream_scores(blocks, classify, settings, stride_ms):
+    for x, times in stream_windows(blocks, settings, stride_ms):
+        if isinstance(classify, ModelClassifier):
+            raw = classify.outputs(x)
+            if outputs is not None:
+                outputs(times, raw)
+            probabilities = classify.probabilities(raw)
+        else:
+            probabilities = classify(x)
         for scores, t in zip(probabilities, times):
             detection = recognizer.process(scores, int(t))
             if detection:
@@ -75,7 +85,18 @@ def listen(
 
 
 # ------------------------------------------------------------------------------- the models
-def pytorch_classifier(ckpt: str | Path) -> tuple[Classifier, list[str], FeatureSettings]:
+class ModelClassifier:
+    """A model as listen runs it: its raw outputs for a batch of windows (int8 for an int8
+    .tflite, logits for PyTorch), and the class probabilities the recognizer averages."""
+
+    def __init__(self, outputs: Callable[[np.ndarray], np.ndarray], probabilities: Callable[[np.ndarray], np.ndarray]):
+        self.outputs, self.probabilities = outputs, probabilities
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.probabilities(self.outputs(x))
+
+
+def pytorch_classifier(ckpt: str | Path) -> tuple[ModelClassifier, list[str], FeatureSettings]:
     """The checkpoint's float model, its labels and the features it was trained on."""
     import torch
 
@@ -85,24 +106,24 @@ def pytorch_classifier(ckpt: str | Path) -> tuple[Classifier, list[str], Feature
     model = module.eval()
 
     @torch.no_grad()
-    def classify(x: np.ndarray) -> np.ndarray:
-        return softmax(model(torch.from_numpy(x)).numpy().astype(np.float64))
+    def logits(x: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(x)).numpy()
 
-    return classify, list(module.labels), datamodule.features
+    return ModelClassifier(logits, lambda raw: softmax(raw.astype(np.float64))), list(module.labels), datamodule.features
 
 
-def tflite_classifier(path: str | Path, runtime: str = "litert", arena_size: int | None = None) -> Classifier:
+def tflite_classifier(path: str | Path, runtime: str = "litert", arena_size: int | None = None) -> ModelClassifier:
     from kws.export.tflite import TFLiteRunner, tflite_ops
 
     model = Path(path).read_bytes()
     runner = TFLiteRunner(model, runtime=runtime, arena_size=arena_size)
     has_softmax = tflite_ops(model)[-1:] == ["SOFTMAX"]
 
-    def classify(x: np.ndarray) -> np.ndarray:
-        outputs = runner.dequantize(runner.run(x)).astype(np.float64)
-        return outputs if has_softmax else softmax(outputs)
+    def probabilities(raw: np.ndarray) -> np.ndarray:
+        scores = runner.dequantize(raw).astype(np.float64)
+        return scores if has_softmax else softmax(scores)
 
-    return classify
+    return ModelClassifier(runner.run, probabilities)
 
 
 def tflite_settings(path: str | Path) -> tuple[list[str], FeatureSettings] | None:
@@ -131,6 +152,7 @@ def main(argv: list[str] | None = None) -> list[Detection]:
     parser.add_argument("--suppression_ms", type=int, default=1500)
     parser.add_argument("--minimum_count", type=int, default=3)
     parser.add_argument("--arena_size", type=int, default=None, help="tflite-micro tensor arena bytes (default: the runtime's)")
+    parser.add_argument("--outputs", default=None, help="write every inference's time (ms) and raw model outputs (int8 for an int8 model), a line each, to this file: what the firmware simulation writes")
     args = parser.parse_args(argv)
 
     try:
@@ -154,6 +176,8 @@ def main(argv: list[str] | None = None) -> list[Detection]:
         # Read block by block: a night's recording never sits in memory.
         blocks = wav_blocks(args.wav, settings.sample_rate, 10 * settings.sample_rate, rate_fix="(listen takes the rate the model was trained on, as the board's microphone delivers it)")
         recognizer = RecognizeCommands(labels, args.average_window_ms, args.threshold, args.suppression_ms, args.minimum_count)
-        return listen(blocks, classify, labels, settings, args.stride_ms, recognizer)
+        with open(args.outputs, "w") if args.outputs else contextlib.nullcontext() as sink:
+            write = (lambda times, raw: sink.writelines(f"{t} {' '.join(str(v) for v in row)}\n" for t, row in zip(times, raw.tolist()))) if sink else None
+            return listen(blocks, classify, labels, settings, args.stride_ms, recognizer, outputs=write)
     except (ExportError, ValueError, OSError) as err:  # ValueError: also the checkpoint's and the audio's errors
         parser.exit(2, f"error: {err}\n")

@@ -35,6 +35,8 @@ from typing import Callable, Iterator, Sequence
 # TensorFlow (through onnx2tf) is chatty; keep the console for the export's own progress.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import numpy as np  # noqa: E402
+
 from datamodules.layout import DataError  # noqa: E402
 from kws.audio.settings import FeatureSettings  # noqa: E402
 from kws.compression.quantization import quantizers  # noqa: E402
@@ -147,7 +149,7 @@ def export_model(
         ops = tflite_ops(int8_tflite)
         write_model_data(int8_tflite, folder, source)
         write_model_settings(folder, source, settings, labels, int8.input_quantization, int8.output_quantization, arena["bytes"])
-        write_model_ops(ops, folder, source)
+        write_model_ops(ops, folder, source, int8=int8.input["dtype"] == np.int8)
 
         notes = []
         unwanted = sorted(set(ops) & set(UNWANTED_OPS))

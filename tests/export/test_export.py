@@ -153,7 +153,8 @@ def test_int8_graph_has_only_the_model_ops(exported):
     assert not {"TRANSPOSE", "PAD"} & set(ops) & set(tflite_ops((out / "model_float.tflite").read_bytes()))
     header = (out / "model_ops.h").read_text()
     assert "tflite::MicroMutableOpResolver<kNumberOfOps>" in header and "constexpr int kNumberOfOps = 3;" in header
-    assert re.findall(r"resolver\.(Add\w+)\(\)", header) == ["AddReshape", "AddConv2D", "AddFullyConnected"]
+    assert re.findall(r"resolver\.(Add\w+)\((.*)\)\);", header) == [
+        ("AddReshape", ""), ("AddConv2D", "tflite::Register_CONV_2D_INT8()"), ("AddFullyConnected", "tflite::Register_FULLY_CONNECTED_INT8()")]
     assert [resolver_method(op) for op in ("DEPTHWISE_CONV_2D", "MAX_POOL_2D", "SOFTMAX", "BATCH_MATMUL")] == ["AddDepthwiseConv2D", "AddMaxPool2D", "AddSoftmax", "AddBatchMatMul"]
 
 
