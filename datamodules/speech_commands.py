@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sequential
 
 from datamodules.audio_cache import DecodeReport, load_or_build_cache
 from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
+from datamodules.prefetch import BackgroundFeatures
 from datamodules.layout import (
     BACKGROUND_NOISE_DIR, SILENCE_LABEL, SPLITS, UNKNOWN_LABEL, DataError, download_speech_commands, read_split_list, scan_corpus, split_lists, which_set,
 )
@@ -60,6 +61,22 @@ class _ClipBatches(Dataset):
         speech = rows >= 0
         out[speech] = self.audio[np.sort(rows[speech])][np.argsort(np.argsort(rows[speech]))]
         return torch.from_numpy(out), torch.from_numpy(self.labels[index])
+
+
+class _FeatureBatches(Dataset):
+    """Evaluation features [n, frames * features] computed once, with their labels, by index list."""
+
+    def __init__(self, features: torch.Tensor, labels: np.ndarray):
+        self.features, self.labels = features, torch.from_numpy(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int | list[int]):
+        return self.__getitems__([index]) if isinstance(index, (int, np.integer)) else self.__getitems__(index)
+
+    def __getitems__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.features[index], self.labels[index]
 
 
 def _whole_batch(batch):
@@ -141,6 +158,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.frontend = build_frontend(self.features)
         self.noise: BackgroundNoise | None = None
         self.splits: dict[str, _ClipBatches] = {}
+        self.eval_features: dict[str, _FeatureBatches] = {}
         self.counts: dict[str, dict[str, int]] = {}
         self.decode_report = DecodeReport()
         self.cache_files: list[str] = []
@@ -220,6 +238,12 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             self.splits[split] = _ClipBatches(audio_split, rows, labels)
             self.counts[split] = {label: int((labels == i).sum()) for i, label in enumerate(self.labels)}
         self.noise = self._background_noise()
+        # Evaluation is not augmented: its features are computed once, not every epoch.
+        for split in SPLITS[1:]:
+            data = self.splits[split]
+            with torch.no_grad():
+                features = [self.featurize(data[list(range(i, min(i + 500, len(data))))][0]) for i in range(0, len(data), 500)]
+            self.eval_features[split] = _FeatureBatches(torch.cat(features) if features else torch.zeros(0, math.prod(self.input_shape)), data.labels)
         rank_zero_info(self.summary())
 
     def _split_assignment(self, files: list[str], scanned: set[str]) -> list[str]:
@@ -280,7 +304,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if not self.splits:
             self.setup()
-        data = self.splits[split]
+        data = self.eval_features.get(split, self.splits[split])
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
         # Lightning leaves a DistributedSampler as it is.
         if shuffle:
@@ -298,8 +322,20 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("training", shuffle=True)
+    def train_dataloader(self) -> DataLoader | BackgroundFeatures:
+        loader = self._loader("training", shuffle=True)
+        if self.trainer is not None and self.trainer.strategy.root_device.type == "cpu":
+            # On a CPU the next batch's features are computed while the model trains on this one.
+            return BackgroundFeatures(loader, self._training_features, lambda: self.trainer.current_epoch)
+        return loader  # on a GPU the features are computed there, in on_after_batch_transfer
+
+    def _training_features(self, batch, index: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch's augmentation and features, from the step's own seed."""
+        audio, labels = batch
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        generator = torch.Generator().manual_seed(step_seed(epoch, index, rank, "augment"))
+        with torch.no_grad():  # grad mode is per thread: this one runs in the background
+            return self.featurize(audio, labels, generator), labels
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", shuffle=False)
@@ -315,6 +351,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if not isinstance(batch, (tuple, list)):
             return batch  # not a loader batch: e.g. the model's example_input_array (features)
         audio, labels = batch
+        if audio.is_floating_point():
+            return batch  # features already: evaluation's, computed once, or training's, computed in the background
         if self.trainer is None or not self.trainer.training:
             return self.featurize(audio), labels
         # The batch being transferred is not yet counted as ready: `ready` is its index in the epoch.
@@ -344,6 +382,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         random subset of that many."""
         if not self.splits:
             self.setup()
+        if split in self.eval_features and clips is None:
+            return self.eval_features[split].features.numpy().astype(np.float32), self.eval_features[split].labels.numpy()
         data = self.splits[split]
         index = np.arange(len(data)) if clips is None else np.sort(np.random.default_rng(seed).permutation(len(data))[:clips])
         if not len(index):

@@ -77,11 +77,11 @@ def test_custom_percentages_and_words(tmp_path):
 # ---------------------------------------------------------------------------------- batches
 def test_batches_and_features(tmp_path):
     dm = datamodule(make_corpus(tmp_path / "c"))
-    audio, labels = next(iter(dm.test_dataloader()))
-    assert audio.dtype == torch.int16 and audio.shape == (16, 16000)
-    features = dm.featurize(audio)
+    features, labels = next(iter(dm.test_dataloader()))  # evaluation features are computed once, at set-up
+    audio, same = dm.splits["testing"][list(range(16))]
+    assert audio.dtype == torch.int16 and audio.shape == (16, 16000) and torch.equal(labels, same)
     assert features.shape == (16, 1960)
-    torch.testing.assert_close(features, dm.featurize(audio))  # evaluation is deterministic
+    torch.testing.assert_close(features, dm.featurize(audio), rtol=0, atol=0)  # evaluation is deterministic
     silence = labels == 0
     if silence.any():  # silence clips carry noise, not digital zeros
         assert audio[silence].abs().amax() > 0
@@ -248,3 +248,35 @@ def test_processes_starting_together_decode_once(tmp_path, monkeypatch):
     assert not errors, errors
     assert len(builds) == 1 and len(set(shapes)) == 1 and len(shapes) == 3
     assert not [p.name for p in (root / ".cache").iterdir() if "tmp" in p.name]
+
+
+def test_training_features_in_the_background_are_those_of_the_step_seeds(tmp_path):
+    """The prefetching thread computes each batch exactly as the training step would have:
+    augmentation from the (epoch, batch, rank) seed, then the front end."""
+    from datamodules.prefetch import BackgroundFeatures
+    from kws.utils.seeding import step_seed
+
+    dm = datamodule(make_corpus(tmp_path / "c"))
+    loader = dm._loader("training", shuffle=True)
+    loader.sampler.set_epoch(3)
+    background = list(BackgroundFeatures(loader, dm._training_features, lambda: 3))
+    for index, (audio, labels) in enumerate(loader):
+        generator = torch.Generator().manual_seed(step_seed(3, index, 0, "augment"))
+        expected = dm.featurize(audio, labels, generator)
+        assert torch.equal(background[index][0], expected) and torch.equal(background[index][1], labels)
+    assert len(background) == len(loader)
+
+
+def test_background_errors_reach_the_training_thread():
+    from datamodules.prefetch import BackgroundFeatures
+
+    def broken(batch, index, epoch):
+        if index == 2:
+            raise RuntimeError("decoding failed on batch 2")
+        return batch
+
+    with pytest.raises(RuntimeError, match="batch 2"):
+        list(BackgroundFeatures(range(5), broken, lambda: 0))
+    early = iter(BackgroundFeatures(range(1000), lambda b, i, e: b, lambda: 0, depth=2))
+    assert next(early) == 0
+    early.close()  # a consumer that stops early (limit_train_batches) leaves no thread behind
