@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from kws.tools.bench import bench_runtimes, main, TARGET_SEED_RECIPE_S, targets
+from kws.tools.bench import bench_runtimes, main
+from kws.tools.bench_training import RECIPE_CLIPS, RECIPE_EPOCHS, TARGET_RECIPE_S, TARGET_VS_MODEL_STEP, targets
 
 
 def test_runtimes_smoke():
@@ -19,19 +20,20 @@ def test_runtimes_smoke():
 
 def test_targets_are_computed_not_asserted():
     training = {
-        "framework": {"samples_per_s": 5000.0, "data_fraction": 0.1, "epoch_samples": 8000},
-        "speedup": 4.0,
+        "kws": {"samples_per_s": 5000.0, "data_wait": 0.1},
+        "model_step": {"samples_per_s": 10000.0},
+        "tf_op_per_clip": {"samples_per_s": 1000.0},
     }
     t = targets(training)
-    assert set(t) == {"data_fraction", "speedup_vs_per_sample", "seed_recipe_s"}
-    assert t["data_fraction"] == {"target": t["data_fraction"]["target"], "measured": 0.1, "met": True}
-    assert t["speedup_vs_per_sample"]["met"] is False
-    assert t["seed_recipe_s"]["measured"] == 50 * 10_500 / 5000.0
-    assert t["seed_recipe_s"]["met"] is (105.0 < TARGET_SEED_RECIPE_S)
-    assert "8000" in t["seed_recipe_s"]["projected_from"]
+    assert set(t) == {"vs_tf_op_per_clip", "vs_model_step", "data_wait", "recipe_s"}
+    assert t["vs_tf_op_per_clip"]["measured"] == 5.0 and t["vs_tf_op_per_clip"]["met"] is False
+    assert t["vs_model_step"]["measured"] == 0.5 and t["vs_model_step"]["met"] is (0.5 >= TARGET_VS_MODEL_STEP)
+    assert t["data_wait"] == {"target": t["data_wait"]["target"], "measured": 0.1, "met": True}
+    assert t["recipe_s"]["measured"] == RECIPE_EPOCHS * RECIPE_CLIPS / 5000.0
+    assert t["recipe_s"]["met"] is (RECIPE_EPOCHS * RECIPE_CLIPS / 5000.0 < TARGET_RECIPE_S)
 
 
-@pytest.mark.parametrize("flag", ["--baseline_batches", "--feature_clips", "--batch_size"])
+@pytest.mark.parametrize("flag", ["--tf_batches", "--feature_clips", "--batch_size"])
 def test_bad_counts_are_refused_before_any_work(flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([flag, "0"])
