@@ -10,7 +10,7 @@ STAMP := $(VENV)/.kws-$(shell cat $(INSTALL_INPUTS) | sha1sum | cut -c1-10)-$(sh
 CONFIG ?= conf.yaml
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: install train test bench export firmware firmware-sim corpus clean
+.PHONY: install train test bench export stream-test firmware firmware-sim corpus clean
 
 install: $(STAMP)
 
@@ -43,6 +43,12 @@ export: install
 EXPORT ?= $(shell ls -td runs/csv/version_*/export_* 2>/dev/null | head -n 1)
 TFLM_DIR ?= ../shared/third_party/tflite-micro
 FIRMWARE_MAKE = $(MAKE) -C firmware MODEL_DIR="$(EXPORT)" TFLM_DIR="$(TFLM_DIR)" PYTHON="$(PY)"
+
+# The stream test of the newest export's int8 model through tflite-micro, as the board runs it
+# (keyword recall, false alarms per hour, DET curve): EXPORT/stream_test/.
+stream-test: install
+	@test -n "$(EXPORT)" || { echo "no export: run 'make train' and 'make export' first, or pass EXPORT=..."; exit 2; }
+	$(PY) -m kws stream-test --ckpt "$$($(PY) -c 'import json,sys; print(json.load(open(sys.argv[1]))["source"])' "$(EXPORT)/report.json")" --tflite "$(EXPORT)/model_int8.tflite" --runtime micro --out "$(EXPORT)/stream_test"
 
 firmware: install
 	@test -n "$(EXPORT)" || { echo "no export: run 'make train' and 'make export' first, or pass EXPORT=..."; exit 2; }

@@ -24,10 +24,15 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from filelock import FileLock
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from datamodules.audio_cache import DecodeReport, load_or_build_cache
-from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
+from datamodules.augment import BackgroundNoise
+from datamodules.batches import ClipBatches, FeatureBatches, whole_batch
+from datamodules.lead_in import LeadInBank, LeadInConfig, cached_bank, lead_in_rows
+from datamodules.noise_parts import noise_part
+from datamodules.training_features import Augmentation, training_features
+from datamodules.word_extent import word_extents
 from datamodules.prefetch import BackgroundFeatures
 from datamodules.layout import (
     BACKGROUND_NOISE_DIR, SILENCE_LABEL, SPLITS, UNKNOWN_LABEL, DataError, download_speech_commands, read_split_list, scan_corpus, split_lists, which_set,
@@ -37,52 +42,6 @@ from kws.audio.wav import AudioError, read_wav
 from kws.utils.seeding import base_seed, step_seed
 
 RANDOM_SEED = 59185  # the reference recipe's seed for picking unknown clips
-
-class _ClipBatches(Dataset):
-    """Whole batches by index list (``__getitems__``, which the DataLoader calls with each batch's
-    indices): one vectorised gather per batch, silence rows are zeros."""
-
-    def __init__(self, audio: np.ndarray, rows: np.ndarray, labels: np.ndarray):
-        self.audio, self.rows, self.labels = audio, rows, labels
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One clip and label for an integer index; a batch for a list of indices."""
-        if isinstance(index, (int, np.integer)):
-            audio, labels = self.__getitems__([index])
-            return audio[0], labels[0]
-        return self.__getitems__(index)
-
-    def __getitems__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.rows[index]
-        out = np.zeros((len(rows), self.audio.shape[1]), np.int16)
-        speech = rows >= 0
-        out[speech] = self.audio[np.sort(rows[speech])][np.argsort(np.argsort(rows[speech]))]
-        return torch.from_numpy(out), torch.from_numpy(self.labels[index])
-
-
-class _FeatureBatches(Dataset):
-    """Evaluation features [n, frames * features] computed once, with their labels, by index list."""
-
-    def __init__(self, features: torch.Tensor, labels: np.ndarray):
-        self.features, self.labels = features, torch.from_numpy(labels)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int | list[int]):
-        return self.__getitems__([index]) if isinstance(index, (int, np.integer)) else self.__getitems__(index)
-
-    def __getitems__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.features[index], self.labels[index]
-
-
-def _whole_batch(batch):
-    """collate_fn: ``_ClipBatches.__getitems__`` already returns the batch."""
-    return batch
-
 
 class SpeechCommandsDataModule(L.LightningDataModule):
     """Speech Commands (v0.02 layout) for keyword spotting, with a batch-wise front end.
@@ -95,6 +54,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         wanted_words: the keywords; every other word becomes ``unknown``.
         silence_percentage / unknown_percentage: size of those classes, as a percentage of the
             wanted-word clips in each split (25 / 25 as micro_speech's training recipe).
+        training_unknown_percentage: the unknown class of the training split alone (default:
+            ``unknown_percentage``), above 100 for more other words than keywords: a stream holds
+            far more other speech than keywords. Evaluation keeps ``unknown_percentage``, so its
+            clip accuracy stays comparable with the recipe's.
         validation_percentage / testing_percentage: for the hash split when the lists are absent.
         frontend, sample_rate, clip_ms, window_ms, stride_ms, num_features: the features
             (:class:`kws.features.FeatureSettings`).
@@ -106,6 +69,20 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         skip_bad_files: leave unreadable clips out (counted and listed) instead of failing.
         cache_dir: where decoded audio is cached; default ``<data_dir>/.cache``.
         seed: seed of the silence/unknown selection and of the evaluation noise.
+        noise_split: cut each background recording in time into training / validation / testing
+            parts (:mod:`datamodules.noise_parts`): each split mixes and makes silence from its own.
+        lead_in: featurize clips as a stream does, the front end's state carried in from preceding
+            audio (:mod:`datamodules.lead_in`): training clips after one of ``lead_in_entries``
+            lead-ins of the training split (random length, noise and words; cached), evaluation
+            clips after a fixed, seeded ``lead_in_eval_s`` lead-in of their own split. Only the
+            micro front end keeps state; with ``frontend: mfcc`` (no state between frames) there
+            is nothing to carry, and the set-up says so.
+        word_placement, max_cut, keep_fraction, neighbour_probability, neighbour_gap_s,
+        speed_probability, speed_range, eq_probability, reverb_probability, spec_masks: the
+            training augmentation (:class:`datamodules.training_features.Augmentation`): each
+            word moved anywhere at least ``1 - max_cut`` of it stays in the window (in place of the
+            time shift; keywords left with less than ``keep_fraction`` inside become unknown), a
+            neighbouring word, speed / microphone / room perturbation, SpecAugment masks.
     """
 
     def __init__(
@@ -116,6 +93,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         wanted_words: Sequence[str | bool] = ("yes", "no"),  # bool only to catch YAML's unquoted yes/no
         silence_percentage: float = 25.0,
         unknown_percentage: float = 25.0,
+        training_unknown_percentage: float | None = None,
         validation_percentage: float = 10.0,
         testing_percentage: float = 10.0,
         frontend: Literal["micro", "mfcc"] = "micro",
@@ -133,6 +111,20 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         skip_bad_files: bool = False,
         cache_dir: str | None = None,
         seed: int = RANDOM_SEED,
+        noise_split: bool = False,
+        lead_in: bool = False,
+        lead_in_entries: int = 8192,
+        lead_in_eval_s: float = 2.0,
+        word_placement: bool = False,
+        max_cut: float = 0.0,
+        keep_fraction: float = 0.0,
+        neighbour_probability: float = 0.0,
+        neighbour_gap_s: tuple[float, float] = (0.5, 1.5),
+        speed_probability: float = 0.0,
+        speed_range: tuple[float, float] = (0.85, 1.15),
+        eq_probability: float = 0.0,
+        reverb_probability: float = 0.0,
+        spec_masks: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -147,8 +139,12 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         for name in ("silence_percentage", "unknown_percentage", "validation_percentage", "testing_percentage"):
             if not 0 <= getattr(self.hparams, name) <= 100:
                 raise ValueError(f"{name} must be within [0, 100], got {getattr(self.hparams, name)}")
-        if not 0 <= background_frequency <= 1 or background_volume < 0 or time_shift_ms < 0:
-            raise ValueError("need 0 <= background_frequency <= 1, background_volume >= 0 and time_shift_ms >= 0")
+        if training_unknown_percentage is not None and training_unknown_percentage < 0:
+            raise ValueError(f"training_unknown_percentage must be >= 0 (or null: unknown_percentage), got {training_unknown_percentage}")
+        self.augmentation = Augmentation(background_frequency, background_volume, time_shift_ms, word_placement, max_cut, keep_fraction, neighbour_probability,
+                                         tuple(neighbour_gap_s), speed_probability, tuple(speed_range), eq_probability, reverb_probability, spec_masks)
+        if lead_in and (lead_in_entries < 1 or lead_in_eval_s < 0.04):
+            raise ValueError(f"need lead_in_entries >= 1 and lead_in_eval_s >= 0.04, got {lead_in_entries}, {lead_in_eval_s}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.data_dir = Path(data_dir)
@@ -156,9 +152,15 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.features = FeatureSettings(frontend, sample_rate, clip_ms, window_ms, stride_ms, num_features)
         self.labels = [SILENCE_LABEL, UNKNOWN_LABEL, *wanted_words]
         self.frontend = build_frontend(self.features)
-        self.noise: BackgroundNoise | None = None
-        self.splits: dict[str, _ClipBatches] = {}
-        self.eval_features: dict[str, _FeatureBatches] = {}
+        self.noise: BackgroundNoise | None = None  # the training split's
+        self.noises: dict[str, BackgroundNoise] = {}
+        self.lead_in_bank: LeadInBank | None = None
+        # The lead-in carries the micro front end's state; a stateless front end has none to carry.
+        self.uses_lead_in = lead_in and frontend == "micro"
+        if lead_in and not self.uses_lead_in:
+            rank_zero_info(f"data.lead_in: the {frontend} front end keeps no state between frames, so clips are featurized without a lead-in")
+        self.splits: dict[str, ClipBatches] = {}
+        self.eval_features: dict[str, FeatureBatches] = {}
         self.counts: dict[str, dict[str, int]] = {}
         self.decode_report = DecodeReport()
         self.cache_files: list[str] = []
@@ -213,14 +215,16 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         audio, files, scanned = self._load_audio()
         self.cache_files = files  # relative path of each cache row
         assignment = self._split_assignment(files, set(scanned))
+        extents = word_extents(audio, self.features.sample_rate) if self.uses_lead_in else None
         rng = np.random.default_rng(hp.seed)
         label_of = {w: i for i, w in enumerate(self.labels)}
         for split in SPLITS:
             wanted = [(i, label_of[f.split("/")[0]]) for i, f in enumerate(files) if assignment[i] == split and f.split("/")[0] in label_of]
             unknown = [i for i, f in enumerate(files) if assignment[i] == split and f.split("/")[0] not in label_of]
             n_silence = math.ceil(len(wanted) * hp.silence_percentage / 100)
-            n_unknown = min(len(unknown), math.ceil(len(wanted) * hp.unknown_percentage / 100))
-            if n_unknown < math.ceil(len(wanted) * hp.unknown_percentage / 100):
+            percentage = hp.unknown_percentage if split != "training" or hp.training_unknown_percentage is None else hp.training_unknown_percentage
+            n_unknown = min(len(unknown), math.ceil(len(wanted) * percentage / 100))
+            if n_unknown < math.ceil(len(wanted) * percentage / 100):
                 rank_zero_warn(f"{split}: only {len(unknown)} clips of other words for the unknown class, fewer than asked for")
             picked = rng.permutation(unknown)[:n_unknown]
             if not wanted:
@@ -231,20 +235,50 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             rows = np.array([i for i, _ in wanted] + list(picked) + [-1] * n_silence, np.int64)
             labels = np.array([l for _, l in wanted] + [label_of[UNKNOWN_LABEL]] * n_unknown + [label_of[SILENCE_LABEL]] * n_silence, np.int64)
             if split != "training":
-                audio_split = self._evaluation_audio(audio, rows, rng)
+                audio_split = self._evaluation_audio(audio, rows, rng, split)
+                if self.uses_lead_in:  # the same clips, each after a fixed, seeded lead-in of its split
+                    words = self._lead_in_words(assignment, split)
+                    audio_split = lead_in_rows(audio_split, self._background_noise(split), audio[words], extents[words],
+                                               rows < 0, seed=int(rng.integers(2**31)), seconds=hp.lead_in_eval_s, config=self._lead_in_config())
                 rows = np.arange(len(rows))
             else:
                 audio_split = audio
-            self.splits[split] = _ClipBatches(audio_split, rows, labels)
+            self.splits[split] = ClipBatches(audio_split, rows, labels)
             self.counts[split] = {label: int((labels == i).sum()) for i, label in enumerate(self.labels)}
         self.noise = self._background_noise()
+        if self.uses_lead_in:
+            words = self._lead_in_words(assignment, "training")
+            self.lead_in_bank = self._lead_in_bank(audio[words], extents[words], [files[i] for i in words])
         # Evaluation is not augmented: its features are computed once, not every epoch.
         for split in SPLITS[1:]:
             data = self.splits[split]
             with torch.no_grad():
                 features = [self.featurize(data[list(range(i, min(i + 500, len(data))))][0]) for i in range(0, len(data), 500)]
-            self.eval_features[split] = _FeatureBatches(torch.cat(features) if features else torch.zeros(0, math.prod(self.input_shape)), data.labels)
+            self.eval_features[split] = FeatureBatches(torch.cat(features) if features else torch.zeros(0, math.prod(self.input_shape)), data.labels)
         rank_zero_info(self.summary())
+
+    # ------------------------------------------------------------------ lead-ins
+    def _lead_in_config(self) -> LeadInConfig:
+        return LeadInConfig(background_frequency=self.hparams.background_frequency, background_volume=self.hparams.background_volume)
+
+    def _lead_in_words(self, assignment: list[str], split: str, limit: int = 2000) -> np.ndarray:
+        """Sorted cache rows (a seeded subset) of ``split`` whose words lead-ins may hold."""
+        rows = np.flatnonzero(np.array(assignment) == split)
+        return np.sort(np.random.default_rng([self.hparams.seed, 9]).permutation(rows)[:limit])
+
+    def _lead_in_bank(self, words: np.ndarray, extents: np.ndarray, names: list[str]) -> LeadInBank:
+        """The training split's bank of front-end states, built once and cached beside the audio."""
+        hp = self.hparams
+        n_silence = round(hp.lead_in_entries * hp.silence_percentage / (100 + hp.silence_percentage)) if hp.silence_percentage else 0
+        pools = {"speech": hp.lead_in_entries - n_silence, "silence": n_silence}
+        noise = self._background_noise("training")
+        key = [2, pools, repr(self._lead_in_config()), repr(self.features), hp.seed, hp.noise_split, names, noise.bank.shape[0], int(noise.bank[::997].long().sum())]
+
+        def build() -> LeadInBank:
+            return LeadInBank.build(self.frontend, noise, words, extents, pools, seed=hp.seed, config=self._lead_in_config(),
+                                    stride=self.features.stride_samples, clip_samples=self.features.clip_samples)
+
+        return cached_bank(self.cache_dir, key, build)
 
     def _split_assignment(self, files: list[str], scanned: set[str]) -> list[str]:
         """Split of each file: the dataset's lists when present, else the speaker hash.
@@ -259,7 +293,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             membership.update(dict.fromkeys(read_split_list(path, scanned), split))
         return [membership.get(f, "training") for f in files]
 
-    def _evaluation_audio(self, audio: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _evaluation_audio(self, audio: np.ndarray, rows: np.ndarray, rng: np.random.Generator, split: str) -> np.ndarray:
         """Evaluation clips materialised once: speech as recorded, silence as seeded noise crops
         at seeded volumes (the training distribution), so every evaluation sees the same audio."""
         out = np.zeros((len(rows), audio.shape[1]), np.int16)
@@ -267,16 +301,18 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         out[speech] = audio[rows[speech]]
         n_silence = int((~speech).sum())
         if n_silence:
-            noise = self._background_noise()
+            noise = self._background_noise(split)
             generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
             volume = torch.rand(n_silence, generator=generator)
             silence = noise.mix(torch.zeros(n_silence, audio.shape[1], dtype=torch.int16), volume, generator)
             out[~speech] = silence.numpy()
         return out
 
-    def _background_noise(self) -> BackgroundNoise:
-        if self.noise is not None:
-            return self.noise
+    def _background_noise(self, split: str = "training") -> BackgroundNoise:
+        """The background recordings (each split's part of them with ``noise_split``)."""
+        split = split if self.hparams.noise_split else "training"
+        if split in self.noises:
+            return self.noises[split]
         folder = self.data_dir / BACKGROUND_NOISE_DIR
         paths = sorted(folder.glob("*.wav")) if folder.is_dir() else []
         if not paths:
@@ -286,9 +322,13 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             samples, _ = read_wav(path, self.features.sample_rate, resample=self.hparams.resample)
             if len(samples) < self.features.clip_samples:
                 raise AudioError(f"{path}: background recording shorter than one clip; remove it")
+            if self.hparams.noise_split:
+                samples = noise_part(samples, split)
+                if len(samples) < self.features.clip_samples:
+                    raise AudioError(f"{path}: its {split} part is shorter than one clip; use longer background recordings or noise_split: false")
             recordings.append(torch.from_numpy(samples.copy()))
-        self.noise = BackgroundNoise(recordings, self.features.clip_samples)
-        return self.noise
+        self.noises[split] = BackgroundNoise(recordings, self.features.clip_samples)
+        return self.noises[split]
 
     def summary(self) -> str:
         """Clips per class per split: the table printed at set-up."""
@@ -318,7 +358,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         else:
             sampler = SequentialSampler(data)
         return DataLoader(
-            data, sampler=sampler, batch_size=self.hparams.batch_size, collate_fn=_whole_batch,
+            data, sampler=sampler, batch_size=self.hparams.batch_size, collate_fn=whole_batch,
             num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
         )
 
@@ -335,7 +375,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         generator = torch.Generator().manual_seed(step_seed(epoch, index, rank, "augment"))
         with torch.no_grad():  # grad mode is per thread: this one runs in the background
-            return self.featurize(audio, labels, generator), labels
+            return self.featurize_training(audio, labels, generator)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", shuffle=False)
@@ -359,21 +399,26 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         index = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
         seed = step_seed(self.trainer.current_epoch, index, self.trainer.global_rank, "augment")
         generator = torch.Generator(device=audio.device).manual_seed(seed)
-        return self.featurize(audio, labels, generator), labels
+        return self.featurize_training(audio, labels, generator)
 
     def featurize(self, audio: torch.Tensor, train_labels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """int16 audio [B, samples] -> flat features [B, frames * features] on audio's device.
         With ``train_labels`` the training augmentation (random draws from ``generator``) is
-        applied first."""
-        self.frontend.to(audio.device)
+        applied first (:meth:`featurize_training`, which also returns the labels it may change).
+        Rows longer than a clip (evaluation clips after their lead-in) go through the front end
+        whole; the features are the clip's, its last frames."""
         if train_labels is not None:
-            hp = self.hparams
-            audio = time_shift(audio, int(hp.time_shift_ms * self.features.sample_rate / 1000), generator)
-            noise = self._background_noise().to(audio.device)
-            is_silence = train_labels == self.labels.index(SILENCE_LABEL)
-            volume = noise_volumes(is_silence, hp.background_frequency, hp.background_volume, generator)
-            audio = noise.mix(audio, volume, generator)
-        return self.frontend(audio).reshape(audio.shape[0], -1)
+            return self.featurize_training(audio, train_labels, generator)[0]
+        self.frontend.to(audio.device)
+        return self.frontend(audio)[:, -self.features.num_frames:].reshape(audio.shape[0], -1)
+
+    def featurize_training(self, audio: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training augmentation, then features: (flat features, labels after any relabelling)."""
+        self.frontend.to(audio.device)
+        bank = self.lead_in_bank.to(audio.device) if self.lead_in_bank is not None else None
+        features, labels = training_features(audio, labels, self.augmentation, self.frontend, self._background_noise().to(audio.device), bank,
+                                             self.labels.index(SILENCE_LABEL), self.labels.index(UNKNOWN_LABEL), self.features.sample_rate, generator)
+        return features.reshape(audio.shape[0], -1), labels
 
     @torch.no_grad()
     def split_features(self, split: str, clips: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:

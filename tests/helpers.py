@@ -35,7 +35,7 @@ def make_corpus(root: Path, speakers: int = 30, clips: int = 2, lists: bool = Fa
                 x = 8000 * np.sin(2 * np.pi * freq * t) * (t > 0.2) * (t < 0.7) + rng.normal(0, 50, 16000)
                 write_wav(root / word / f"spk{s:03d}_nohash_{k}.wav", x.astype(np.int16), 16000)
     (root / "_background_noise_").mkdir()
-    write_wav(root / "_background_noise_" / "white.wav", rng.normal(0, 3000, 48000).astype(np.int16), 16000)
+    write_wav(root / "_background_noise_" / "white.wav", rng.normal(0, 3000, 40 * 16000).astype(np.int16), 16000)
     if lists:
         files = sorted(str(p.relative_to(root)) for p in root.glob("*/*.wav") if not p.parent.name.startswith("_"))
         (root / "validation_list.txt").write_text("\n".join(f for f in files if "spk000_" in f or "spk001_" in f) + "\n")

@@ -14,7 +14,7 @@ LAYERS = [
     ("kws.utils",),
     ("kws.audio",),
     ("datamodules",),
-    ("kws.models", "kws.training"),
+    ("kws.models", "kws.training", "kws.streams"),
     ("kws.compression",),
     ("kws.export",),
     ("kws.deploy", "kws.tools"),

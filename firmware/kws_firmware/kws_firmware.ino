@@ -12,7 +12,6 @@
 #include "model_settings.h"
 #include "pipeline.h"
 
-constexpr int32_t kInferenceStrideMs = 100;      // as `python -m kws listen --stride_ms`
 constexpr uint32_t kStatsPeriodMs = 10000;       // timing report period
 
 Pipeline* g_pipeline = nullptr;
@@ -53,8 +52,7 @@ void setup() {
   hooks.model = RunInference;
   hooks.on_detection = RespondToCommand;
   hooks.now_us = NowUs;
-  PipelineConfig config;
-  config.stride_ms = kInferenceStrideMs;
+  PipelineConfig config;  // stride and recognizer from model_settings.h, as listen's defaults
   static Pipeline pipeline(hooks, config);
   if (!pipeline.ok()) Halt("invalid pipeline configuration");
   g_pipeline = &pipeline;

@@ -33,12 +33,14 @@ inline void DequantizeSoftmax(const int8_t* q, int n, float scale, int zero_poin
   for (int i = 0; i < n; ++i) probabilities[i] = static_cast<float>(logits[i] / sum);
 }
 
+// The recognizer's settings come from model_settings.h: calibrated for the model by the export
+// (on a validation stream, for a false-alarm budget), the same ones `python -m kws listen` uses.
 struct PipelineConfig {
-  int32_t stride_ms = 100;  // a multiple of kFeatureStrideMs
-  int32_t average_window_ms = 1000;
-  float detection_threshold = 0.8f;
-  int32_t suppression_ms = 1500;
-  int minimum_count = 3;
+  int32_t stride_ms = kInferenceStrideMs;  // a multiple of kFeatureStrideMs
+  int32_t average_window_ms = kAverageWindowMs;
+  float detection_threshold = kDetectionThreshold;
+  int32_t suppression_ms = kSuppressionMs;
+  int minimum_count = kMinimumCount;
 };
 
 struct PipelineHooks {

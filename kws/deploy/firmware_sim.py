@@ -27,7 +27,7 @@ import numpy as np
 
 from kws.audio.settings import FeatureSettings
 from kws.deploy.listen import listen, tflite_classifier
-from kws.deploy.recognize import RecognizeCommands
+from kws.streams.recognize import RecognizeCommands
 
 KERNELS = ("reference", "cmsis-nn")
 REPO = Path(__file__).resolve().parents[2]

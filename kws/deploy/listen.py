@@ -1,10 +1,10 @@
 """Listen to a long recording as the firmware will: streaming features, one inference every
-stride, and :class:`kws.deploy.recognize.RecognizeCommands` turning the scores into detections.
+stride, and :class:`kws.streams.recognize.RecognizeCommands` turning the scores into detections.
 
-``python -m kws listen FILE.wav --model {pytorch,int8,micro} (--ckpt CKPT | --tflite MODEL)``
+``python -m kws listen FILE.wav [MORE.wav ...] --model {pytorch,int8,micro} (--ckpt CKPT | --tflite MODEL)``
 
-- The recording is read in 10 s blocks (:mod:`kws.deploy.stream`): memory stays bounded
-  whatever its length. The front end runs over it with its state (noise estimate, PCAN gain)
+- The recording (or several, one after another with a quiet gap) is read in 10 s blocks
+  (:mod:`kws.streams.frontend`): memory stays bounded whatever its length. The front end runs over it with its state (noise estimate, PCAN gain)
   carried from block to block and frame to frame, as the firmware's feature provider does.
 - Every ``stride_ms`` (a multiple of the 20 ms frame step) the last 49 frames (1 s) go to the
   model: PyTorch float from a checkpoint, or an int8 .tflite through LiteRT (``int8``) or
@@ -19,23 +19,19 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import sys
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from kws.audio.settings import FeatureSettings
-from kws.deploy.recognize import Detection, RecognizeCommands
-from kws.deploy.stream import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_windows
+from kws.export.classifiers import ModelClassifier, pytorch_classifier, tflite_classifier
+from kws.streams.frontend import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_windows
+from kws.streams.recognize import RECOGNIZER_DEFAULTS, Detection, RecognizeCommands
 
 # micro_speech's labels: what a .tflite with no report.json beside it (the reference model) uses.
 MICRO_SPEECH_LABELS = ["silence", "unknown", "yes", "no"]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def stream_features(audio: np.ndarray, settings: FeatureSettings) -> np.ndarray:
@@ -84,98 +80,81 @@ def listen(
     return detections
 
 
-# ------------------------------------------------------------------------------- the models
-class ModelClassifier:
-    """A model as listen runs it: its raw outputs for a batch of windows (int8 for an int8
-    .tflite, logits for PyTorch), and the class probabilities the recognizer averages."""
+def recordings(paths: list[str], sample_rate: int, gap: int, floor_rms: float = 2.0) -> Iterator[np.ndarray]:
+    """The recordings one after another, each after ``gap`` samples of a Gaussian floor (seeded),
+    block by block: a night's recording never sits in memory."""
+    from kws.audio.wav import wav_blocks
 
-    def __init__(self, outputs: Callable[[np.ndarray], np.ndarray], probabilities: Callable[[np.ndarray], np.ndarray]):
-        self.outputs, self.probabilities = outputs, probabilities
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.probabilities(self.outputs(x))
-
-
-def pytorch_classifier(ckpt: str | Path) -> tuple[ModelClassifier, list[str], FeatureSettings]:
-    """The checkpoint's float model, its labels and the features it was trained on."""
-    import torch
-
-    from kws.training.checkpoints import load_checkpoint
-
-    module, datamodule = load_checkpoint(ckpt)
-    model = module.eval()
-
-    @torch.no_grad()
-    def logits(x: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(x)).numpy()
-
-    return ModelClassifier(logits, lambda raw: softmax(raw.astype(np.float64))), list(module.labels), datamodule.features
+    rng = np.random.default_rng(0)
+    for path in paths:
+        if gap:
+            yield np.round(rng.normal(0.0, floor_rms, gap)).astype(np.int16)
+        yield from wav_blocks(path, sample_rate, 10 * sample_rate, rate_fix="(listen takes the rate the model was trained on, as the board's microphone delivers it)")
 
 
-def tflite_classifier(path: str | Path, runtime: str = "litert", arena_size: int | None = None) -> ModelClassifier:
-    from kws.export.tflite import TFLiteRunner, tflite_ops
-
-    model = Path(path).read_bytes()
-    runner = TFLiteRunner(model, runtime=runtime, arena_size=arena_size)
-    has_softmax = tflite_ops(model)[-1:] == ["SOFTMAX"]
-
-    def probabilities(raw: np.ndarray) -> np.ndarray:
-        scores = runner.dequantize(raw).astype(np.float64)
-        return scores if has_softmax else softmax(scores)
-
-    return ModelClassifier(runner.run, probabilities)
-
-
-def tflite_settings(path: str | Path) -> tuple[list[str], FeatureSettings] | None:
-    """Labels and features from the ``report.json`` that ``python -m kws export`` wrote beside the model."""
+def tflite_settings(path: str | Path) -> tuple[list[str], FeatureSettings, dict | None] | None:
+    """Labels, features and calibrated recognizer settings from the ``report.json`` that
+    ``python -m kws export`` wrote beside the model."""
     report = Path(path).parent / "report.json"
     if not report.is_file():
         return None
     data = json.loads(report.read_text())
     fields = {f.name for f in dataclasses.fields(FeatureSettings)}
-    return list(data["labels"]), FeatureSettings(**{k: v for k, v in data["features"].items() if k in fields})
+    recognizer = (data.get("recognizer") or {}).get("settings")
+    return list(data["labels"]), FeatureSettings(**{k: v for k, v in data["features"].items() if k in fields}), recognizer
 
 
 def main(argv: list[str] | None = None) -> list[Detection]:
-    from kws.audio.wav import wav_blocks, wav_info
+    from kws.audio.wav import wav_info
     from kws.export import ExportError
 
     parser = argparse.ArgumentParser(prog="python -m kws listen", description="Detect keywords in a long 16 kHz recording as the firmware would: streaming features, an inference every stride, averaged and suppressed detections.")
-    parser.add_argument("wav", help="the recording (16-bit PCM WAV, mono)")
+    parser.add_argument("wav", nargs="+", help="the recording (16-bit PCM WAV, mono); several are played one after another, --gap_s apart")
+    parser.add_argument("--gap_s", type=float, default=1.5, help="with several recordings: the quiet before each (a faint noise floor, as a microphone's)")
     parser.add_argument("--model", choices=("pytorch", "int8", "micro"), default="pytorch", help="pytorch: the checkpoint's float model; int8: the .tflite through LiteRT; micro: through tflite-micro")
     parser.add_argument("--ckpt", help="a checkpoint from `python -m kws fit` (the model for --model pytorch; labels and features otherwise)")
     parser.add_argument("--tflite", help="the int8 model (model_int8.tflite); labels and features from --ckpt, else report.json beside it, else micro_speech's")
     parser.add_argument("--labels", nargs="+", help="class names in output order (overrides the above)")
     parser.add_argument("--stride_ms", type=int, default=100, help="time between inferences, a multiple of the 20 ms frame step")
-    parser.add_argument("--threshold", type=float, default=0.8, help="minimum averaged probability of a detection")
-    parser.add_argument("--average_window_ms", type=int, default=1000)
-    parser.add_argument("--suppression_ms", type=int, default=1500)
-    parser.add_argument("--minimum_count", type=int, default=3)
+    recognizer = parser.add_argument_group("the recognizer (default: the settings calibrated for the model -- report.json beside --tflite, or the checkpoint's -- else RecognizeCommands' defaults)")
+    recognizer.add_argument("--threshold", type=float, default=None, help="minimum averaged probability of a detection")
+    recognizer.add_argument("--average_window_ms", type=int, default=None)
+    recognizer.add_argument("--suppression_ms", type=int, default=None)
+    recognizer.add_argument("--minimum_count", type=int, default=None)
     parser.add_argument("--arena_size", type=int, default=None, help="tflite-micro tensor arena bytes (default: the runtime's)")
     parser.add_argument("--outputs", default=None, help="write every inference's time (ms) and raw model outputs (int8 for an int8 model), a line each, to this file: what the firmware simulation writes")
     args = parser.parse_args(argv)
 
     try:
-        labels, settings, classify = MICRO_SPEECH_LABELS, FeatureSettings(), None
+        labels, settings, classify, calibrated = MICRO_SPEECH_LABELS, FeatureSettings(), None, None
         if args.model == "pytorch":
             if not args.ckpt:
                 parser.error("--model pytorch needs --ckpt")
             classify, labels, settings = pytorch_classifier(args.ckpt)
+            calibrated = classify.recognizer
         else:
             if not args.tflite:
                 parser.error(f"--model {args.model} needs --tflite")
+            found = tflite_settings(args.tflite)
             if args.ckpt:
                 _, labels, settings = pytorch_classifier(args.ckpt)
-            elif found := tflite_settings(args.tflite):
-                labels, settings = found
+            elif found:
+                labels, settings, _ = found
+            calibrated = found[2] if found else None
             classify = tflite_classifier(args.tflite, "litert" if args.model == "int8" else "micro", args.arena_size)
         labels = args.labels or labels
-        info = wav_info(args.wav)
-        if info.frames < settings.clip_samples:
-            raise ValueError(f"{args.wav}: the recording is {info.frames} samples, shorter than one {settings.clip_ms} ms window")
-        # Read block by block: a night's recording never sits in memory.
-        blocks = wav_blocks(args.wav, settings.sample_rate, 10 * settings.sample_rate, rate_fix="(listen takes the rate the model was trained on, as the board's microphone delivers it)")
-        recognizer = RecognizeCommands(labels, args.average_window_ms, args.threshold, args.suppression_ms, args.minimum_count)
+        if args.gap_s < 0:
+            parser.error(f"--gap_s must be >= 0, got {args.gap_s}")
+        gap = int(args.gap_s * settings.sample_rate) if len(args.wav) > 1 else 0
+        frames = sum(wav_info(path).frames + gap for path in args.wav)
+        if frames < settings.clip_samples:
+            raise ValueError(f"{', '.join(args.wav)}: the recording is {frames} samples, shorter than one {settings.clip_ms} ms window")
+        blocks = recordings(args.wav, settings.sample_rate, gap)
+        given = {k: getattr(args, k if k != "detection_threshold" else "threshold") for k in RECOGNIZER_DEFAULTS}
+        options = {**RECOGNIZER_DEFAULTS, **(calibrated or {}), **{k: v for k, v in given.items() if v is not None}}
+        print(f"recognizer: {', '.join(f'{k} {v:g}' for k, v in options.items())} ({'calibrated for the model' if calibrated else 'defaults'}"
+              f"{', overridden' if any(v is not None for v in given.values()) else ''})", file=sys.stderr)
+        recognizer = RecognizeCommands(labels, **options)
         with open(args.outputs, "w") if args.outputs else contextlib.nullcontext() as sink:
             write = (lambda times, raw: sink.writelines(f"{t} {' '.join(str(v) for v in row)}\n" for t, row in zip(times, raw.tolist()))) if sink else None
             return listen(blocks, classify, labels, settings, args.stride_ms, recognizer, outputs=write)

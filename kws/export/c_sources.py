@@ -33,13 +33,21 @@ def write_model_data(model: bytes, folder: Path, source: str) -> None:
     )
 
 
-def write_model_settings(folder: Path, source: str, settings: FeatureSettings, labels: Sequence[str], input_q: tuple[float, int], output_q: tuple[float, int], arena: int) -> None:
-    """model_settings.h: the feature front end, the labels and the int8 model's quantization, so
-    that the firmware's feature-to-int8 conversion and the model share one definition."""
+def write_model_settings(folder: Path, source: str, settings: FeatureSettings, labels: Sequence[str], input_q: tuple[float, int], output_q: tuple[float, int], arena: int,
+                         recognizer: dict | None = None, stride_ms: int = 100) -> None:
+    """model_settings.h: the feature front end, the labels, the int8 model's quantization and the
+    command recognizer's settings (``recognizer``: calibrated for this model; None: the defaults),
+    so that the firmware and the host share one definition of each."""
+    from kws.streams.recognize import RECOGNIZER_DEFAULTS
+
+    rec = {**RECOGNIZER_DEFAULTS, **(recognizer or {})}
+    rec_source = "calibrated for this model on the validation stream (report.json: recognizer)" if recognizer else "micro_speech's defaults (no calibration)"
     silence, unknown = (labels.index(name) if name in labels else -1 for name in ("silence", "unknown"))
     label_list = ", ".join(json.dumps(label) for label in labels)
     text = f"""{GENERATED.format(tool=TOOL, source=source)}#ifndef KWS_MODEL_SETTINGS_H_
 #define KWS_MODEL_SETTINGS_H_
+
+#include <stdint.h>
 
 // Feature front end the model was trained on: "micro" (TFLM micro front end) or "mfcc".
 #define KWS_FRONTEND_{settings.frontend.upper()} 1
@@ -70,6 +78,13 @@ constexpr int kCategoryCount = {len(labels)};
 constexpr const char* kCategoryLabels[kCategoryCount] = {{{label_list}}};
 constexpr int kSilenceIndex = {silence};
 constexpr int kUnknownIndex = {unknown};
+
+// Command recognizer (kws/streams/recognize.py, firmware/recognize_commands.h): {rec_source}.
+constexpr int32_t kInferenceStrideMs = {stride_ms};
+constexpr int32_t kAverageWindowMs = {rec["average_window_ms"]};
+constexpr float kDetectionThreshold = {c_float(rec["detection_threshold"])};
+constexpr int32_t kSuppressionMs = {rec["suppression_ms"]};
+constexpr int kMinimumCount = {rec["minimum_count"]};
 
 // Smallest tflite-micro tensor arena that ran the model on the export host, reference kernels;
 // add a margin for optimized kernels' scratch buffers (see report.json).

@@ -47,6 +47,7 @@ from kws.export.graph import export_onnx, float_tinyconv  # noqa: E402
 from kws.export.report import format_report  # noqa: E402
 from kws.export.tflite import TFLiteRunner, evaluate_tflite, quantize, tensor_arena_size, tflite_ops  # noqa: E402
 from kws.export.verify import verify  # noqa: E402
+from kws.streams.evaluate import DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR  # noqa: E402
 from kws.training.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 
 DEFAULT_CALIBRATION_CLIPS = 1000
@@ -102,11 +103,16 @@ def export_model(
     calibration_clips: int = DEFAULT_CALIBRATION_CLIPS,
     compare: Sequence[str | Path] = (),
     log: Log = print,
+    recognizer_fa_per_hour: float | None = DEFAULT_CALIBRATION_FA_PER_HOUR,
 ) -> dict:
     """Export ``module`` (a KWSModule) into ``out_dir`` atomically and return the report.
 
     ``datamodule`` gives the feature settings, the calibration clips (``calibration_clips``
     training clips, no augmentation) and the test split every runtime is measured on;
+    ``recognizer_fa_per_hour``: the int8 model (tflite-micro) is streamed through the validation
+    and test recordings of the data (:mod:`kws.streams.evaluate`), and the recognizer settings
+    with the best keyword recall on validation within that many false alarms per hour go into
+    model_settings.h and report.json (None: micro_speech's defaults, no stream test);
     ``compare``: other .tflite classifiers to evaluate on the same test features (same labels).
     """
     out_dir = Path(out_dir)
@@ -146,9 +152,13 @@ def export_model(
                 if other["scores"].shape[1] != len(labels):
                     raise ExportError(f"{path} has {other['scores'].shape[1]} outputs, the labels are {labels}")
                 compared[str(path)] = other["accuracy"]
+        recognizer, stream_test = None, None
+        if recognizer_fa_per_hour is not None:
+            with _step(log, "stream test of the int8 model (tflite-micro) and the recognizer's calibration"):
+                recognizer, stream_test = calibrate_int8(int8_tflite, labels, settings, datamodule.data_dir, recognizer_fa_per_hour, arena["bytes"], log)
         ops = tflite_ops(int8_tflite)
         write_model_data(int8_tflite, folder, source)
-        write_model_settings(folder, source, settings, labels, int8.input_quantization, int8.output_quantization, arena["bytes"])
+        write_model_settings(folder, source, settings, labels, int8.input_quantization, int8.output_quantization, arena["bytes"], recognizer and recognizer["settings"])
         write_model_ops(ops, folder, source, int8=int8.input["dtype"] == np.int8)
 
         notes = []
@@ -178,6 +188,8 @@ def export_model(
             "tensor_arena": arena,
             **results,
             "compared": compared,
+            "recognizer": recognizer,
+            "stream_test": stream_test,
             "qat_input_ranges": {name: [float(q.act_min), float(q.act_max)] for name, q in qat.items()},
             "notes": notes,
         }
@@ -185,6 +197,26 @@ def export_model(
         (folder / REPORT).write_text(json.dumps(report, indent=2))
     log(format_report(report))
     return report
+
+
+def calibrate_int8(model: bytes, labels: list[str], settings: FeatureSettings, data_dir: Path, max_fa_per_hour: float, arena: int, log: Log) -> tuple[dict | None, dict]:
+    """(the recognizer calibrated on the validation stream for ``max_fa_per_hour``, the stream
+    test's numbers on both streams at every budget), the int8 model running in tflite-micro as on
+    the board."""
+    from kws.export.classifiers import tflite_classifier
+    from kws.streams.evaluate import evaluate, recognizer_settings
+    from kws.streams.scoring import Setting
+
+    classify = tflite_classifier(model, "micro", arena)
+    budgets = tuple(sorted({*DEFAULT_BUDGETS, max_fa_per_hour}))
+    results = evaluate(classify, labels, settings, data_dir, budgets, log=lambda line: log(f"[export] {line}"))
+    calibrated = {f"{b:g}": c for b, c in results["calibrated"].items()}
+    stream_test = {"model": "int8 (tflite-micro)", "streams": {s: st.summary() for s, st in results["streams"].items()}, "calibrated": calibrated}
+    chosen = results["calibrated"].get(max_fa_per_hour)
+    if chosen is None:
+        return None, stream_test
+    return {"settings": recognizer_settings(Setting(**chosen["setting"])), "max_fa_per_hour": max_fa_per_hour, "calibrated_on": "the validation stream",
+            "validation": chosen["validation"], "testing": chosen["testing"]}, stream_test
 
 
 def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, config: str | Path | None = None, **kwargs) -> dict:

@@ -27,6 +27,10 @@ from typing import Sequence
 import numpy as np
 
 
+# RecognizeCommands' settings when no calibration is at hand (TFLM micro_speech's).
+RECOGNIZER_DEFAULTS = {"average_window_ms": 1000, "detection_threshold": 0.8, "suppression_ms": 1500, "minimum_count": 3}
+
+
 @dataclass(frozen=True)
 class Detection:
     label: str

@@ -73,6 +73,9 @@ class KWSModule(L.LightningModule):
         self.test_results: dict | None = None
         # Structural changes made by compression callbacks, replayed on load (kws.models.surgery).
         self.model_transforms: list[dict] = []
+        # The command recognizer's settings calibrated for this model on a validation stream
+        # (callbacks.StreamTest), saved with it: listen uses them unless told otherwise.
+        self.recognizer: dict | None = None
         if init_from:
             self._init_from(init_from)
 
@@ -170,6 +173,8 @@ class KWSModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["kws_model_transforms"] = list(self.model_transforms)
+        if self.recognizer is not None:
+            checkpoint["kws_recognizer"] = dict(self.recognizer)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Rebuild the model's structure (pruned layers, quantizers) before the weights load."""
@@ -178,6 +183,7 @@ class KWSModule(L.LightningModule):
         self.model = self.build_model().to(self.device)
         self.model_transforms = []
         replay_transforms(self, checkpoint.get("kws_model_transforms", []))
+        self.recognizer = checkpoint.get("kws_recognizer")
 
     def configure_optimizers(self):
         hp = self.hparams

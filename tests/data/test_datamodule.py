@@ -74,6 +74,17 @@ def test_custom_percentages_and_words(tmp_path):
     assert c["silence"] == math.ceil(c["cat"] * 0.1) and c["unknown"] == math.ceil(c["cat"] * 0.5)
 
 
+def test_training_unknown_share_apart_from_evaluation(tmp_path):
+    """training_unknown_percentage sizes the training split's unknown class alone (above 100 %
+    allowed); validation and test keep unknown_percentage."""
+    dm = datamodule(make_corpus(tmp_path / "c", speakers=20), wanted_words=["cat"], unknown_percentage=50, training_unknown_percentage=150)
+    for split, share in (("training", 1.5), ("validation", 0.5), ("testing", 0.5)):
+        c = dm.counts[split]
+        assert c["unknown"] == math.ceil(c["cat"] * share), split
+    with pytest.raises(ValueError, match="training_unknown_percentage must be >= 0"):
+        SpeechCommandsDataModule(training_unknown_percentage=-1)
+
+
 # ---------------------------------------------------------------------------------- batches
 def test_batches_and_features(tmp_path):
     dm = datamodule(make_corpus(tmp_path / "c"))

@@ -14,7 +14,7 @@ from kws.audio.wav import read_wav, write_wav
 from kws.audio.features import FeatureSettings
 from kws.deploy.listen import main, stream_features, windows
 from kws.training.module import KWSModule
-from kws.deploy.recognize import Detection, RecognizeCommands
+from kws.streams.recognize import Detection, RecognizeCommands
 
 LABELS = ["silence", "unknown", "yes", "no"]
 YES, NO, SILENCE = [0, 0, 1, 0], [0, 0, 0, 1], [1, 0, 0, 0]
@@ -165,3 +165,28 @@ def test_listen_command_line(recording, micro_speech_dir):
     assert [re.fullmatch(r"Heard (\w+) \(\d\.\d\d\) @\d+ms", line).group(1) for line in lines] == ["yes", "no"]
     bad = run_kws("listen", str(recording), "--model", "micro", "--tflite", str(micro_speech_dir / "micro_speech_quantized.tflite"), "--stride_ms", "50", check=False)
     assert bad.returncode == 2 and "multiple of the 20 ms frame step" in bad.stderr
+
+
+def test_several_recordings_play_one_after_another(micro_speech_dir, tmp_path, capsys):
+    """listen a.wav b.wav --gap_s G hears what it hears in the one file made of G s of floor before
+    each (the floor listen draws: seeded Gaussian, RMS 2), at the same times."""
+    from kws.deploy.listen import recordings
+
+    names = [str(micro_speech_dir / f"{n}_1000ms.wav") for n in ("silence", "yes", "no")]
+    gap = 24000
+    joined = np.concatenate(list(recordings(names, 16000, gap)))
+    parts = [read_wav(n, 16000)[0] for n in names]
+    assert len(joined) == sum(len(p) + gap for p in parts)
+    for i, part in enumerate(parts):  # each file sits after its own gap, unchanged
+        start = sum(len(p) + gap for p in parts[:i]) + gap
+        assert np.array_equal(joined[start:start + len(part)], part)
+    floor = joined[:gap].astype(float)
+    assert 1.5 < floor.std() < 2.5 and not np.array_equal(joined[:gap], joined[len(parts[0]) + gap:len(parts[0]) + 2 * gap])
+    write_wav(tmp_path / "joined.wav", joined, 16000)
+    model = ["--model", "micro", "--tflite", str(micro_speech_dir / "micro_speech_quantized.tflite"), "--threshold", "0.7"]
+    several = main([*names, "--gap_s", "1.5", *model])
+    one = main([str(tmp_path / "joined.wav"), *model])
+    assert several == one and [d.label for d in one] == ["yes", "no"]
+    with pytest.raises(SystemExit):
+        main([*names, "--gap_s", "-1", *model])
+    assert "--gap_s must be >= 0" in capsys.readouterr().err

@@ -27,7 +27,8 @@ from kws.export.c_sources import write_model_settings
 from kws.export.tflite import quantize
 from kws.audio.features import FeatureSettings
 from kws.export.frontend_tables import write_micro_frontend_tables
-from kws.deploy.listen import softmax, stream_features, windows
+from kws.deploy.listen import stream_features, windows
+from kws.export.classifiers import softmax
 from kws.export.frontend_tables import write_mfcc_frontend_tables
 
 ROOT = REPO

@@ -5,7 +5,7 @@ import pytest
 
 from kws.audio.features import FeatureSettings
 from kws.deploy.listen import stream_features, windows
-from kws.deploy.stream import WindowStream, blocks_of, stream_windows
+from kws.streams.frontend import WindowStream, blocks_of, stream_windows
 
 
 @pytest.mark.parametrize("frontend", ["micro", "mfcc"])
@@ -41,7 +41,7 @@ def test_the_c_front_end_streams_what_the_pytorch_front_end_computes():
     import torch
 
     from kws.audio.features import build_frontend
-    from kws.deploy.stream import StreamingFeatures
+    from kws.streams.frontend import StreamingFeatures
 
     settings = FeatureSettings()
     streaming = StreamingFeatures(settings)

@@ -17,6 +17,9 @@ from kws.training.module import KWSModule
 # batches) grow through Adam's steps: measured 1.4e-8 after 3 epochs (18 steps).
 DDP_WEIGHT_TOLERANCE = 1e-6
 EPOCHS = 3
+# conf.yaml's stream-training augmentations draw per clip: off, as the rest of the augmentation.
+STREAM_AUGMENTATION_OFF = [("lead_in", "false"), ("word_placement", "false"), ("neighbour_probability", "0"),
+                           ("speed_probability", "0"), ("eq_probability", "0"), ("reverb_probability", "0")]
 
 
 def training_clips(corpus: Path) -> int:
@@ -27,8 +30,8 @@ def training_clips(corpus: Path) -> int:
 
 
 def fit(work: Path, corpus: Path, *args: str) -> tuple[dict, str]:
-    """`python -m kws fit` with augmentation, dropout and the silence class (noise drawn per rank)
-    off, so that one process and two see the same batches; CSV logging only. Returns the final
+    """`python -m kws fit` with augmentation (conf.yaml's too), dropout and the silence class (noise
+    drawn per rank) off, so that one process and two see the same batches; CSV logging only. Returns the final
     checkpoint and metrics.csv."""
     override = work / "override.yaml"
     override.write_text(yaml.safe_dump({
@@ -40,7 +43,8 @@ def fit(work: Path, corpus: Path, *args: str) -> tuple[dict, str]:
     }))
     run_kws("fit", "--config", str(REPO / "conf.yaml"), "--config", str(override), "--data.data_dir", str(corpus),
             "--trainer.max_epochs", str(EPOCHS), "--test_after_fit", "false", "--model.dropout", "0", "--data.background_frequency", "0",
-            "--data.time_shift_ms", "0", "--data.silence_percentage", "0", *args, cwd=work)
+            "--data.time_shift_ms", "0", "--data.silence_percentage", "0", "--data.training_unknown_percentage", "null",
+            *[arg for name, value in STREAM_AUGMENTATION_OFF for arg in (f"--data.{name}", value)], *args, cwd=work)
     final = torch.load(work / "runs" / "csv" / "version_0" / "checkpoints" / "final.ckpt", map_location="cpu", weights_only=False)
     return final, (work / "runs" / "csv" / "version_0" / "metrics.csv").read_text()
 

@@ -1,0 +1,107 @@
+"""How a training batch becomes what the model learns from: augmentation, then the front end as a
+stream computes it. Batch-wise tensor ops, each random draw from the step's own generator.
+
+In order (each optional):
+
+1. voice and channel augmentation of the speech clips (:mod:`datamodules.voice_augment`);
+2. where the word sits: a random position anywhere the stream's windows will see it, keywords
+   cut below ``keep_fraction`` relabelled unknown (:mod:`datamodules.placement`); or the
+   recipe's plain time shift;
+3. a neighbouring word of running speech before or after it;
+4. background noise, and the front end after a lead-in of the split's audio
+   (:mod:`datamodules.lead_in`): features as the board computes them in a stream; or noise
+   mixed as the recipe does and the front end from a fresh state;
+5. SpecAugment masks on the features.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
+from datamodules.lead_in import POOLS, LeadInBank
+from datamodules.placement import add_neighbours, place_words
+from datamodules.voice_augment import VoiceAugment
+from datamodules.word_extent import word_extents_torch
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The training augmentation's options (the data module's arguments of the same names)."""
+
+    background_frequency: float = 0.8
+    background_volume: float = 0.1
+    time_shift_ms: float = 100.0
+    word_placement: bool = False
+    max_cut: float = 0.0
+    keep_fraction: float = 0.0
+    neighbour_probability: float = 0.0
+    neighbour_gap_s: tuple[float, float] = (0.5, 1.5)
+    speed_probability: float = 0.0
+    speed_range: tuple[float, float] = (0.85, 1.15)
+    eq_probability: float = 0.0
+    reverb_probability: float = 0.0
+    spec_masks: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.background_frequency <= 1 or self.background_volume < 0 or self.time_shift_ms < 0:
+            raise ValueError("need 0 <= background_frequency <= 1, background_volume >= 0 and time_shift_ms >= 0")
+        if not 0 <= self.max_cut < 1 or not 0 <= self.keep_fraction <= 1 or not 0 <= self.neighbour_probability <= 1:
+            raise ValueError(f"need 0 <= max_cut < 1, 0 <= keep_fraction <= 1 and 0 <= neighbour_probability <= 1, got {self.max_cut}, {self.keep_fraction}, {self.neighbour_probability}")
+        if self.spec_masks < 0:
+            raise ValueError(f"spec_masks must be >= 0, got {self.spec_masks}")
+
+    def voices(self) -> VoiceAugment:
+        return VoiceAugment(self.speed_probability, tuple(self.speed_range), self.eq_probability, self.reverb_probability)
+
+
+def spec_mask(features: Tensor, masks: int, generator: torch.Generator | None = None, max_frames: int = 5, max_channels: int = 4) -> Tensor:
+    """SpecAugment: ``masks`` random time stripes (up to ``max_frames``) and as many frequency
+    stripes (up to ``max_channels``) of each clip's features [B, frames, channels] set to 0."""
+    batch, frames, channels = features.shape
+    device = features.device
+    keep = torch.ones_like(features, dtype=torch.bool)
+    t, c = torch.arange(frames, device=device), torch.arange(channels, device=device)
+    for _ in range(masks):
+        width = torch.randint(0, max_frames + 1, (batch, 1), device=device, generator=generator)
+        start = (torch.rand(batch, 1, device=device, generator=generator) * (frames - width + 1)).long()
+        keep &= ~((t >= start) & (t < start + width))[:, :, None]
+        width = torch.randint(0, max_channels + 1, (batch, 1), device=device, generator=generator)
+        start = (torch.rand(batch, 1, device=device, generator=generator) * (channels - width + 1)).long()
+        keep &= ~((c >= start) & (c < start + width))[:, None, :]
+    return features * keep
+
+
+def training_features(audio: Tensor, labels: Tensor, options: Augmentation, frontend: nn.Module, noise: BackgroundNoise,
+                      bank: LeadInBank | None, silence: int, unknown: int, sample_rate: int,
+                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """(features [B, frames, channels], labels after relabelling) of int16 training clips ``audio``
+    [B, samples]; label indices ``silence`` and ``unknown``, keywords above them."""
+    is_silence = labels == silence
+    voices = options.voices()
+    if voices.active:
+        audio = voices(audio, generator, skip=is_silence)
+    extents = None
+    if options.word_placement:
+        audio, inside, extents = place_words(audio, word_extents_torch(audio, sample_rate), options.max_cut, generator)
+        keyword = (labels != silence) & (labels != unknown)
+        labels = torch.where(keyword & (inside < options.keep_fraction), unknown, labels)
+    else:
+        audio = time_shift(audio, int(options.time_shift_ms * sample_rate / 1000), generator)
+    if options.neighbour_probability:
+        extents = word_extents_torch(audio, sample_rate) if extents is None else extents
+        use = (torch.rand(len(audio), device=audio.device, generator=generator) < options.neighbour_probability) & ~is_silence
+        # The donors are the batch's other clips (shuffled already), as placed.
+        audio = add_neighbours(audio, extents, audio.roll(1, 0), extents.roll(1, 0), use, options.neighbour_gap_s, sample_rate, generator=generator)
+    if bank is not None:
+        index = bank.draw(torch.where(is_silence, POOLS.index("silence"), POOLS.index("speech")), generator)
+        audio = bank.mix(audio, index, noise, generator)
+        features = bank.features(frontend, audio, index)
+    else:
+        volume = noise_volumes(is_silence, options.background_frequency, options.background_volume, generator)
+        features = frontend(noise.mix(audio, volume, generator))
+    if options.spec_masks:
+        features = spec_mask(features, options.spec_masks, generator)
+    return features, labels

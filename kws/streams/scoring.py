@@ -1,0 +1,176 @@
+"""Scoring keyword detections in a long recording against its ground truth, fast enough to sweep.
+
+- :func:`replay`: :class:`kws.streams.recognize.RecognizeCommands` over a whole recording's cached
+  scores at once (same window rule, comparisons and suppression; ``tests/deploy/test_stream_score.py``
+  checks it against the class detection for detection), so recognizer settings can be swept
+  without running the model again.
+- :func:`score`: detections vs keyword occurrences. A keyword is hit by the first detection of
+  its label at a time within [word start, word end + ``tolerance_ms``] (one hit per keyword);
+  every other detection -- a keyword label where no such keyword is, a second detection of one,
+  or a wrong label -- is a false alarm. False alarms are counted per hour of non-keyword audio
+  (the recording minus the keywords' extents); the delay is detection time minus word end.
+- :func:`sweep`, :func:`calibrate`: settings x thresholds, and the recall-maximising setting
+  within a false-alarm budget (chosen on a validation stream, then applied to the test stream).
+- :func:`plot_det`, :func:`write_csv`: the DET curve (recall against false alarms per hour).
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+IGNORE = ("silence", "unknown", "_silence_", "_unknown_")
+
+
+@dataclass(frozen=True)
+class Setting:
+    threshold: float
+    average_window_ms: int = 1000
+    suppression_ms: int = 1500
+    minimum_count: int = 3
+
+
+def replay(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str], setting: Setting,
+           ignore: Iterable[str] = IGNORE) -> list[tuple[str, float, int]]:
+    """Detections ``(label, score, time_ms)`` that RecognizeCommands would report for these
+    per-inference scores [n, classes] at times [n] (non-decreasing)."""
+    p = np.asarray(probabilities, np.float64)
+    t = np.asarray(times_ms, np.int64)
+    first = np.searchsorted(t, t - setting.average_window_ms, side="left")  # oldest kept: t_i - t_j <= window
+    count = np.arange(len(t)) - first + 1
+    sums = np.concatenate([np.zeros((1, p.shape[1])), np.cumsum(p, 0)])
+    average = (sums[1:] - sums[first]) / count[:, None]
+    top = average.argmax(1)
+    best = average[np.arange(len(t)), top]
+    candidates = np.flatnonzero((count >= setting.minimum_count) & (best >= setting.threshold))
+    ignored = {i for i, l in enumerate(labels) if l in set(ignore)}
+    previous, previous_time, out = -1, None, []
+    for i in candidates.tolist():
+        label, now = int(top[i]), int(t[i])
+        if label == previous and now - previous_time <= setting.suppression_ms:
+            continue
+        previous, previous_time = label, now
+        if label not in ignored:
+            out.append((labels[label], float(best[i]), now))
+    return out
+
+
+def score(detections: Sequence[tuple[str, float, int]], events, duration_s: float, sample_rate: int = 16000,
+          tolerance_ms: int = 1000, unknown: str = "unknown") -> dict:
+    """Recall, false alarms (per hour of non-keyword audio) and delays; ``events`` have
+    ``label``, ``start``, ``end`` (samples)."""
+    keywords = sorted((e for e in events if e.label != unknown), key=lambda e: e.start)
+    starts = np.array([e.start * 1000 // sample_rate for e in keywords], np.int64)
+    ends = np.array([e.end * 1000 // sample_rate for e in keywords], np.int64)
+    hit = np.zeros(len(keywords), bool)
+    delays, false_alarms = [], []
+    for label, _, time in detections:
+        # Keywords whose tolerance window holds this time: start <= time <= end + tolerance.
+        hi = np.searchsorted(starts, time, side="right")
+        match = None
+        for k in range(hi - 1, -1, -1):
+            if ends[k] + tolerance_ms < time - 30_000:
+                break  # no word is that long: nothing earlier can match
+            if not hit[k] and keywords[k].label == label and ends[k] + tolerance_ms >= time:
+                match = k  # keep scanning back: the earliest unmatched one wins
+        if match is None:
+            false_alarms.append((label, time))
+        else:
+            hit[match] = True
+            delays.append(time - ends[match])
+    keyword_s = float(sum(e.end - e.start for e in keywords)) / sample_rate
+    hours = max(duration_s - keyword_s, 1e-9) / 3600
+    per_label = {}
+    for label in sorted({e.label for e in keywords}):
+        mask = np.array([e.label == label for e in keywords])
+        per_label[label] = float(hit[mask].mean())
+    return dict(
+        keywords=len(keywords), hits=int(hit.sum()), recall=float(hit.mean()) if len(keywords) else float("nan"),
+        false_alarms=len(false_alarms), fa_per_hour=len(false_alarms) / hours, non_keyword_hours=hours,
+        delay_median_ms=float(np.median(delays)) if delays else float("nan"),
+        delay_p90_ms=float(np.percentile(delays, 90)) if delays else float("nan"),
+        recall_per_label=per_label,
+    )
+
+
+DEFAULT_THRESHOLDS = tuple(np.unique(np.round(np.concatenate([np.arange(0.3, 0.9, 0.02), np.arange(0.9, 0.995, 0.005), [0.995, 0.997, 0.998, 0.999]]), 3)))
+DEFAULT_WINDOWS = (200, 300, 500, 700, 1000)
+
+
+def sweep(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str], events, duration_s: float,
+          thresholds: Sequence[float] = DEFAULT_THRESHOLDS, windows: Sequence[int] = DEFAULT_WINDOWS,
+          suppressions: Sequence[int] = (1500,), minimum_count: int = 3, sample_rate: int = 16000,
+          tolerance_ms: int = 1000) -> list[dict]:
+    """One row per (window, suppression, threshold): the setting and :func:`score`'s numbers."""
+    rows = []
+    for window, suppression, threshold in itertools.product(windows, suppressions, thresholds):
+        setting = Setting(float(threshold), int(window), int(suppression), minimum_count)
+        result = score(replay(probabilities, times_ms, labels, setting), events, duration_s, sample_rate, tolerance_ms)
+        rows.append(dict(threshold=setting.threshold, average_window_ms=setting.average_window_ms,
+                         suppression_ms=setting.suppression_ms, minimum_count=minimum_count, **result))
+    return rows
+
+
+def calibrate(rows: Sequence[dict], max_fa_per_hour: float) -> dict | None:
+    """The row with the highest recall among those within the false-alarm budget (ties: fewer
+    false alarms, then the higher threshold); None if no setting is within it."""
+    within = [r for r in rows if r["fa_per_hour"] <= max_fa_per_hour]
+    if not within:
+        return None
+    return max(within, key=lambda r: (r["recall"], -r["fa_per_hour"], r["threshold"]))
+
+
+def setting_of(row: dict) -> Setting:
+    return Setting(row["threshold"], row["average_window_ms"], row["suppression_ms"], row["minimum_count"])
+
+
+def recall_at(rows: Sequence[dict], max_fa_per_hour: float) -> float:
+    """The best recall of any swept setting within the budget (an oracle, on the same stream)."""
+    row = calibrate(rows, max_fa_per_hour)
+    return row["recall"] if row else 0.0
+
+
+def write_csv(rows: Sequence[dict], path: str | Path, **extra) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = [k for k in rows[0] if k != "recall_per_label"]
+    labels = sorted(rows[0]["recall_per_label"])
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*extra, *keys, *(f"recall_{l}" for l in labels)])
+        for r in rows:
+            writer.writerow([*extra.values(), *(r[k] for k in keys), *(r["recall_per_label"][l] for l in labels)])
+    return path
+
+
+def plot_det(curves: dict[str, Sequence[dict]], path: str | Path, marks: dict[str, dict] | None = None, title: str = "") -> Path:
+    """Recall against false alarms per hour, one line per (curve, averaging window)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for (name, rows), style in zip(curves.items(), ("-", "--", ":", "-.")):
+        for window in sorted({r["average_window_ms"] for r in rows}):
+            part = sorted((r for r in rows if r["average_window_ms"] == window), key=lambda r: r["fa_per_hour"])
+            ax.plot([max(r["fa_per_hour"], 0.1) for r in part], [100 * r["recall"] for r in part], style, marker=".", ms=3, label=f"{name}, {window} ms")
+    for name, row in (marks or {}).items():
+        ax.plot(max(row["fa_per_hour"], 0.1), 100 * row["recall"], "k*", ms=10)
+        ax.annotate(name, (max(row["fa_per_hour"], 0.1), 100 * row["recall"]), textcoords="offset points", xytext=(5, -12), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("false alarms per hour (0 drawn at 0.1)")
+    ax.set_ylabel("keyword recall (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
