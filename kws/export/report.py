@@ -43,5 +43,30 @@ def format_report(report: dict) -> str:
         lines.append("  (\"double or single\": no output of that op fell where the two roundings differ)")
     else:
         lines.append(f"numpy int8 reference: not checked ({rounding['why']})")
+    lines += stream_lines(report)
     lines += [f"Note: {note}" for note in report["notes"]]
     return "\n".join(lines)
+
+
+def stream_lines(report: dict) -> list[str]:
+    """The int8 model's stream test (tflite-micro) and the recognizer it keeps, if it ran."""
+    stream, recognizer = report.get("stream_test"), report.get("recognizer")
+    if not stream:
+        return []
+    lines = ["", "| int8 (tflite-micro) stream test: budget (FA/h, set on validation) | threshold | window | val recall | val FA/h | test recall | test FA/h | test delay median |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for budget, c in stream["calibrated"].items():
+        if not c:
+            lines.append(f"| {budget} | no setting within the budget on validation | | | | | | |")
+            continue
+        v, t = c["validation"], c["testing"]
+        lines.append(f"| {budget} | {c['setting']['threshold']:.3f} | {c['setting']['average_window_ms']} | {100 * v['recall']:.1f} % | {v['fa_per_hour']:.1f} | "
+                     f"{100 * t['recall']:.1f} % | {t['fa_per_hour']:.1f} | {t['delay_median_ms']:.0f} ms |")
+    lines += [str(summary) for summary in stream["streams"].values()]
+    if recognizer:
+        r = recognizer["settings"]
+        lines.append(f"recognizer (report.json, model_settings.h; listen's default): <= {recognizer['max_fa_per_hour']:g} false alarms/h on validation -> "
+                     f"threshold {r['detection_threshold']:.3f}, average window {r['average_window_ms']} ms, suppression {r['suppression_ms']} ms, minimum count {r['minimum_count']}")
+    else:
+        lines.append("recognizer: no setting met the budget on validation; model_settings.h keeps micro_speech's defaults")
+    return lines

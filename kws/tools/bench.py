@@ -152,12 +152,25 @@ def bench_runtimes(
     }
 
 
+def config_data(path: str) -> dict:
+    """The ``data:`` section of a `fit` YAML, as SpeechCommandsDataModule's keyword arguments."""
+    import yaml
+
+    try:
+        data = (yaml.safe_load(Path(path).read_text()) or {}).get("data") or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise SystemExit(f"error: --config {path}: {err}")
+    return {key: value for key, value in data.items() if key not in ("download",)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m kws bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", default="data/synthetic", help="corpus (generated there when missing)")
     parser.add_argument("--frontend", default="micro", choices=["micro", "mfcc"])
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--num_workers", type=int, default=0)
+    parser.add_argument("--config", default=None, help="take the data options (augmentation included) from this YAML's data: section, e.g. conf.yaml; "
+                        "default: the data module's defaults (time shift and background noise only)")
     parser.add_argument("--tf_batches", type=int, default=10, help="batches timed of the slow per-clip TF-op pipeline")
     parser.add_argument("--min_run_time", type=float, default=DEFAULT_MIN_RUN_TIME, help="seconds of timed single-clip inferences per runtime (median reported)")
     parser.add_argument("--feature_clips", type=int, default=1000, help="clips featurized per front end and device")
@@ -177,7 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
     from datamodules import SpeechCommandsDataModule
 
     torch.manual_seed(0)
-    dm = SpeechCommandsDataModule(data_dir=args.data_dir, synthetic=True, frontend=args.frontend, batch_size=args.batch_size, num_workers=args.num_workers)
+    data = config_data(args.config) if args.config else {}
+    data.update(data_dir=args.data_dir, synthetic=True, frontend=args.frontend, batch_size=args.batch_size, num_workers=args.num_workers)
+    dm = SpeechCommandsDataModule(**data)
     dm.prepare_data()
     dm.setup()
     results = {

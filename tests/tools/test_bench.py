@@ -38,3 +38,18 @@ def test_bad_counts_are_refused_before_any_work(flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([flag, "0"])
     assert exit_info.value.code == 2 and f"{flag} must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_config_gives_the_data_module_what_fit_gives_it(tmp_path):
+    """--config conf.yaml: the bench measures the pipeline `make train` runs, augmentation included."""
+    from datamodules import SpeechCommandsDataModule
+    from kws.tools.bench import config_data
+    from tests.helpers import REPO
+
+    data = config_data(str(REPO / "conf.yaml"))
+    assert data["lead_in"] is True and data["word_placement"] is True and "download" not in data
+    dm = SpeechCommandsDataModule(**data)
+    assert dm.uses_lead_in and dm.hparams.training_unknown_percentage == data["training_unknown_percentage"]
+    (bad := tmp_path / "bad.yaml").write_text("data: [")
+    with pytest.raises(SystemExit, match="bad.yaml"):
+        config_data(str(bad))
