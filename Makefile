@@ -45,10 +45,10 @@ TFLM_DIR ?= ../shared/third_party/tflite-micro
 FIRMWARE_MAKE = $(MAKE) -C firmware MODEL_DIR="$(EXPORT)" TFLM_DIR="$(TFLM_DIR)" PYTHON="$(PY)"
 
 # The stream test of the newest export's int8 model through tflite-micro, as the board runs it
-# (keyword recall, false alarms per hour, DET curve): EXPORT/stream_test/.
+# (keyword recall, false alarms per hour, DET curve), beside the export: <run>/stream_test_<export>/.
 stream-test: install
 	@test -n "$(EXPORT)" || { echo "no export: run 'make train' and 'make export' first, or pass EXPORT=..."; exit 2; }
-	$(PY) -m kws stream-test --ckpt "$$($(PY) -c 'import json,sys; print(json.load(open(sys.argv[1]))["source"])' "$(EXPORT)/report.json")" --tflite "$(EXPORT)/model_int8.tflite" --runtime micro --out "$(EXPORT)/stream_test"
+	$(PY) -m kws stream-test --ckpt "$$($(PY) -c 'import json,sys; print(json.load(open(sys.argv[1]))["source"])' "$(EXPORT)/report.json")" --tflite "$(EXPORT)/model_int8.tflite" --runtime micro --out "$(dir $(EXPORT))stream_test_$(notdir $(EXPORT))"
 
 firmware: install
 	@test -n "$(EXPORT)" || { echo "no export: run 'make train' and 'make export' first, or pass EXPORT=..."; exit 2; }

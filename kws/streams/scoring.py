@@ -148,7 +148,8 @@ def write_csv(rows: Sequence[dict], path: str | Path, **extra) -> Path:
 
 
 def plot_det(curves: dict[str, Sequence[dict]], path: str | Path, marks: dict[str, dict] | None = None, title: str = "") -> Path:
-    """Recall against false alarms per hour, one line per (curve, averaging window)."""
+    """Recall against false alarms per hour, one line per (curve, averaging window): for each
+    false-alarm rate, the best recall of any threshold at or below it (the DET envelope)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,11 +158,13 @@ def plot_det(curves: dict[str, Sequence[dict]], path: str | Path, marks: dict[st
     fig, ax = plt.subplots(figsize=(7, 5))
     for (name, rows), style in zip(curves.items(), ("-", "--", ":", "-.")):
         for window in sorted({r["average_window_ms"] for r in rows}):
-            part = sorted((r for r in rows if r["average_window_ms"] == window), key=lambda r: r["fa_per_hour"])
-            ax.plot([max(r["fa_per_hour"], 0.1) for r in part], [100 * r["recall"] for r in part], style, marker=".", ms=3, label=f"{name}, {window} ms")
-    for name, row in (marks or {}).items():
+            part = sorted((r for r in rows if r["average_window_ms"] == window), key=lambda r: (r["fa_per_hour"], -r["recall"]))
+            best = np.maximum.accumulate([100 * r["recall"] for r in part])
+            ax.step([max(r["fa_per_hour"], 0.1) for r in part], best, style, where="post", label=f"{name}, {window} ms")
+    for k, (name, row) in enumerate((marks or {}).items()):
         ax.plot(max(row["fa_per_hour"], 0.1), 100 * row["recall"], "k*", ms=10)
-        ax.annotate(name, (max(row["fa_per_hour"], 0.1), 100 * row["recall"]), textcoords="offset points", xytext=(5, -12), fontsize=8)
+        ax.annotate(name, (max(row["fa_per_hour"], 0.1), 100 * row["recall"]), textcoords="offset points", xytext=(10, -16 - 14 * k), fontsize=8,
+                    arrowprops=dict(arrowstyle="-", lw=0.5))
     ax.set_xscale("log")
     ax.set_xlabel("false alarms per hour (0 drawn at 0.1)")
     ax.set_ylabel("keyword recall (%)")
