@@ -25,9 +25,10 @@ from typing import Sequence
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from kws.streams.evaluate import DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, evaluate, recognizer_settings, table, write
+from kws.streams.evaluate import DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, data_stream_options, evaluate, recognizer_settings, table, write
+from kws.streams.recognize import CALIBRATION_STRIDE_MS
 from kws.streams.scoring import Setting
 
 
@@ -42,7 +43,7 @@ class StreamTest(L.Callback):
         folder: the output folder's name inside the log folder.
     """
 
-    def __init__(self, budgets: Sequence[float] = DEFAULT_BUDGETS, calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR, stride_ms: int = 100, folder: str = "stream_test"):
+    def __init__(self, budgets: Sequence[float] = DEFAULT_BUDGETS, calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR, stride_ms: int = CALIBRATION_STRIDE_MS, folder: str = "stream_test"):
         if not budgets or any(b <= 0 for b in budgets):
             raise ValueError(f"budgets must be positive false alarms per hour, got {budgets!r}")
         if calibrate_fa_per_hour not in budgets:
@@ -62,7 +63,13 @@ class StreamTest(L.Callback):
         def classify(x: np.ndarray) -> np.ndarray:
             return torch.softmax(model(torch.from_numpy(x)), -1).numpy().astype(np.float64)
 
-        self.results = evaluate(classify, dm.labels, dm.features, dm.data_dir, self.budgets, self.stride_ms, log=rank_zero_info)
+        try:
+            self.results = evaluate(classify, dm.labels, dm.features, dm.data_dir, self.budgets, self.stride_ms, log=rank_zero_info,
+                                    stream_kwargs=data_stream_options(dm))
+        except (ValueError, OSError) as err:
+            # Never lose the fit for its report: final.ckpt and the test still follow.
+            rank_zero_warn(f"StreamTest: the stream test could not run ({err}); the model keeps no calibrated recognizer")
+            return
         out = Path(trainer.log_dir or trainer.default_root_dir) / self.folder
         write(self.results, out, "float (PyTorch)", title=f"stream test at the end of fit (epoch {trainer.current_epoch})")
         rank_zero_info(f"{table(self.results, 'float (PyTorch)')}\nStream test: {out}")

@@ -10,7 +10,7 @@ then a clip C, the clip's 49 frames are stream frames L/320 ...; frames 0 .. L/3
 A, and frame L/320 - 1 covers A[-320:] + C[:160]. So a bank entry -- the estimate after A's own
 frames and A's last 320 samples -- featurizes any clip exactly as the stream would: run the front
 end from that estimate over A[-320:] ++ C (50 frames) and drop the first frame
-(:func:`features_after`; ``tests/test_lead_in.py`` checks it bit for bit against streaming A ++ C).
+(:func:`features_after`; ``tests/data/test_lead_in.py`` checks it bit for bit against streaming A ++ C).
 That costs one frame in 50 (2 %) more front-end work per clip.
 
 A lead-in is the split's background noise (its part of each recording,
@@ -19,7 +19,8 @@ stores where the clip's noise crop starts, so lead-in and clip hear one continuo
 a Gaussian microphone floor, and, with ``word_probability``, one or two words of the same split
 ending shortly before the clip. Entries belong to pools that draw their volume differently:
 ``speech`` (as the training recipe mixes noise into speech clips), ``silence`` (U(0, 1), as its
-silence clips) and ``clean`` (no noise: evaluation speech clips).
+silence clips) and ``clean`` (no noise; the data module builds none: evaluation clips get fixed,
+seeded lead-ins from :func:`lead_in_rows`).
 
     bank = LeadInBank.build(frontend, noise, words, extents, {"speech": 6144, "silence": 2048}, seed=0)
     index = bank.draw(pool_ids, generator)                   # one entry per clip
@@ -182,6 +183,13 @@ class LeadInBank(nn.Module):
         """Features of clips [B, S] after each one's lead-in (see :func:`features_after`)."""
         return features_after(frontend, self.tail[index], self.estimate[index], audio)
 
+    def featurize(self, frontend: nn.Module, audio: Tensor, is_silence: Tensor, noise: BackgroundNoise,
+                  generator: torch.Generator | None = None) -> Tensor:
+        """Features [B, frames, C] of int16 clips [B, S], each after a random lead-in of its pool
+        (silence clips: the silence pool's, else speech) with that lead-in's noise continued."""
+        index = self.draw(torch.where(is_silence, POOLS.index("silence"), POOLS.index("speech")), generator)
+        return self.features(frontend, self.mix(audio, index, noise, generator), index)
+
 
 def cached_bank(cache_dir: Path, key: list, build) -> LeadInBank:
     """The bank ``build()`` makes, cached in ``cache_dir`` under a hash of ``key`` (everything it
@@ -214,6 +222,22 @@ def _compose(spec: dict, noise: np.ndarray, words: np.ndarray, extents: np.ndarr
             wave[begin:end] += words[k, s:e]
             end = begin - int(rng.uniform(*config.word_gap_s) * 16000)
     return np.clip(np.round(wave), -32768, 32767).astype(np.int16)
+
+
+def lead_in_applies(lead_in: bool, frontend: str, sample_rate: int, stride_ms: int, entries: int, eval_s: float, log=print) -> bool:
+    """Whether the data module's ``lead_in`` option takes effect; bad settings raise, naming the fix.
+    The lead-in carries the micro front end's state: a stateless front end (MFCC) has none to carry."""
+    if not lead_in:
+        return False
+    if frontend != "micro":
+        log(f"data.lead_in: the {frontend} front end keeps no state between frames, so clips are featurized without a lead-in")
+        return False
+    if (sample_rate, stride_ms) != (16000, 20):  # the lead-ins are composed in whole 20 ms frames at 16 kHz
+        raise ValueError(f"data.lead_in is built for 16 kHz audio and a 20 ms stride, got data.sample_rate {sample_rate} and "
+                         f"data.stride_ms {stride_ms}: set lead_in: false for other framing")
+    if entries < 1 or eval_s < 0.04:
+        raise ValueError(f"need lead_in_entries >= 1 and lead_in_eval_s >= 0.04, got {entries}, {eval_s}")
+    return True
 
 
 def lead_in_rows(clips: np.ndarray, noise: BackgroundNoise, words: np.ndarray, extents: np.ndarray, is_silence: np.ndarray,

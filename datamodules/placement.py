@@ -58,10 +58,12 @@ def place_words(audio: Tensor, extents: Tensor, max_cut: float = 0.0, generator:
 
 def add_neighbours(audio: Tensor, extents: Tensor, donors: Tensor, donor_extents: Tensor, use: Tensor,
                    gap_s: tuple[float, float] = (0.5, 1.5), sample_rate: int = 16000, pad_ms: float = 20.0,
-                   generator: torch.Generator | None = None) -> Tensor:
+                   generator: torch.Generator | None = None, below: Tensor | None = None) -> Tensor:
     """Add to each clip where ``use`` [B] the word of the same row of ``donors`` [B, S], cut to its
     extent (+ ``pad_ms``), ending ``gap`` before the clip's word or starting ``gap`` after it (side
-    at random); ``extents``: the clip words' [B, 2] positions in the window. int16 in/out."""
+    at random); ``extents``: the clip words' [B, 2] positions in the window. int16 in/out.
+    ``below`` [B]: a donor is only added where less than this fraction of its segment falls in the
+    window (a keyword donor must stay too cut to count as that keyword: the label is the clip's)."""
     batch, length = audio.shape
     device = audio.device
     before = torch.rand(batch, device=device, generator=generator) < 0.5
@@ -75,5 +77,8 @@ def add_neighbours(audio: Tensor, extents: Tensor, donors: Tensor, donor_extents
     moved = _shift(donors, target - d_start)
     t = torch.arange(length, device=device)
     keep = (t >= target[:, None]) & (t < (target + d_end - d_start)[:, None]) & use[:, None]
+    if below is not None:
+        inside = keep.sum(1).to(torch.float64) / (d_end - d_start).clamp(min=1).to(torch.float64)
+        keep &= (inside < below.to(torch.float64))[:, None]
     mixed = audio.to(torch.int32) + torch.where(keep, moved.to(torch.int32), 0)
     return mixed.clamp(-32768, 32767).to(torch.int16)

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 from datamodules.audio_cache import DecodeReport, load_or_build_cache
 from datamodules.augment import BackgroundNoise
 from datamodules.batches import ClipBatches, FeatureBatches, whole_batch
-from datamodules.lead_in import LeadInBank, LeadInConfig, cached_bank, lead_in_rows
+from datamodules.lead_in import LeadInBank, LeadInConfig, cached_bank, lead_in_applies, lead_in_rows
 from datamodules.noise_parts import noise_part
 from datamodules.training_features import Augmentation, training_features
 from datamodules.word_extent import word_extents
@@ -143,8 +143,6 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             raise ValueError(f"training_unknown_percentage must be >= 0 (or null: unknown_percentage), got {training_unknown_percentage}")
         self.augmentation = Augmentation(background_frequency, background_volume, time_shift_ms, word_placement, max_cut, keep_fraction, neighbour_probability,
                                          tuple(neighbour_gap_s), speed_probability, tuple(speed_range), eq_probability, reverb_probability, spec_masks)
-        if lead_in and (lead_in_entries < 1 or lead_in_eval_s < 0.04):
-            raise ValueError(f"need lead_in_entries >= 1 and lead_in_eval_s >= 0.04, got {lead_in_entries}, {lead_in_eval_s}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.data_dir = Path(data_dir)
@@ -155,10 +153,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.noise: BackgroundNoise | None = None  # the training split's
         self.noises: dict[str, BackgroundNoise] = {}
         self.lead_in_bank: LeadInBank | None = None
-        # The lead-in carries the micro front end's state; a stateless front end has none to carry.
-        self.uses_lead_in = lead_in and frontend == "micro"
-        if lead_in and not self.uses_lead_in:
-            rank_zero_info(f"data.lead_in: the {frontend} front end keeps no state between frames, so clips are featurized without a lead-in")
+        self.uses_lead_in = lead_in_applies(lead_in, frontend, sample_rate, stride_ms, lead_in_entries, lead_in_eval_s, rank_zero_info)
         self.splits: dict[str, ClipBatches] = {}
         self.eval_features: dict[str, FeatureBatches] = {}
         self.counts: dict[str, dict[str, int]] = {}
@@ -239,7 +234,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
                 if self.uses_lead_in:  # the same clips, each after a fixed, seeded lead-in of its split
                     words = self._lead_in_words(assignment, split)
                     audio_split = lead_in_rows(audio_split, self._background_noise(split), audio[words], extents[words],
-                                               rows < 0, seed=int(rng.integers(2**31)), seconds=hp.lead_in_eval_s, config=self._lead_in_config())
+                                               # its own seed: lead_in on or off, the split holds the same clips
+                                               rows < 0, seed=hp.seed * 10 + SPLITS.index(split), seconds=hp.lead_in_eval_s, config=self._lead_in_config())
                 rows = np.arange(len(rows))
             else:
                 audio_split = audio
@@ -434,8 +430,17 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if not len(index):
             raise DataError(f"the {split} split of {self.data_dir} has no clips")
         features, labels = [], []
+        # Training clips are raw; with a lead-in they are featurized after one from the bank, as
+        # training and the board see them (int8 calibration must see that range, not a fresh state's).
+        lead_in = split == "training" and self.lead_in_bank is not None
+        generator = torch.Generator().manual_seed(seed)
         for start in range(0, len(index), self.hparams.batch_size):
             audio, label = data[list(index[start:start + self.hparams.batch_size])]
-            features.append(self.featurize(audio.to(device)).cpu())
+            if lead_in:
+                self.frontend.to("cpu")
+                silence = label == self.labels.index(SILENCE_LABEL)
+                features.append(self.lead_in_bank.featurize(self.frontend, audio, silence, self._background_noise(), generator).reshape(len(audio), -1))
+            else:
+                features.append(self.featurize(audio.to(device)).cpu())
             labels.append(label)
         return torch.cat(features).numpy().astype(np.float32), torch.cat(labels).numpy()

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
-from datamodules.lead_in import POOLS, LeadInBank
+from datamodules.lead_in import LeadInBank
 from datamodules.placement import add_neighbours, place_words
 from datamodules.voice_augment import VoiceAugment
 from datamodules.word_extent import word_extents_torch
@@ -93,12 +93,16 @@ def training_features(audio: Tensor, labels: Tensor, options: Augmentation, fron
     if options.neighbour_probability:
         extents = word_extents_torch(audio, sample_rate) if extents is None else extents
         use = (torch.rand(len(audio), device=audio.device, generator=generator) < options.neighbour_probability) & ~is_silence
-        # The donors are the batch's other clips (shuffled already), as placed.
-        audio = add_neighbours(audio, extents, audio.roll(1, 0), extents.roll(1, 0), use, options.neighbour_gap_s, sample_rate, generator=generator)
+        # The donors are the batch's other clips (shuffled already), as placed. A keyword donor is
+        # added only where it stays too cut to count as that keyword (keep_fraction), so that no
+        # whole keyword sits in a window labelled otherwise.
+        donor_labels = labels.roll(1, 0)
+        donor_is_keyword = (donor_labels != silence) & (donor_labels != unknown)
+        below = torch.where(donor_is_keyword, options.keep_fraction if options.word_placement else 0.0, 2.0)
+        audio = add_neighbours(audio, extents, audio.roll(1, 0), extents.roll(1, 0), use, options.neighbour_gap_s, sample_rate,
+                               generator=generator, below=below)
     if bank is not None:
-        index = bank.draw(torch.where(is_silence, POOLS.index("silence"), POOLS.index("speech")), generator)
-        audio = bank.mix(audio, index, noise, generator)
-        features = bank.features(frontend, audio, index)
+        features = bank.featurize(frontend, audio, is_silence, noise, generator)
     else:
         volume = noise_volumes(is_silence, options.background_frequency, options.background_volume, generator)
         features = frontend(noise.mix(audio, volume, generator))

@@ -125,4 +125,4 @@ def resample_int16(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.nda
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
     """Write int16 mono samples as a 16-bit PCM WAV file."""
-    sf.write(str(path), np.asarray(samples, dtype=np.int16), sample_rate, subtype="PCM_16")
+    sf.write(str(path), np.asarray(samples, dtype=np.int16), sample_rate, format="WAV", subtype="PCM_16")

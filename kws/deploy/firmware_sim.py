@@ -27,7 +27,7 @@ import numpy as np
 
 from kws.audio.settings import FeatureSettings
 from kws.deploy.listen import listen, tflite_classifier
-from kws.streams.recognize import RecognizeCommands
+from kws.streams.recognize import RECOGNIZER_DEFAULTS, RecognizeCommands
 
 KERNELS = ("reference", "cmsis-nn")
 REPO = Path(__file__).resolve().parents[2]
@@ -110,7 +110,8 @@ def simulate(export: Path, recording: Path, kernels: tuple[str, ...] = KERNELS, 
     report = json.loads((export / "report.json").read_text())
     settings = FeatureSettings(**{k: v for k, v in report["features"].items() if k in FeatureSettings.__dataclass_fields__})
     labels = list(report["labels"])
-    recognizer = report.get("recognizer", {}).get("settings", {"average_window_ms": 1000, "detection_threshold": 0.8, "suppression_ms": 1500, "minimum_count": 3})
+    # The export's calibrated recognizer (what model_settings.h holds), else micro_speech's defaults.
+    recognizer = (report.get("recognizer") or {}).get("settings", RECOGNIZER_DEFAULTS)
     model = (export / "model_int8.tflite").read_bytes()
     build = REPO / "firmware" / "build"
     host_times, host_outputs, host_detections = host_stream(export, recording, settings, labels, recognizer, stride_ms)

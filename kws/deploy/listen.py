@@ -28,7 +28,7 @@ import numpy as np
 from kws.audio.settings import FeatureSettings
 from kws.export.classifiers import ModelClassifier, pytorch_classifier, tflite_classifier
 from kws.streams.frontend import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_windows
-from kws.streams.recognize import RECOGNIZER_DEFAULTS, Detection, RecognizeCommands
+from kws.streams.recognize import CALIBRATION_STRIDE_MS, RECOGNIZER_DEFAULTS, Detection, RecognizeCommands
 
 # micro_speech's labels: what a .tflite with no report.json beside it (the reference model) uses.
 MICRO_SPEECH_LABELS = ["silence", "unknown", "yes", "no"]
@@ -154,6 +154,10 @@ def main(argv: list[str] | None = None) -> list[Detection]:
         options = {**RECOGNIZER_DEFAULTS, **(calibrated or {}), **{k: v for k, v in given.items() if v is not None}}
         print(f"recognizer: {', '.join(f'{k} {v:g}' for k, v in options.items())} ({'calibrated for the model' if calibrated else 'defaults'}"
               f"{', overridden' if any(v is not None for v in given.values()) else ''})", file=sys.stderr)
+        if calibrated and args.stride_ms != CALIBRATION_STRIDE_MS:
+            # minimum_count and the averaging window count inferences: at another stride they mean other things.
+            print(f"warning: the recognizer was calibrated at --stride_ms {CALIBRATION_STRIDE_MS}; at {args.stride_ms} its settings may hear "
+                  "more or less: pass --threshold / --average_window_ms / --minimum_count for this stride", file=sys.stderr)
         recognizer = RecognizeCommands(labels, **options)
         with open(args.outputs, "w") if args.outputs else contextlib.nullcontext() as sink:
             write = (lambda times, raw: sink.writelines(f"{t} {' '.join(str(v) for v in row)}\n" for t, row in zip(times, raw.tolist()))) if sink else None

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from kws.audio.settings import FeatureSettings
+from kws.streams.recognize import CALIBRATION_STRIDE_MS, RECOGNIZER_DEFAULTS
 from kws.utils.c_source import GENERATED, c_array, c_float
 
 TOOL = "python -m kws export"
@@ -34,12 +35,10 @@ def write_model_data(model: bytes, folder: Path, source: str) -> None:
 
 
 def write_model_settings(folder: Path, source: str, settings: FeatureSettings, labels: Sequence[str], input_q: tuple[float, int], output_q: tuple[float, int], arena: int,
-                         recognizer: dict | None = None, stride_ms: int = 100) -> None:
+                         recognizer: dict | None = None, stride_ms: int = CALIBRATION_STRIDE_MS) -> None:
     """model_settings.h: the feature front end, the labels, the int8 model's quantization and the
     command recognizer's settings (``recognizer``: calibrated for this model; None: the defaults),
     so that the firmware and the host share one definition of each."""
-    from kws.streams.recognize import RECOGNIZER_DEFAULTS
-
     rec = {**RECOGNIZER_DEFAULTS, **(recognizer or {})}
     rec_source = "calibrated for this model on the validation stream (report.json: recognizer)" if recognizer else "micro_speech's defaults (no calibration)"
     silence, unknown = (labels.index(name) if name in labels else -1 for name in ("silence", "unknown"))

@@ -33,11 +33,16 @@ class ModelClassifier:
 def pytorch_classifier(ckpt: str | Path) -> tuple[ModelClassifier, list[str], FeatureSettings]:
     """The checkpoint's float model, its labels and the features it was trained on (and, as the
     classifier's ``recognizer``, the recognizer settings calibrated for it, if any)."""
-    import torch
-
     from kws.training.checkpoints import load_checkpoint
 
     module, datamodule = load_checkpoint(ckpt)
+    return module_classifier(module), list(module.labels), datamodule.features
+
+
+def module_classifier(module) -> ModelClassifier:
+    """A loaded KWSModule's float model on the CPU (``recognizer``: its calibrated settings, if any)."""
+    import torch
+
     model = module.eval()
 
     @torch.no_grad()
@@ -46,7 +51,7 @@ def pytorch_classifier(ckpt: str | Path) -> tuple[ModelClassifier, list[str], Fe
 
     classifier = ModelClassifier(logits, lambda raw: softmax(raw.astype(np.float64)))
     classifier.recognizer = module.recognizer
-    return classifier, list(module.labels), datamodule.features
+    return classifier
 
 
 def tflite_classifier(model: bytes | str | Path, runtime: str = "litert", arena_size: int | None = None) -> ModelClassifier:

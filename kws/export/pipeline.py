@@ -47,7 +47,7 @@ from kws.export.graph import export_onnx, float_tinyconv  # noqa: E402
 from kws.export.report import format_report  # noqa: E402
 from kws.export.tflite import TFLiteRunner, evaluate_tflite, quantize, tensor_arena_size, tflite_ops  # noqa: E402
 from kws.export.verify import verify  # noqa: E402
-from kws.streams.evaluate import DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR  # noqa: E402
+from kws.streams.evaluate import DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, data_stream_options  # noqa: E402
 from kws.training.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 
 DEFAULT_CALIBRATION_CLIPS = 1000
@@ -155,7 +155,11 @@ def export_model(
         recognizer, stream_test = None, None
         if recognizer_fa_per_hour is not None:
             with _step(log, "stream test of the int8 model (tflite-micro) and the recognizer's calibration"):
-                recognizer, stream_test = calibrate_int8(int8_tflite, labels, settings, datamodule.data_dir, recognizer_fa_per_hour, arena["bytes"], log)
+                try:
+                    recognizer, stream_test = calibrate_int8(int8_tflite, labels, settings, datamodule.data_dir, recognizer_fa_per_hour, arena["bytes"], log,
+                                                             data_stream_options(datamodule))
+                except (ValueError, OSError) as err:
+                    raise ExportError(f"the stream test of the int8 model (the recognizer's calibration) failed: {err}") from err
         ops = tflite_ops(int8_tflite)
         write_model_data(int8_tflite, folder, source)
         write_model_settings(folder, source, settings, labels, int8.input_quantization, int8.output_quantization, arena["bytes"], recognizer and recognizer["settings"])
@@ -199,7 +203,8 @@ def export_model(
     return report
 
 
-def calibrate_int8(model: bytes, labels: list[str], settings: FeatureSettings, data_dir: Path, max_fa_per_hour: float, arena: int, log: Log) -> tuple[dict | None, dict]:
+def calibrate_int8(model: bytes, labels: list[str], settings: FeatureSettings, data_dir: Path, max_fa_per_hour: float, arena: int, log: Log,
+                   stream_kwargs: dict | None = None) -> tuple[dict | None, dict]:
     """(the recognizer calibrated on the validation stream for ``max_fa_per_hour``, the stream
     test's numbers on both streams at every budget), the int8 model running in tflite-micro as on
     the board."""
@@ -209,7 +214,7 @@ def calibrate_int8(model: bytes, labels: list[str], settings: FeatureSettings, d
 
     classify = tflite_classifier(model, "micro", arena)
     budgets = tuple(sorted({*DEFAULT_BUDGETS, max_fa_per_hour}))
-    results = evaluate(classify, labels, settings, data_dir, budgets, log=lambda line: log(f"[export] {line}"))
+    results = evaluate(classify, labels, settings, data_dir, budgets, log=lambda line: log(f"[export] {line}"), stream_kwargs=stream_kwargs)
     calibrated = {f"{b:g}": c for b, c in results["calibrated"].items()}
     stream_test = {"model": "int8 (tflite-micro)", "streams": {s: st.summary() for s, st in results["streams"].items()}, "calibrated": calibrated}
     chosen = results["calibrated"].get(max_fa_per_hour)

@@ -3,7 +3,7 @@ front end (state carried), a classifier on every window and the command recogniz
 the recognizer's settings, calibrated on the validation stream and reported on the test stream.
 
     results = evaluate(classify, labels, settings, data_dir)      # both streams, every budget
-    setting = calibrate_recognizer(classify, labels, settings, data_dir, max_fa_per_hour=5)
+    results["calibrated"][10.0]                                    # chosen on validation, reported on test
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from kws.audio.settings import FeatureSettings
-from kws.streams.frontend import stream_windows
-from kws.streams.recordings import Stream, build_stream
+from kws.streams.frontend import stream_scores
+from kws.streams.recordings import Stream, build_stream, split_files
 from kws.streams.scoring import calibrate, plot_det, recall_at, replay, score, setting_of, sweep, write_csv
 
 STREAM_SEEDS = {"validation": 1, "testing": 0}
@@ -28,10 +28,13 @@ DEFAULT_CALIBRATION_FA_PER_HOUR = 10.0
 Classify = Callable[[np.ndarray], np.ndarray]
 
 
-def cached_stream(data_dir: Path, split: str, seed: int, **kwargs) -> Stream:
-    """The stream of (split, seed, kwargs), built once and kept in ``<data_dir>/.cache/streams``."""
-    key = hashlib.sha1(json.dumps([split, seed, sorted(kwargs.items())], default=str).encode()).hexdigest()[:10]
-    path = data_dir / ".cache" / "streams" / f"{split}-{seed}-{key}"
+def cached_stream(data_dir: Path, split: str, seed: int, cache_dir: Path | None = None, **kwargs) -> Stream:
+    """The stream of (split, seed, kwargs), built once and kept in ``<cache_dir>/streams``
+    (default ``<data_dir>/.cache``); the key covers the split's file list, so a changed corpus
+    builds anew."""
+    files = split_files(data_dir, split, kwargs.get("split_percentages", (10.0, 10.0)))
+    key = hashlib.sha1(json.dumps([split, seed, sorted(kwargs.items()), files], default=str).encode()).hexdigest()[:10]
+    path = Path(cache_dir or data_dir / ".cache") / "streams" / f"{split}-{seed}-{key}"
     if path.with_suffix(".json").is_file():
         return Stream.load(path)
     stream = build_stream(data_dir, split, seed, **kwargs)
@@ -39,19 +42,24 @@ def cached_stream(data_dir: Path, split: str, seed: int, **kwargs) -> Stream:
     return stream
 
 
+def data_stream_options(datamodule) -> dict:
+    """The stream options that follow a data module: its split rule and its cache folder."""
+    hp = datamodule.hparams
+    return {"split_percentages": (float(hp.validation_percentage), float(hp.testing_percentage)), "cache_dir": datamodule.cache_dir}
+
+
 def window_scores(stream: Stream, classify: Classify, settings: FeatureSettings, stride_ms: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities [n, classes], times ms [n]) of every window of the stream, the front end's
     state carried through the whole recording."""
     blocks = (stream.audio[i:i + 60 * stream.sample_rate] for i in range(0, len(stream.audio), 60 * stream.sample_rate))
-    parts = [(classify(x), t) for x, t in stream_windows(blocks, settings, stride_ms)]
+    parts = list(stream_scores(blocks, classify, settings, stride_ms))
     return np.concatenate([p for p, _ in parts]), np.concatenate([t for _, t in parts])
 
 
 def evaluate(classify: Classify, labels: Sequence[str], settings: FeatureSettings, data_dir: str | Path, budgets: Sequence[float] = DEFAULT_BUDGETS,
-             stride_ms: int = 100, tolerance_ms: int = 1000, seeds: dict[str, int] = STREAM_SEEDS, stream_kwargs: dict | None = None, log=print,
-             calibrate_only: bool = False) -> dict:
-    """Sweep both streams, calibrate on validation, report test: a dict with everything
-    (``calibrate_only``: sweep the streams of ``seeds`` and stop there)."""
+             stride_ms: int = 100, tolerance_ms: int = 1000, seeds: dict[str, int] = STREAM_SEEDS, stream_kwargs: dict | None = None,
+             log=print) -> dict:
+    """Sweep both streams, calibrate on validation, report test: a dict with everything."""
     data_dir, stream_kwargs = Path(data_dir), dict(stream_kwargs or {})
     stream_kwargs.setdefault("keywords", tuple(label for label in labels if label not in ("silence", "unknown")))
     out = {"streams": {}, "rows": {}, "scores": {}, "calibrated": {}}
@@ -63,8 +71,6 @@ def evaluate(classify: Classify, labels: Sequence[str], settings: FeatureSetting
         out["rows"][split] = sweep(probabilities, times, labels, stream.events, stream.duration_s, tolerance_ms=tolerance_ms)
         if log:
             log(f"{stream.summary()}; {len(times)} windows scored and swept in {time.perf_counter() - started:.1f} s")
-    if calibrate_only:
-        return out
     for budget in budgets:
         chosen = calibrate(out["rows"]["validation"], budget)
         if chosen is None:
@@ -83,21 +89,6 @@ def recognizer_settings(setting) -> dict:
     (what the firmware's float compares against, so board and host decide alike)."""
     return {"average_window_ms": int(setting.average_window_ms), "detection_threshold": float(np.float32(setting.threshold)),
             "suppression_ms": int(setting.suppression_ms), "minimum_count": int(setting.minimum_count)}
-
-
-def calibrate_recognizer(classify: Classify, labels: Sequence[str], settings: FeatureSettings, data_dir: str | Path, max_fa_per_hour: float,
-                         stride_ms: int = 100, tolerance_ms: int = 1000, stream_kwargs: dict | None = None, log=print) -> dict | None:
-    """The recognizer settings with the highest keyword recall on the validation stream within
-    ``max_fa_per_hour`` false alarms per hour ({"settings": RecognizeCommands kwargs,
-    "validation": its numbers}), or None when no swept setting is within the budget."""
-    results = evaluate(classify, labels, settings, data_dir, (max_fa_per_hour,), stride_ms, tolerance_ms,
-                       {"validation": STREAM_SEEDS["validation"]}, stream_kwargs, log, calibrate_only=True)
-    chosen = calibrate(results["rows"]["validation"], max_fa_per_hour)
-    if chosen is None:
-        return None
-    return {"settings": recognizer_settings(setting_of(chosen)), "max_fa_per_hour": max_fa_per_hour,
-            "validation": {k: v for k, v in chosen.items() if k not in ("threshold", "average_window_ms", "suppression_ms", "minimum_count")},
-            "stream": results["streams"]["validation"].summary()}
 
 
 def table(results: dict, name: str) -> str:

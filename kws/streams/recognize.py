@@ -28,6 +28,7 @@ import numpy as np
 
 
 # RecognizeCommands' settings when no calibration is at hand (TFLM micro_speech's).
+CALIBRATION_STRIDE_MS = 100  # the inference stride recognizer settings are calibrated at (listen's and the firmware's)
 RECOGNIZER_DEFAULTS = {"average_window_ms": 1000, "detection_threshold": 0.8, "suppression_ms": 1500, "minimum_count": 3}
 
 

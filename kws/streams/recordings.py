@@ -61,10 +61,15 @@ class Stream:
                 f"{len(self.keyword_events)} keywords, {len(self.other_events)} other words ({len(self.other_events) / hours:.0f} per hour)")
 
     def save(self, path: str | Path) -> Path:
+        """``path``.wav and ``path``.json, each written beside and renamed into place (the .json
+        last: a reader that finds it finds both whole)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_wav(path.with_suffix(".wav"), self.audio, self.sample_rate)
-        path.with_suffix(".json").write_text(json.dumps({"sample_rate": self.sample_rate, "info": self.info, "events": [asdict(e) for e in self.events]}, indent=0))
+        wav, meta = path.with_suffix(".wav"), path.with_suffix(".json")
+        write_wav(wav.with_suffix(".wav.tmp"), self.audio, self.sample_rate)
+        wav.with_suffix(".wav.tmp").replace(wav)
+        meta.with_suffix(".json.tmp").write_text(json.dumps({"sample_rate": self.sample_rate, "info": self.info, "events": [asdict(e) for e in self.events]}, indent=0))
+        meta.with_suffix(".json.tmp").replace(meta)
         return path
 
     @classmethod
@@ -75,15 +80,15 @@ class Stream:
         return cls(np.asarray(audio, np.int16), [StreamEvent(**e) for e in meta["events"]], meta["sample_rate"], meta["info"])
 
 
-def split_files(data_dir: Path, split: str) -> list[str]:
+def split_files(data_dir: Path, split: str, split_percentages: tuple[float, float] = (10.0, 10.0)) -> list[str]:
     """Relative paths of the clips of ``split``: the data set's lists when present, else its
-    speaker-hash rule (as the data module splits)."""
+    speaker-hash rule with the data module's (validation, testing) ``split_percentages``."""
     from datamodules.layout import read_split_list, scan_corpus, split_lists, which_set
 
     files = [f for fs in scan_corpus(data_dir).values() for f in fs]
     lists = split_lists(data_dir)
     if lists is None:
-        return sorted(f for f in files if which_set(f) == split)
+        return sorted(f for f in files if which_set(f, *split_percentages) == split)
     if split in lists:
         return sorted(read_split_list(lists[split], set(files)))
     if split != "training":
@@ -109,6 +114,7 @@ def build_stream(
     sample_rate: int = 16000,
     max_keywords: int = 400,
     max_others: int = 800,
+    split_percentages: tuple[float, float] = (10.0, 10.0),
 ) -> Stream:
     """A long recording of ``split``'s words over its background noise; see the module docstring.
 
@@ -123,16 +129,21 @@ def build_stream(
         pad_ms: audio kept either side of each word's extent when it is cut from its clip.
         max_keywords / max_others: at most this many keyword / other-word clips (a seeded subset;
             the real data set's test split would otherwise make a stream of hours).
+        split_percentages: (validation, testing) % of the speaker-hash split, used when the
+            corpus has no split lists: the data module's, so the test stream holds its test speakers.
     """
     data_dir = Path(data_dir)
     rng = np.random.default_rng([seed, zlib_hash(split)])
-    files = split_files(data_dir, split)
+    files = split_files(data_dir, split, split_percentages)
     keywords = tuple(keywords)
     keyword_files = [f for f in files if f.split("/")[0] in keywords]
     other_files = [f for f in files if f.split("/")[0] not in keywords]
     pick = lambda names, limit: [names[i] for i in sorted(rng.permutation(len(names))[:limit])]  # noqa: E731
     files = sorted(pick(keyword_files, max_keywords) + pick(other_files, max_others))
-    clips = np.stack([read_wav(data_dir / f, sample_rate)[0][:sample_rate] for f in files]).astype(np.int16)
+    clips = np.zeros((len(files), sample_rate), np.int16)  # shorter clips zero-padded, as the data module does
+    for row, f in zip(clips, files):
+        audio = read_wav(data_dir / f, sample_rate)[0][:sample_rate]
+        row[:len(audio)] = audio
     extents = word_extents(clips, sample_rate)
     words = [f.split("/")[0] for f in files]
     order = [i for i, w in enumerate(words) if w in keywords] * keyword_repeats + [i for i, w in enumerate(words) if w not in keywords] * other_repeats

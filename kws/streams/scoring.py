@@ -1,7 +1,7 @@
 """Scoring keyword detections in a long recording against its ground truth, fast enough to sweep.
 
 - :func:`replay`: :class:`kws.streams.recognize.RecognizeCommands` over a whole recording's cached
-  scores at once (same window rule, comparisons and suppression; ``tests/deploy/test_stream_score.py``
+  scores at once (same window rule, comparisons and suppression; ``tests/streams/test_scoring.py``
   checks it against the class detection for detection), so recognizer settings can be swept
   without running the model again.
 - :func:`score`: detections vs keyword occurrences. A keyword is hit by the first detection of

@@ -16,19 +16,20 @@
    within each false-alarm budget, and reports the TEST stream at it: keyword recall, false
    alarms per hour of non-keyword audio, detection delay.
 
-Writes ``<out>/sweep_<split>.csv`` (every setting), ``<out>/det.png`` and ``<out>/results.json``,
-prints the table, and logs them to W&B when a run is active.
+Writes ``<out>/sweep_<split>.csv`` (every setting), ``<out>/det.png`` and ``<out>/results.json``
+and prints the table (``callbacks.StreamTest`` logs the same to the fit's loggers and W&B).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from kws.streams.evaluate import DEFAULT_BUDGETS, evaluate, table, write
+from kws.streams.evaluate import DEFAULT_BUDGETS, data_stream_options, evaluate, table, write
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from kws.export.classifiers import pytorch_classifier, tflite_classifier
+    from kws.export.classifiers import module_classifier, tflite_classifier
+    from kws.training.checkpoints import load_checkpoint
 
     parser = argparse.ArgumentParser(prog="python -m kws stream-test", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, help="a checkpoint from `python -m kws fit`: its labels, features and data (and the float model)")
@@ -41,14 +42,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tolerance_ms", type=int, default=1000, help="a keyword counts when its detection comes before its end + this")
     args = parser.parse_args(argv)
     try:
-        classify, labels, settings = pytorch_classifier(args.ckpt)
-        from kws.training.checkpoints import load_checkpoint
-
-        data_dir = Path(args.data_dir or load_checkpoint(args.ckpt)[1].data_dir)
-        name = "float (PyTorch)"
+        module, datamodule = load_checkpoint(args.ckpt)  # labels, features and data of the run
+        labels, settings = list(module.labels), datamodule.features
+        options = data_stream_options(datamodule)
+        if args.data_dir:
+            options.pop("cache_dir")  # another corpus: its own <data_dir>/.cache
+        data_dir = Path(args.data_dir or datamodule.data_dir)
         if args.tflite:
             classify, name = tflite_classifier(args.tflite, args.runtime), f"int8 ({'tflite-micro' if args.runtime == 'micro' else 'LiteRT'})"
-        results = evaluate(classify, labels, settings, data_dir, args.budgets, args.stride_ms, args.tolerance_ms)
+        else:
+            classify, name = module_classifier(module), "float (PyTorch)"
+        results = evaluate(classify, labels, settings, data_dir, args.budgets, args.stride_ms, args.tolerance_ms, stream_kwargs=options)
     except (ValueError, OSError) as err:
         parser.exit(2, f"error: {err}\n")
     write(results, Path(args.out), name, title=f"{name}: {args.ckpt}")

@@ -118,3 +118,5 @@ def test_datamodule_trains_and_evaluates_after_lead_ins(tiny_corpus, tmp_path):
     assert a.shape == (16, 1960) and torch.equal(a, b)
     # MFCC keeps no state between frames: nothing to carry, so no lead-in (the set-up says so).
     assert not SpeechCommandsDataModule(frontend="mfcc", lead_in=True).uses_lead_in
+    with pytest.raises(ValueError, match="20 ms stride.*lead_in: false"):
+        SpeechCommandsDataModule(lead_in=True, stride_ms=10)

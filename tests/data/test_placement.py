@@ -71,6 +71,14 @@ def test_neighbours_are_placed_at_the_gap():
         sides.append(span[0] == 1400)
         assert (row[7000:9000] == 5000).all()
     assert 20 < sum(sides) < 80  # both sides drawn
+    # below: the donor is added only where less than that fraction of it is in the window. Here it
+    # lies whole inside (fraction 1) on both sides, so below=1.0 refuses every one and 2.0 none.
+    refused = add_neighbours(x, ext, d, dext, use, gap_s=(0.1, 0.1), pad_ms=0.0, generator=torch.Generator().manual_seed(0),
+                             below=torch.full((200,), 1.0))
+    assert torch.equal(refused, x)
+    allowed = add_neighbours(x, ext, d, dext, use, gap_s=(0.1, 0.1), pad_ms=0.0, generator=torch.Generator().manual_seed(0),
+                             below=torch.full((200,), 2.0))
+    assert torch.equal(allowed, out)
 
 
 def test_neighbour_cut_at_the_window_edge():

@@ -159,6 +159,21 @@ def test_labels_and_features_from_the_export_report(recording, micro_speech_dir,
     assert [d.label for d in detections] == ["ja", "nein"]
 
 
+def test_the_recognizer_calibrated_by_the_export_is_the_default(recording, micro_speech_dir, tmp_path, capsys):
+    """report.json's recognizer (what the export calibrated) is listen's default; flags override it."""
+    (tmp_path / "model_int8.tflite").write_bytes((micro_speech_dir / "micro_speech_quantized.tflite").read_bytes())
+    features = {**dataclasses.asdict(FeatureSettings()), "frames": 49, "feature_scale": 10 / 256}
+    strict = {"average_window_ms": 1000, "detection_threshold": 0.99, "suppression_ms": 1500, "minimum_count": 3}
+    (tmp_path / "report.json").write_text(json.dumps({"labels": ["silence", "unknown", "yes", "no"], "features": features, "recognizer": {"settings": strict}}))
+    model = ["--model", "micro", "--tflite", str(tmp_path / "model_int8.tflite")]
+    assert main([str(recording), *model]) == []  # 0.99: nothing reaches it
+    assert "detection_threshold 0.99" in capsys.readouterr().err
+    heard = main([str(recording), *model, "--threshold", "0.7"])  # the flag wins: the reference test's setting
+    assert [d.label for d in heard] == ["yes", "no"] and "overridden" in capsys.readouterr().err
+    main([str(recording), *model, "--stride_ms", "200"])
+    assert "calibrated at --stride_ms 100" in capsys.readouterr().err
+
+
 def test_listen_command_line(recording, micro_speech_dir):
     proc = run_kws("listen", str(recording), "--model", "int8", "--tflite", str(micro_speech_dir / "micro_speech_quantized.tflite"), "--threshold", "0.7")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("Heard")]

@@ -19,6 +19,7 @@ from tests.helpers import run_kws
 from datamodules import SpeechCommandsDataModule
 from datamodules.synthetic import generate_corpus
 from kws.audio.wav import read_wav
+from kws.streams.recognize import CALIBRATION_STRIDE_MS, RECOGNIZER_DEFAULTS
 from kws.export import ExportError
 from kws.export.c_sources import resolver_method
 from kws.export.graph import float_tinyconv, same_padding_taps, TFLiteGraph
@@ -172,7 +173,7 @@ def test_c_array_is_the_int8_model(exported):
 def test_model_settings_match_model_and_features(exported):
     out, report, _ = exported
     header = (out / "model_settings.h").read_text()
-    values = dict(re.findall(r"constexpr (?:int|float) (\w+) = ([^;]+);", header))
+    values = dict(re.findall(r"constexpr (?:int32_t|int|float) (\w+) = ([^;]+);", header))
     number = lambda name: float(values[name].rstrip("f"))  # noqa: E731
     details = TFLiteRunner((out / "model_int8.tflite").read_bytes())
     scale, zero_point = details.input_quantization
@@ -189,6 +190,12 @@ def test_model_settings_match_model_and_features(exported):
     }
     assert {name: number(name) for name in expected} == expected
     assert 'constexpr char kFrontEnd[] = "micro";' in header
+    # The recognizer the export calibrated on the validation stream (else micro_speech's defaults).
+    assert "stream_test" in report and set(report["stream_test"]["calibrated"]) == {"2", "5", "10"}
+    recognizer = (report["recognizer"] or {}).get("settings", RECOGNIZER_DEFAULTS)
+    assert np.float32(number("kDetectionThreshold")) == np.float32(recognizer["detection_threshold"])
+    assert [number(n) for n in ("kAverageWindowMs", "kSuppressionMs", "kMinimumCount", "kInferenceStrideMs")] == \
+        [recognizer["average_window_ms"], recognizer["suppression_ms"], recognizer["minimum_count"], CALIBRATION_STRIDE_MS]
     assert re.findall(r'"(\w+)"', header.split("kCategoryLabels")[1].split(";")[0]) == LABELS
 
 
