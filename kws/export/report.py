@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kws.export.tflite import RUNTIME_LABELS
+from kws.streams.evaluate import table
 
 ROUNDING_RUNTIMES = {"tflite_micro": "tflite-micro", "litert": "LiteRT", "litert_reference_kernels": "LiteRT reference kernels"}
 
@@ -53,15 +54,7 @@ def stream_lines(report: dict) -> list[str]:
     stream, recognizer = report.get("stream_test"), report.get("recognizer")
     if not stream:
         return []
-    lines = ["", "| int8 (tflite-micro) stream test: budget (FA/h, set on validation) | threshold | window | val recall | val FA/h | test recall | test FA/h | test delay median |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for budget, c in stream["calibrated"].items():
-        if not c:
-            lines.append(f"| {budget} | no setting within the budget on validation | | | | | | |")
-            continue
-        v, t = c["validation"], c["testing"]
-        lines.append(f"| {budget} | {c['setting']['threshold']:.3f} | {c['setting']['average_window_ms']} | {100 * v['recall']:.1f} % | {v['fa_per_hour']:.1f} | "
-                     f"{100 * t['recall']:.1f} % | {t['fa_per_hour']:.1f} | {t['delay_median_ms']:.0f} ms |")
+    lines = ["", table(stream, "int8 (tflite-micro) stream test")]
     lines += [str(summary) for summary in stream["streams"].values()]
     if recognizer:
         r = recognizer["settings"]

@@ -92,14 +92,16 @@ def recognizer_settings(setting) -> dict:
 
 
 def table(results: dict, name: str) -> str:
+    """The calibrated settings as a markdown table; ``results["calibrated"]`` as :func:`evaluate`
+    returns it or as report.json stores it (budgets as strings)."""
     lines = [f"| {name}: budget (FA/h, set on validation) | threshold | window | val recall | val FA/h | test recall | test FA/h | test delay median |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for budget, c in results["calibrated"].items():
-        if c is None:
-            lines.append(f"| {budget:g} | - | - | no setting within the budget | | | | |")
+        if not c:
+            lines.append(f"| {float(budget):g} | - | - | no setting within the budget | | | | |")
             continue
         s, v, t = c["setting"], c["validation"], c["testing"]
-        lines.append(f"| {budget:g} | {s['threshold']:.3f} | {s['average_window_ms']} | {100 * v['recall']:.1f} % | {v['fa_per_hour']:.1f} | "
+        lines.append(f"| {float(budget):g} | {s['threshold']:.3f} | {s['average_window_ms']} | {100 * v['recall']:.1f} % | {v['fa_per_hour']:.1f} | "
                      f"{100 * t['recall']:.1f} % | {t['fa_per_hour']:.1f} | {t['delay_median_ms']:.0f} ms |")
     return "\n".join(lines)
 
