@@ -38,6 +38,14 @@ def test_fit_trains_and_tests(fitted, tiny_corpus):
     assert len(losses) == 4 and losses[-1] < losses[0]
     # the W&B logger ran offline, with no network
     assert list((work / "runs" / "wandb").glob("offline-run-*"))
+    # conf.yaml's StreamTest: the stream test beside the clip accuracy, logged, its files written,
+    # and the recognizer it calibrated (or None: no setting within the budget) kept in final.ckpt
+    stream = json.loads((run_dir / "stream_test" / "results.json").read_text())
+    assert set(stream["calibrated"]) == {"2.0", "5.0", "10.0"} and (run_dir / "stream_test" / "det.png").stat().st_size > 5000
+    assert "stream/recall@10" in open(run_dir / "metrics.csv").readline()
+    chosen = stream["calibrated"]["10.0"]
+    kept = final.get("kws_recognizer")
+    assert (kept is None) if not chosen else (kept["detection_threshold"] == pytest.approx(chosen["setting"]["threshold"]))
 
 
 def test_checkpoint_reloads_and_retests(fitted):
