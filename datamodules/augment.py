@@ -13,9 +13,14 @@ def time_shift(audio: Tensor, max_shift: int, generator: torch.Generator | None 
     """Shift each clip by a uniform random number of samples in [-max_shift, max_shift], zero-filled."""
     if max_shift <= 0:
         return audio
-    batch, length = audio.shape
-    shift = torch.randint(-max_shift, max_shift + 1, (batch, 1), device=audio.device, generator=generator)
-    src = torch.arange(length, device=audio.device) - shift  # out[t] = in[t - shift]
+    shift = torch.randint(-max_shift, max_shift + 1, (audio.shape[0],), device=audio.device, generator=generator)
+    return shift_by(audio, shift)
+
+
+def shift_by(audio: Tensor, shift: Tensor) -> Tensor:
+    """Each clip [B, S] shifted by its own ``shift`` [B] samples: out[t] = audio[t - shift], zero outside."""
+    length = audio.shape[1]
+    src = torch.arange(length, device=audio.device) - shift[:, None]
     valid = (src >= 0) & (src < length)
     shifted = audio.gather(1, src.clamp(0, length - 1))
     return torch.where(valid, shifted, torch.zeros_like(shifted))

@@ -21,13 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def _shift(audio: Tensor, shift: Tensor) -> Tensor:
-    """out[t] = audio[t - shift], zero outside."""
-    length = audio.shape[1]
-    src = torch.arange(length, device=audio.device) - shift[:, None]
-    valid = (src >= 0) & (src < length)
-    return torch.where(valid, audio.gather(1, src.clamp(0, length - 1)), torch.zeros((), dtype=audio.dtype, device=audio.device))
+from datamodules.augment import shift_by
 
 
 def _uniform_int(lo: Tensor, hi: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -50,7 +44,7 @@ def place_words(audio: Tensor, extents: Tensor, max_cut: float = 0.0, generator:
     lo, hi = -cut, length - n + cut
     hi = torch.maximum(hi, lo)
     new_start = _uniform_int(lo, hi, generator)
-    shifted = _shift(audio, new_start - start)
+    shifted = shift_by(audio, new_start - start)
     inside = ((new_start + n).clamp(max=length) - new_start.clamp(min=0)).clamp(min=0).to(torch.float32) / n.to(torch.float32)
     new = torch.stack([new_start.clamp(0, length), (new_start + n).clamp(0, length)], -1)
     return shifted, inside, new
@@ -74,7 +68,7 @@ def add_neighbours(audio: Tensor, extents: Tensor, donors: Tensor, donor_extents
     d_end = (donor_extents[:, 1] + pad).clamp(max=length)
     # Where the donor's segment starts in the window.
     target = torch.where(before, extents[:, 0] - gap - (d_end - d_start), extents[:, 1] + gap)
-    moved = _shift(donors, target - d_start)
+    moved = shift_by(donors, target - d_start)
     t = torch.arange(length, device=device)
     keep = (t >= target[:, None]) & (t < (target + d_end - d_start)[:, None]) & use[:, None]
     if below is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from kws.audio.settings import FeatureSettings
-from kws.deploy.listen import listen, tflite_classifier
+from kws.deploy.listen import listen, tflite_classifier, tflite_settings
 from kws.streams.recognize import RECOGNIZER_DEFAULTS, RecognizeCommands
 
 KERNELS = ("reference", "cmsis-nn")
@@ -108,10 +108,9 @@ def test_recording(report: dict, path: Path, clips: int = 30) -> Path:
 
 def simulate(export: Path, recording: Path, kernels: tuple[str, ...] = KERNELS, stride_ms: int = 100, clips: bool = True, log=print) -> dict:
     report = json.loads((export / "report.json").read_text())
-    settings = FeatureSettings(**{k: v for k, v in report["features"].items() if k in FeatureSettings.__dataclass_fields__})
-    labels = list(report["labels"])
+    labels, settings, calibrated = tflite_settings(export / "model_int8.tflite")  # listen's reading of report.json
     # The export's calibrated recognizer (what model_settings.h holds), else micro_speech's defaults.
-    recognizer = (report.get("recognizer") or {}).get("settings", RECOGNIZER_DEFAULTS)
+    recognizer = calibrated or RECOGNIZER_DEFAULTS
     model = (export / "model_int8.tflite").read_bytes()
     build = REPO / "firmware" / "build"
     host_times, host_outputs, host_detections = host_stream(export, recording, settings, labels, recognizer, stride_ms)
