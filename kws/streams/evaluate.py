@@ -4,6 +4,7 @@ the recognizer's settings, calibrated on the validation stream and reported on t
 
     results = evaluate(classify, labels, settings, data_dir)      # both streams, every budget
     results["calibrated"][10.0]                                    # chosen on validation, reported on test
+    results["calibrated"][10.0]["voices"]["testing"]["family"]     # recall per voice family (generated corpus only)
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from kws.audio.settings import FeatureSettings
 from kws.streams.frontend import stream_scores
 from kws.streams.recordings import Stream, build_stream, split_files
 from kws.streams.scoring import calibrate, plot_det, recall_at, replay, score, setting_of, sweep, write_csv
+from kws.streams.voices import recall_by_voice, speaker_voices, voice_table
 
 STREAM_SEEDS = {"validation": 1, "testing": 0}
 DEFAULT_BUDGETS = (2.0, 5.0, 10.0)  # false alarms per hour
@@ -59,8 +61,12 @@ def window_scores(stream: Stream, classify: Classify, settings: FeatureSettings,
 def evaluate(classify: Classify, labels: Sequence[str], settings: FeatureSettings, data_dir: str | Path, budgets: Sequence[float] = DEFAULT_BUDGETS,
              stride_ms: int = 100, tolerance_ms: int = 1000, seeds: dict[str, int] = STREAM_SEEDS, stream_kwargs: dict | None = None,
              log=print) -> dict:
-    """Sweep both streams, calibrate on validation, report test: a dict with everything."""
+    """Sweep both streams, calibrate on validation, report test: a dict with everything. On a
+    corpus that names its voices (the generated one), each budget's entry also holds ``voices``:
+    keyword recall per voice family and dialect on both streams at its setting
+    (:mod:`kws.streams.voices`)."""
     data_dir, stream_kwargs = Path(data_dir), dict(stream_kwargs or {})
+    voices = speaker_voices(data_dir)
     stream_kwargs.setdefault("keywords", tuple(label for label in labels if label not in ("silence", "unknown")))
     out = {"streams": {}, "rows": {}, "scores": {}, "calibrated": {}}
     for split, seed in seeds.items():
@@ -81,6 +87,11 @@ def evaluate(classify: Classify, labels: Sequence[str], settings: FeatureSetting
         result = score(replay(probabilities, times, labels, setting_of(chosen)), test.events, test.duration_s, tolerance_ms=tolerance_ms)
         out["calibrated"][budget] = dict(setting=setting_of(chosen).__dict__, validation=chosen, testing=result,
                                          testing_oracle_recall=recall_at(out["rows"]["testing"], budget))
+        if voices:
+            # Which voices the calibrated setting misses: the per-family view the one recall hides.
+            out["calibrated"][budget]["voices"] = {
+                split: recall_by_voice(replay(*out["scores"][split], labels, setting_of(chosen)), out["streams"][split].events, voices,
+                                       out["streams"][split].sample_rate, tolerance_ms) for split in out["streams"]}
     return out
 
 
@@ -92,8 +103,9 @@ def recognizer_settings(setting) -> dict:
 
 
 def table(results: dict, name: str) -> str:
-    """The calibrated settings as a markdown table; ``results["calibrated"]`` as :func:`evaluate`
-    returns it or as report.json stores it (budgets as strings)."""
+    """The calibrated settings as a markdown table, followed, when the budgets carry ``voices``,
+    by the test stream's recall per voice family and dialect; ``results["calibrated"]`` as
+    :func:`evaluate` returns it or as report.json stores it (budgets as strings)."""
     lines = [f"| {name}: budget (FA/h, set on validation) | threshold | window | val recall | val FA/h | test recall | test FA/h | test delay median |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for budget, c in results["calibrated"].items():
@@ -103,7 +115,8 @@ def table(results: dict, name: str) -> str:
         s, v, t = c["setting"], c["validation"], c["testing"]
         lines.append(f"| {float(budget):g} | {s['threshold']:.3f} | {s['average_window_ms']} | {100 * v['recall']:.1f} % | {v['fa_per_hour']:.1f} | "
                      f"{100 * t['recall']:.1f} % | {t['fa_per_hour']:.1f} | {t['delay_median_ms']:.0f} ms |")
-    return "\n".join(lines)
+    voices = voice_table(results["calibrated"])
+    return "\n".join(lines) + (f"\n\n{voices}" if voices else "")
 
 
 def write(results: dict, out: Path, name: str, title: str = "") -> dict:

@@ -4,7 +4,7 @@
   scores at once (same window rule, comparisons and suppression; ``tests/streams/test_scoring.py``
   checks it against the class detection for detection), so recognizer settings can be swept
   without running the model again.
-- :func:`score`: detections vs keyword occurrences. A keyword is hit by the first detection of
+- :func:`score` (over :func:`match`): detections vs keyword occurrences. A keyword is hit by the first detection of
   its label at a time within [word start, word end + ``tolerance_ms``] (one hit per keyword);
   every other detection -- a keyword label where no such keyword is, a second detection of one,
   or a wrong label -- is a false alarm. False alarms are counted per hour of non-keyword audio
@@ -59,11 +59,10 @@ def replay(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str
     return out
 
 
-def score(detections: Sequence[tuple[str, float, int]], events, duration_s: float, sample_rate: int = 16000,
-          tolerance_ms: int = 1000, unknown: str = "unknown") -> dict:
-    """Recall, false alarms (per hour of non-keyword audio) and delays; ``events`` have
-    ``label``, ``start``, ``end`` (samples)."""
-    keywords = sorted((e for e in events if e.label != unknown), key=lambda e: e.start)
+def match(detections: Sequence[tuple[str, float, int]], keywords: Sequence, sample_rate: int = 16000,
+          tolerance_ms: int = 1000) -> tuple[np.ndarray, list[int], list[tuple[str, int]]]:
+    """(hit [len(keywords)] bool, delays ms, false alarms ``(label, time_ms)``) of detections
+    against keyword events sorted by start (``label``, ``start``, ``end`` in samples)."""
     starts = np.array([e.start * 1000 // sample_rate for e in keywords], np.int64)
     ends = np.array([e.end * 1000 // sample_rate for e in keywords], np.int64)
     hit = np.zeros(len(keywords), bool)
@@ -71,17 +70,31 @@ def score(detections: Sequence[tuple[str, float, int]], events, duration_s: floa
     for label, _, time in detections:
         # Keywords whose tolerance window holds this time: start <= time <= end + tolerance.
         hi = np.searchsorted(starts, time, side="right")
-        match = None
+        found = None
         for k in range(hi - 1, -1, -1):
             if ends[k] + tolerance_ms < time - 30_000:
                 break  # no word is that long: nothing earlier can match
             if not hit[k] and keywords[k].label == label and ends[k] + tolerance_ms >= time:
-                match = k  # keep scanning back: the earliest unmatched one wins
-        if match is None:
+                found = k  # keep scanning back: the earliest unmatched one wins
+        if found is None:
             false_alarms.append((label, time))
         else:
-            hit[match] = True
-            delays.append(time - ends[match])
+            hit[found] = True
+            delays.append(time - ends[found])
+    return hit, delays, false_alarms
+
+
+def keyword_events(events, unknown: str = "unknown") -> list:
+    """The keyword events (not ``unknown``) sorted by start: what :func:`match` takes."""
+    return sorted((e for e in events if e.label != unknown), key=lambda e: e.start)
+
+
+def score(detections: Sequence[tuple[str, float, int]], events, duration_s: float, sample_rate: int = 16000,
+          tolerance_ms: int = 1000, unknown: str = "unknown") -> dict:
+    """Recall, false alarms (per hour of non-keyword audio) and delays; ``events`` have
+    ``label``, ``start``, ``end`` (samples)."""
+    keywords = keyword_events(events, unknown)
+    hit, delays, false_alarms = match(detections, keywords, sample_rate, tolerance_ms)
     keyword_s = float(sum(e.end - e.start for e in keywords)) / sample_rate
     hours = max(duration_s - keyword_s, 1e-9) / 3600
     per_label = {}
