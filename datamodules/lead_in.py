@@ -26,6 +26,12 @@ seeded lead-ins from :func:`lead_in_rows`).
     index = bank.draw(pool_ids, generator)                   # one entry per clip
     audio = bank.mix(clips, index, noise, generator)         # the clip's noise continues the lead-in's
     features = bank.features(frontend, audio, index)         # [B, 49, 40], as the stream computes them
+
+One set of weights for every front-end state: the board runs after seconds of room audio, but a
+clip tool (TensorFlow's speech_commands scripts, micro_speech's tests) and a board just switched
+on start from a fresh state. :meth:`LeadInBank.featurize` draws the state per clip from a mix:
+``fresh_probability`` of the clips from a fresh start, the rest after lead-ins of lengths in
+``LeadInConfig.seconds`` whose noise level differs from the clip's by ``level_ratio``.
 """
 from __future__ import annotations
 
@@ -57,6 +63,8 @@ class LeadInConfig:
         word_gap_s: range of the silence between two lead-in words.
         floor: range of the Gaussian floor's RMS, int16 units (the corpus's clips have 1-4).
         background_frequency, background_volume: the ``speech`` pool's noise (as the recipe's).
+        level_ratio: range of the lead-in's noise level relative to the clip's (drawn
+            log-uniformly): the room may have been louder or quieter before the word.
     """
 
     seconds: tuple[float, float] = (1.0, 3.0)
@@ -67,6 +75,13 @@ class LeadInConfig:
     floor: tuple[float, float] = (1.0, 4.0)
     background_frequency: float = 0.8
     background_volume: float = 0.1
+    level_ratio: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.seconds[0] <= self.seconds[1]:
+            raise ValueError(f"data.lead_in_seconds must be a range [low, high] with 0 < low <= high, got {list(self.seconds)}")
+        if not 0 < self.level_ratio[0] <= self.level_ratio[1]:
+            raise ValueError(f"data.lead_in_level_ratio must be a range [low, high] with 0 < low <= high, got {list(self.level_ratio)}")
 
 
 def features_after(frontend: nn.Module, tail: Tensor, estimate: Tensor, audio: Tensor) -> Tensor:
@@ -125,7 +140,9 @@ class LeadInBank(nn.Module):
                     volume = rng.uniform(0.0, config.background_volume)
                 else:
                     volume = 0.0
-                specs.append(dict(pool=POOLS.index(pool), length=length, start=start, volume=float(volume),
+                # no draw at ratio 1: banks of configs without level_ratio stay as they were
+                ratio = float(np.exp(rng.uniform(*np.log(config.level_ratio)))) if config.level_ratio != (1.0, 1.0) else 1.0
+                specs.append(dict(pool=POOLS.index(pool), length=length, start=start, volume=float(volume), ratio=ratio,
                                   floor=float(rng.uniform(*config.floor)), seed=int(rng.integers(2**31))))
         audio = [_compose(s, bank, words, extents, config) for s in specs]
         estimate = torch.zeros(len(specs), frontend.frontend.cfg.num_channels, dtype=torch.int64)
@@ -179,16 +196,28 @@ class LeadInBank(nn.Module):
         wave = audio.to(torch.float32) + self.volume[index, None] * crop + floor
         return to_int16((wave / 32768.0).clamp(-1.0, 1.0))
 
-    def features(self, frontend: nn.Module, audio: Tensor, index: Tensor) -> Tensor:
-        """Features of clips [B, S] after each one's lead-in (see :func:`features_after`)."""
-        return features_after(frontend, self.tail[index], self.estimate[index], audio)
+    def features(self, frontend: nn.Module, audio: Tensor, index: Tensor, fresh: Tensor | None = None) -> Tensor:
+        """Features of clips [B, S] after each one's lead-in (see :func:`features_after`); rows
+        where ``fresh`` [B] is true from a fresh front-end state instead."""
+        if fresh is None or not fresh.any():
+            return features_after(frontend, self.tail[index], self.estimate[index], audio)
+        values = frontend(audio[fresh])
+        out = values.new_empty(len(audio), *values.shape[1:])
+        out[fresh] = values
+        carried = ~fresh
+        if carried.any():
+            out[carried] = features_after(frontend, self.tail[index[carried]], self.estimate[index[carried]], audio[carried])
+        return out
 
     def featurize(self, frontend: nn.Module, audio: Tensor, is_silence: Tensor, noise: BackgroundNoise,
-                  generator: torch.Generator | None = None) -> Tensor:
+                  generator: torch.Generator | None = None, fresh_probability: float = 0.0) -> Tensor:
         """Features [B, frames, C] of int16 clips [B, S], each after a random lead-in of its pool
-        (silence clips: the silence pool's, else speech) with that lead-in's noise continued."""
+        (silence clips: the silence pool's, else speech) with that lead-in's noise continued; a
+        ``fresh_probability`` share of them (drawn per clip) from a fresh state, with the same noise."""
         index = self.draw(torch.where(is_silence, POOLS.index("silence"), POOLS.index("speech")), generator)
-        return self.features(frontend, self.mix(audio, index, noise, generator), index)
+        mixed = self.mix(audio, index, noise, generator)
+        fresh = torch.rand(len(audio), device=audio.device, generator=generator) < fresh_probability if fresh_probability > 0 else None
+        return self.features(frontend, mixed, index, fresh)
 
 
 def cached_bank(cache_dir: Path, key: list, build) -> LeadInBank:
@@ -209,7 +238,7 @@ def _compose(spec: dict, noise: np.ndarray, words: np.ndarray, extents: np.ndarr
     """One lead-in's int16 audio: floor + volume x noise + maybe words ending before the clip."""
     rng = np.random.default_rng(spec["seed"])
     length, start = spec["length"], spec["start"]
-    wave = rng.normal(0.0, spec["floor"], length) + spec["volume"] * noise[start: start + length].astype(np.float64)
+    wave = rng.normal(0.0, spec["floor"], length) + spec["volume"] * spec.get("ratio", 1.0) * noise[start: start + length].astype(np.float64)
     if len(words) and rng.random() < config.word_probability:
         end = length - int(rng.uniform(*config.last_gap_s) * 16000)
         for _ in range(int(rng.integers(1, config.max_words + 1))):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.audio.wav import read_wav
+from datamodules.layout import BACKGROUND_NOISE_DIR, DataError
+from kws.audio.wav import AudioError, read_wav
 
 SPLIT_FRACTIONS = {"training": 0.8, "validation": 0.1, "testing": 0.1}
 
@@ -31,17 +32,23 @@ def noise_part(recording: np.ndarray, split: str, fractions: dict[str, float] = 
     return recording[lo:hi]
 
 
-def read_noise_parts(folder: str | Path, split: str, sample_rate: int = 16000, min_samples: int = 16000) -> dict[str, np.ndarray]:
-    """{file stem: int16 samples} of each ``*.wav`` in ``folder``, cut to ``split``'s part; parts
-    shorter than ``min_samples`` are an error naming the file."""
-    paths = sorted(Path(folder).glob("*.wav"))
+def read_noise_parts(folder: str | Path, split: str | None, sample_rate: int = 16000, min_samples: int = 16000,
+                     resample: bool = False) -> dict[str, np.ndarray]:
+    """{file stem: int16 samples} of each ``*.wav`` in ``folder``, cut to ``split``'s part (None:
+    whole). No recording, or one (or its part) shorter than ``min_samples``, is an error naming
+    the file and the fix."""
+    paths = sorted(Path(folder).glob("*.wav")) if Path(folder).is_dir() else []
     if not paths:
-        raise FileNotFoundError(f"no background recordings (*.wav) in {folder}")
+        raise DataError(f"no background noise recordings in {folder}: they make the silence class and the training noise; "
+                        f"restore the dataset's {BACKGROUND_NOISE_DIR} folder")
     parts = {}
     for path in paths:
-        samples, _ = read_wav(path, sample_rate)
-        part = noise_part(np.asarray(samples, np.int16), split)
+        samples, _ = read_wav(path, sample_rate, resample=resample)
+        if len(samples) < min_samples:
+            raise AudioError(f"{path}: background recording shorter than one clip; remove it")
+        part = np.asarray(samples, np.int16) if split is None else noise_part(np.asarray(samples, np.int16), split)
         if len(part) < min_samples:
-            raise ValueError(f"{path}: its {split} part is {len(part)} samples, shorter than {min_samples}; use a longer recording")
+            raise AudioError(f"{path}: its {split} part is {len(part)} samples, shorter than one clip ({min_samples}); "
+                             "use longer background recordings or data.noise_split: false")
         parts[path.stem] = part
     return parts

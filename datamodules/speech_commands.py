@@ -28,9 +28,10 @@ from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from datamodules.audio_cache import DecodeReport, load_or_build_cache
 from datamodules.augment import BackgroundNoise
+from datamodules.classes import class_rows, counts_table, evaluation_clips
 from datamodules.batches import ClipBatches, FeatureBatches, whole_batch
 from datamodules.lead_in import LeadInBank, LeadInConfig, cached_bank, lead_in_applies, lead_in_rows
-from datamodules.noise_parts import noise_part
+from datamodules.noise_parts import read_noise_parts
 from datamodules.training_features import Augmentation, training_features
 from datamodules.word_extent import word_extents
 from datamodules.prefetch import BackgroundFeatures
@@ -38,7 +39,6 @@ from datamodules.layout import (
     BACKGROUND_NOISE_DIR, SILENCE_LABEL, SPLITS, UNKNOWN_LABEL, DataError, download_speech_commands, read_split_list, scan_corpus, split_lists, which_set,
 )
 from kws.audio.features import FeatureSettings, build_frontend
-from kws.audio.wav import AudioError, read_wav
 from kws.utils.seeding import base_seed, step_seed
 
 RANDOM_SEED = 59185  # the reference recipe's seed for picking unknown clips
@@ -76,7 +76,14 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             lead-ins of the training split (random length, noise and words; cached), evaluation
             clips after a fixed, seeded ``lead_in_eval_s`` lead-in of their own split. Only the
             micro front end keeps state; with ``frontend: mfcc`` (no state between frames) there
-            is nothing to carry, and the set-up says so.
+            is nothing to carry, and the set-up says so. Validation and test are then measured
+            both ways, after the lead-in and from a fresh state (:attr:`eval_views`).
+        lead_in_seconds: range of the training lead-ins' lengths (short: a half-adapted state).
+        lead_in_level_ratio: range of a training lead-in's noise level relative to its clip's.
+        lead_in_fresh_probability: share of training clips featurized from a fresh state
+            instead, so that one set of weights serves a stream and a clip tool alike.
+        holdout_dialect: a dialect of the synthetic corpus (e.g. ``en-gb-scotland``) held out of
+            training and validation: all its clips go to the test split (:mod:`datamodules.holdout`).
         word_placement, max_cut, keep_fraction, neighbour_probability, neighbour_gap_s,
         speed_probability, speed_range, eq_probability, reverb_probability, spec_masks: the
             training augmentation (:class:`datamodules.training_features.Augmentation`): each
@@ -115,6 +122,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         lead_in: bool = False,
         lead_in_entries: int = 8192,
         lead_in_eval_s: float = 2.0,
+        lead_in_seconds: tuple[float, float] = (1.0, 3.0),
+        lead_in_level_ratio: tuple[float, float] = (1.0, 1.0),
+        lead_in_fresh_probability: float = 0.0,
+        holdout_dialect: str | None = None,
         word_placement: bool = False,
         max_cut: float = 0.0,
         keep_fraction: float = 0.0,
@@ -143,6 +154,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             raise ValueError(f"training_unknown_percentage must be >= 0 (or null: unknown_percentage), got {training_unknown_percentage}")
         self.augmentation = Augmentation(background_frequency, background_volume, time_shift_ms, word_placement, max_cut, keep_fraction, neighbour_probability,
                                          tuple(neighbour_gap_s), speed_probability, tuple(speed_range), eq_probability, reverb_probability, spec_masks)
+        if not 0 <= lead_in_fresh_probability <= 1:
+            raise ValueError(f"data.lead_in_fresh_probability must be within [0, 1], got {lead_in_fresh_probability}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.data_dir = Path(data_dir)
@@ -155,7 +168,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.lead_in_bank: LeadInBank | None = None
         self.uses_lead_in = lead_in_applies(lead_in, frontend, sample_rate, stride_ms, lead_in_entries, lead_in_eval_s, rank_zero_info)
         self.splits: dict[str, ClipBatches] = {}
-        self.eval_features: dict[str, FeatureBatches] = {}
+        self.fresh_clips: dict[str, ClipBatches] = {}  # evaluation clips without their lead-in
+        self.eval_features: dict[str, dict[str, FeatureBatches]] = {}  # split -> view -> features
         self.counts: dict[str, dict[str, int]] = {}
         self.decode_report = DecodeReport()
         self.cache_files: list[str] = []
@@ -163,6 +177,12 @@ class SpeechCommandsDataModule(L.LightningDataModule):
     @property
     def input_shape(self) -> tuple[int, int]:
         return self.features.input_shape
+
+    @property
+    def eval_views(self) -> tuple[str, ...]:
+        """How validation and test clips are featurized, in loader order: after their lead-in
+        (the board's view, when ``lead_in`` applies) and from a fresh state (a clip tool's)."""
+        return ("lead_in", "fresh") if self.uses_lead_in else ("fresh",)
 
     # ------------------------------------------------------------------ preparation (rank 0)
     def prepare_data(self) -> None:
@@ -210,27 +230,17 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         audio, files, scanned = self._load_audio()
         self.cache_files = files  # relative path of each cache row
         assignment = self._split_assignment(files, set(scanned))
+        if hp.holdout_dialect:
+            from datamodules.holdout import hold_out_dialect, speaker_voices
+            assignment = hold_out_dialect(files, assignment, speaker_voices(self.data_dir), hp.holdout_dialect)
         extents = word_extents(audio, self.features.sample_rate) if self.uses_lead_in else None
         rng = np.random.default_rng(hp.seed)
-        label_of = {w: i for i, w in enumerate(self.labels)}
         for split in SPLITS:
-            wanted = [(i, label_of[f.split("/")[0]]) for i, f in enumerate(files) if assignment[i] == split and f.split("/")[0] in label_of]
-            unknown = [i for i, f in enumerate(files) if assignment[i] == split and f.split("/")[0] not in label_of]
-            n_silence = math.ceil(len(wanted) * hp.silence_percentage / 100)
             percentage = hp.unknown_percentage if split != "training" or hp.training_unknown_percentage is None else hp.training_unknown_percentage
-            n_unknown = min(len(unknown), math.ceil(len(wanted) * percentage / 100))
-            if n_unknown < math.ceil(len(wanted) * percentage / 100):
-                rank_zero_warn(f"{split}: only {len(unknown)} clips of other words for the unknown class, fewer than asked for")
-            picked = rng.permutation(unknown)[:n_unknown]
-            if not wanted:
-                message = f"the {split} split holds no clip of {list(hp.wanted_words)} in {self.data_dir}"
-                if split_lists(self.data_dir) is not None:
-                    raise DataError(f"{message}; check {split}_list.txt against the clips")
-                rank_zero_warn(f"{message} (the speaker-hash split of a small data set): its metrics will be empty; add speakers, or raise data.validation_percentage / data.testing_percentage")
-            rows = np.array([i for i, _ in wanted] + list(picked) + [-1] * n_silence, np.int64)
-            labels = np.array([l for _, l in wanted] + [label_of[UNKNOWN_LABEL]] * n_unknown + [label_of[SILENCE_LABEL]] * n_silence, np.int64)
+            rows, labels = class_rows(files, assignment, split, self.labels, hp.silence_percentage, percentage, rng, self._empty_split)
             if split != "training":
-                audio_split = self._evaluation_audio(audio, rows, rng, split)
+                audio_split = evaluation_clips(audio, rows, self._background_noise(split), rng)
+                self.fresh_clips[split] = ClipBatches(audio_split, np.arange(len(rows)), labels)
                 if self.uses_lead_in:  # the same clips, each after a fixed, seeded lead-in of its split
                     words = self._lead_in_words(assignment, split)
                     audio_split = lead_in_rows(audio_split, self._background_noise(split), audio[words], extents[words],
@@ -245,17 +255,22 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if self.uses_lead_in:
             words = self._lead_in_words(assignment, "training")
             self.lead_in_bank = self._lead_in_bank(audio[words], extents[words], [files[i] for i in words])
-        # Evaluation is not augmented: its features are computed once, not every epoch.
+        # Evaluation is not augmented: its features are computed once, not every epoch, each view.
         for split in SPLITS[1:]:
-            data = self.splits[split]
-            with torch.no_grad():
-                features = [self.featurize(data[list(range(i, min(i + 500, len(data))))][0]) for i in range(0, len(data), 500)]
-            self.eval_features[split] = FeatureBatches(torch.cat(features) if features else torch.zeros(0, math.prod(self.input_shape)), data.labels)
+            views = {"lead_in": self.splits[split], "fresh": self.fresh_clips[split]}
+            self.eval_features[split] = {view: self._features_once(views[view]) for view in self.eval_views}
         rank_zero_info(self.summary())
+
+    @torch.no_grad()
+    def _features_once(self, data: ClipBatches) -> FeatureBatches:
+        features = [self.featurize(data[list(range(i, min(i + 500, len(data))))][0]) for i in range(0, len(data), 500)]
+        return FeatureBatches(torch.cat(features) if features else torch.zeros(0, math.prod(self.input_shape)), data.labels)
 
     # ------------------------------------------------------------------ lead-ins
     def _lead_in_config(self) -> LeadInConfig:
-        return LeadInConfig(background_frequency=self.hparams.background_frequency, background_volume=self.hparams.background_volume)
+        hp = self.hparams
+        return LeadInConfig(seconds=tuple(hp.lead_in_seconds), level_ratio=tuple(hp.lead_in_level_ratio),
+                            background_frequency=hp.background_frequency, background_volume=hp.background_volume)
 
     def _lead_in_words(self, assignment: list[str], split: str, limit: int = 2000) -> np.ndarray:
         """Sorted cache rows (a seeded subset) of ``split`` whose words lead-ins may hold."""
@@ -276,6 +291,13 @@ class SpeechCommandsDataModule(L.LightningDataModule):
 
         return cached_bank(self.cache_dir, key, build)
 
+    def _empty_split(self, split: str) -> None:
+        """A split without keyword clips: an error where the lists name the split, else a warning."""
+        message = f"the {split} split holds no clip of {list(self.hparams.wanted_words)} in {self.data_dir}"
+        if split_lists(self.data_dir) is not None:
+            raise DataError(f"{message}; check {split}_list.txt against the clips")
+        rank_zero_warn(f"{message} (the speaker-hash split of a small data set): its metrics will be empty; add speakers, or raise data.validation_percentage / data.testing_percentage")
+
     def _split_assignment(self, files: list[str], scanned: set[str]) -> list[str]:
         """Split of each file: the dataset's lists when present, else the speaker hash.
         ``scanned``: every clip found on disk (the lists may name clips left out as unreadable)."""
@@ -289,58 +311,27 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             membership.update(dict.fromkeys(read_split_list(path, scanned), split))
         return [membership.get(f, "training") for f in files]
 
-    def _evaluation_audio(self, audio: np.ndarray, rows: np.ndarray, rng: np.random.Generator, split: str) -> np.ndarray:
-        """Evaluation clips materialised once: speech as recorded, silence as seeded noise crops
-        at seeded volumes (the training distribution), so every evaluation sees the same audio."""
-        out = np.zeros((len(rows), audio.shape[1]), np.int16)
-        speech = rows >= 0
-        out[speech] = audio[rows[speech]]
-        n_silence = int((~speech).sum())
-        if n_silence:
-            noise = self._background_noise(split)
-            generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
-            volume = torch.rand(n_silence, generator=generator)
-            silence = noise.mix(torch.zeros(n_silence, audio.shape[1], dtype=torch.int16), volume, generator)
-            out[~speech] = silence.numpy()
-        return out
-
     def _background_noise(self, split: str = "training") -> BackgroundNoise:
         """The background recordings (each split's part of them with ``noise_split``)."""
         split = split if self.hparams.noise_split else "training"
         if split in self.noises:
             return self.noises[split]
-        folder = self.data_dir / BACKGROUND_NOISE_DIR
-        paths = sorted(folder.glob("*.wav")) if folder.is_dir() else []
-        if not paths:
-            raise DataError(f"no background noise recordings in {folder}: they make the silence class and the training noise; restore the dataset's {BACKGROUND_NOISE_DIR} folder")
-        recordings = []
-        for path in paths:
-            samples, _ = read_wav(path, self.features.sample_rate, resample=self.hparams.resample)
-            if len(samples) < self.features.clip_samples:
-                raise AudioError(f"{path}: background recording shorter than one clip; remove it")
-            if self.hparams.noise_split:
-                samples = noise_part(samples, split)
-                if len(samples) < self.features.clip_samples:
-                    raise AudioError(f"{path}: its {split} part is shorter than one clip; use longer background recordings or noise_split: false")
-            recordings.append(torch.from_numpy(samples.copy()))
+        parts = read_noise_parts(self.data_dir / BACKGROUND_NOISE_DIR, split if self.hparams.noise_split else None,
+                                 self.features.sample_rate, self.features.clip_samples, resample=self.hparams.resample)
+        recordings = [torch.from_numpy(samples.copy()) for samples in parts.values()]
         self.noises[split] = BackgroundNoise(recordings, self.features.clip_samples)
         return self.noises[split]
 
     def summary(self) -> str:
         """Clips per class per split: the table printed at set-up."""
-        width = max(8, *(len(l) for l in self.labels))
-        head = f"{'split':<10} " + " ".join(f"{l:>{width}}" for l in self.labels) + f" {'total':>{width}}"
-        lines = [f"Speech Commands data from {self.data_dir} ({self.features.frontend} front end, {self.decode_report.summary()})", head]
-        for split in SPLITS:
-            c = self.counts[split]
-            lines.append(f"{split:<10} " + " ".join(f"{c[l]:>{width}}" for l in self.labels) + f" {sum(c.values()):>{width}}")
-        return "\n".join(lines)
+        title = f"Speech Commands data from {self.data_dir} ({self.features.frontend} front end, {self.decode_report.summary()})"
+        return title + "\n" + counts_table(self.counts, self.labels)
 
     # ------------------------------------------------------------------ loaders
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool, view: str | None = None) -> DataLoader:
         if not self.splits:
             self.setup()
-        data = self.eval_features.get(split, self.splits[split])
+        data = self.eval_features[split][view] if view else self.splits[split]
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
         # Lightning leaves a DistributedSampler as it is.
         if shuffle:
@@ -373,14 +364,19 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         with torch.no_grad():  # grad mode is per thread: this one runs in the background
             return self.featurize_training(audio, labels, generator)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """One loader per evaluation view (:attr:`eval_views`), in that order (one: the loader)."""
+        return self._eval_loaders("validation")
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("testing", shuffle=False)
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        return self._eval_loaders("testing")
+
+    def _eval_loaders(self, split: str) -> DataLoader | list[DataLoader]:
+        loaders = [self._loader(split, shuffle=False, view=view) for view in self.eval_views]
+        return loaders if len(loaders) > 1 else loaders[0]
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("testing", shuffle=False)
+        return self._loader("testing", shuffle=False, view=self.eval_views[0])
 
     # ------------------------------------------------------------------ on the device
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
@@ -413,19 +409,26 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.frontend.to(audio.device)
         bank = self.lead_in_bank.to(audio.device) if self.lead_in_bank is not None else None
         features, labels = training_features(audio, labels, self.augmentation, self.frontend, self._background_noise().to(audio.device), bank,
-                                             self.labels.index(SILENCE_LABEL), self.labels.index(UNKNOWN_LABEL), self.features.sample_rate, generator)
+                                             self.labels.index(SILENCE_LABEL), self.labels.index(UNKNOWN_LABEL), self.features.sample_rate, generator,
+                                             fresh_probability=self.hparams.lead_in_fresh_probability)
         return features.reshape(audio.shape[0], -1), labels
 
     @torch.no_grad()
-    def split_features(self, split: str, clips: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    def split_features(self, split: str, clips: int | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                       view: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Flat float features [n, frames * features] and labels of a split as evaluation sees
         them (no augmentation), for calibration, export checks and sweeps; ``clips``: a seeded
-        random subset of that many."""
+        random subset of that many; ``view``: of evaluation splits, one of :attr:`eval_views`
+        (default the first: after the lead-in where it applies)."""
         if not self.splits:
             self.setup()
+        view = view or self.eval_views[0]
+        if view not in self.eval_views:
+            raise ValueError(f"view must be one of {list(self.eval_views)}, got {view!r}")
         if split in self.eval_features and clips is None:
-            return self.eval_features[split].features.numpy().astype(np.float32), self.eval_features[split].labels.numpy()
-        data = self.splits[split]
+            data = self.eval_features[split][view]
+            return data.features.numpy().astype(np.float32), data.labels.numpy()
+        data = self.fresh_clips[split] if view == "fresh" and split in self.fresh_clips else self.splits[split]
         index = np.arange(len(data)) if clips is None else np.sort(np.random.default_rng(seed).permutation(len(data))[:clips])
         if not len(index):
             raise DataError(f"the {split} split of {self.data_dir} has no clips")
@@ -439,7 +442,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             if lead_in:
                 self.frontend.to("cpu")
                 silence = label == self.labels.index(SILENCE_LABEL)
-                features.append(self.lead_in_bank.featurize(self.frontend, audio, silence, self._background_noise(), generator).reshape(len(audio), -1))
+                features.append(self.lead_in_bank.featurize(self.frontend, audio, silence, self._background_noise(), generator,
+                                                            self.hparams.lead_in_fresh_probability).reshape(len(audio), -1))
             else:
                 features.append(self.featurize(audio.to(device)).cpu())
             labels.append(label)

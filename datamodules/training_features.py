@@ -76,9 +76,10 @@ def spec_mask(features: Tensor, masks: int, generator: torch.Generator | None = 
 
 def training_features(audio: Tensor, labels: Tensor, options: Augmentation, frontend: nn.Module, noise: BackgroundNoise,
                       bank: LeadInBank | None, silence: int, unknown: int, sample_rate: int,
-                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+                      generator: torch.Generator | None = None, fresh_probability: float = 0.0) -> tuple[Tensor, Tensor]:
     """(features [B, frames, channels], labels after relabelling) of int16 training clips ``audio``
-    [B, samples]; label indices ``silence`` and ``unknown``, keywords above them."""
+    [B, samples]; label indices ``silence`` and ``unknown``, keywords above them. With a lead-in
+    ``bank``, ``fresh_probability`` of the clips are featurized from a fresh state instead."""
     is_silence = labels == silence
     voices = options.voices()
     if voices.active:
@@ -102,7 +103,7 @@ def training_features(audio: Tensor, labels: Tensor, options: Augmentation, fron
         audio = add_neighbours(audio, extents, audio.roll(1, 0), extents.roll(1, 0), use, options.neighbour_gap_s, sample_rate,
                                generator=generator, below=below)
     if bank is not None:
-        features = bank.featurize(frontend, audio, is_silence, noise, generator)
+        features = bank.featurize(frontend, audio, is_silence, noise, generator, fresh_probability)
     else:
         volume = noise_volumes(is_silence, options.background_frequency, options.background_volume, generator)
         features = frontend(noise.mix(audio, volume, generator))

@@ -1,4 +1,5 @@
-"""The LightningModule: TinyConv, cross-entropy, Adam, accuracy overall and per class."""
+"""The LightningModule: a keyword-spotting model (TinyConv by default), cross-entropy, Adam,
+accuracy overall and per class."""
 from __future__ import annotations
 
 import json
@@ -12,13 +13,17 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from kws.models import TinyConv
+from kws.models import ARCHITECTURES, build_model
 from kws.models.surgery import parameters_in_plain_order, replay_transforms
 from kws.training.checkpoint_file import check_compatible, read_checkpoint
 from kws.training.results import format_table, per_class_table
 from kws.utils.seeding import step_seed
 
 DEFAULT_LABELS = ("silence", "unknown", "yes", "no")
+# How evaluation clips may be featurized (the data module's ``eval_views``, one loader each):
+# after a lead-in, as the board hears them in a stream, and from a fresh front-end state.
+EVAL_VIEWS = ("lead_in", "fresh")
+VIEW_TITLES = {"lead_in": "after a lead-in (the stream's front-end state)", "fresh": "fresh front-end state per clip"}
 
 
 class KWSModule(L.LightningModule):
@@ -29,8 +34,10 @@ class KWSModule(L.LightningModule):
         input_shape: (frames, features) of one clip; linked from the data module by the CLI.
         learning_rate: Adam's learning rate.
         weight_decay: Adam's (L2) weight decay.
-        dropout: dropout after the convolution.
-        channels: convolution output channels (8 in micro_speech).
+        arch: the model, one of :data:`kws.models.ARCHITECTURES` (``tiny_conv``: micro_speech's).
+        dropout: dropout before the classifier.
+        channels: the model's width (TinyConv: convolution output channels, 8 in micro_speech);
+            null: the architecture's default.
         lr_schedule: ``constant``; ``cosine`` (annealed to 0 over ``max_epochs``); or ``step``
             (x0.1 at ``lr_step_epoch``, as micro_speech's 0.001 -> 0.0001 recipe).
         lr_step_epoch: the epoch of the ``step`` drop.
@@ -45,8 +52,9 @@ class KWSModule(L.LightningModule):
         input_shape: tuple[int, int] = (49, 40),
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
+        arch: str = "tiny_conv",
         dropout: float = 0.5,
-        channels: int = 8,
+        channels: int | None = None,
         lr_schedule: Literal["constant", "cosine", "step"] = "constant",
         lr_step_epoch: int = 40,
         init_from: str | None = None,
@@ -54,6 +62,8 @@ class KWSModule(L.LightningModule):
         super().__init__()
         if learning_rate <= 0 or weight_decay < 0:
             raise ValueError(f"need learning_rate > 0 and weight_decay >= 0, got {learning_rate}, {weight_decay}")
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"model.arch must be one of {list(ARCHITECTURES)}, got {arch!r}")
         if lr_schedule not in ("constant", "cosine", "step"):
             raise ValueError(f"lr_schedule must be constant, cosine or step, got {lr_schedule!r}")
         self.save_hyperparameters()
@@ -63,13 +73,15 @@ class KWSModule(L.LightningModule):
         # Lets Lightning's model summary show input/output sizes and FLOPs.
         self.example_input_array = torch.zeros(1, input_shape[0] * input_shape[1])
         n = len(self.labels)
-        for stage in ("train", "val", "test"):
-            metrics = MetricCollection(
-                {"acc": MulticlassAccuracy(n, average="micro"), "class_acc": MulticlassAccuracy(n, average=None)},
-                prefix=f"{stage}/",
-            )
-            setattr(self, f"{stage}_metrics", metrics)
-        self.test_confusion = MulticlassConfusionMatrix(n)
+
+        def accuracy() -> MetricCollection:
+            return MetricCollection({"acc": MulticlassAccuracy(n, average="micro"), "class_acc": MulticlassAccuracy(n, average=None)})
+
+        self.train_metrics = accuracy()
+        # one set per evaluation view (EVAL_VIEWS), picked by the loader's dataloader_idx
+        self.val_metrics = nn.ModuleDict({view: accuracy() for view in EVAL_VIEWS})
+        self.test_metrics = nn.ModuleDict({view: accuracy() for view in EVAL_VIEWS})
+        self.test_confusion = nn.ModuleDict({view: MulticlassConfusionMatrix(n) for view in EVAL_VIEWS})
         self.test_results: dict | None = None
         # Structural changes made by compression callbacks, replayed on load (kws.models.surgery).
         self.model_transforms: list[dict] = []
@@ -82,7 +94,7 @@ class KWSModule(L.LightningModule):
     def build_model(self) -> nn.Module:
         """A fresh, uncompressed model from the hyperparameters."""
         hp = self.hparams
-        return TinyConv(tuple(hp.input_shape), len(hp.labels), channels=hp.channels, dropout=hp.dropout)
+        return build_model(hp.get("arch", "tiny_conv"), tuple(hp.input_shape), len(hp.labels), channels=hp.channels, dropout=hp.dropout)
 
     def _init_from(self, path: str) -> None:
         checkpoint = read_checkpoint(path, "model.init_from")
@@ -93,24 +105,55 @@ class KWSModule(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def eval_views(self) -> tuple[str, ...]:
+        """The evaluation views of the data module's loaders, in order (one view, ``lead_in``,
+        without a data module that says otherwise: a bare evaluation loader)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return tuple(getattr(datamodule, "eval_views", ("lead_in",)))
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str, dataloader_idx: int = 0) -> Tensor:
         features, labels = batch
         logits = self(features)
         loss = self.loss(logits, labels)
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(logits, labels)
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=stage != "train")
+        if stage == "train":
+            self.train_metrics.update(logits, labels)
+            self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(labels))
+            return loss
+        view = self.eval_views()[dataloader_idx]
+        getattr(self, f"{stage}_metrics")[view].update(logits, labels)
+        # the first view's loss is the stage's (val/loss: the board's view when there is a lead-in)
+        name = f"{stage}/loss" if dataloader_idx == 0 else f"{stage}/{view}/loss"
+        self.log(name, loss, prog_bar=stage != "test", on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True, add_dataloader_idx=False)
         if stage == "test":
-            self.test_confusion.update(logits, labels)
+            self.test_confusion[view].update(logits, labels)
         return loss
 
     def _log_metrics(self, stage: str) -> None:
-        metrics = getattr(self, f"{stage}_metrics")
-        values = metrics.compute()
-        self.log(f"{stage}/acc", values[f"{stage}/acc"], prog_bar=True)
-        for label, acc in zip(self.labels, values[f"{stage}/class_acc"]):
-            self.log(f"{stage}/acc_{label}", acc)
-        metrics.reset()
+        """``<stage>/acc`` (with several views: their mean, what model selection then maximizes,
+        so one set of weights serves both), and per view ``<stage>/<view>/acc`` and
+        ``<stage>/<view>/acc_<label>`` (the first view's per-class accuracies also as
+        ``<stage>/acc_<label>``)."""
+        if stage == "train":
+            values = self.train_metrics.compute()
+            self.log("train/acc", values["acc"], prog_bar=True)
+            for label, acc in zip(self.labels, values["class_acc"]):
+                self.log(f"train/acc_{label}", acc)
+            self.train_metrics.reset()
+            return
+        views = self.eval_views()
+        accuracies = []
+        for i, view in enumerate(views):
+            metrics = getattr(self, f"{stage}_metrics")[view]
+            values = metrics.compute()
+            accuracies.append(values["acc"])
+            if len(views) > 1:
+                self.log(f"{stage}/{view}/acc", values["acc"], prog_bar=True)
+            for label, acc in zip(self.labels, values["class_acc"]):
+                self.log(f"{stage}/{view}/acc_{label}" if len(views) > 1 else f"{stage}/acc_{label}", acc)
+                if i == 0 and len(views) > 1:
+                    self.log(f"{stage}/acc_{label}", acc)
+            metrics.reset()
+        self.log(f"{stage}/acc", torch.stack(accuracies).mean(), prog_bar=True)
 
     def on_train_start(self) -> None:
         # A resumed run restores the scheduler's saved T_max; training longer than first planned
@@ -129,11 +172,11 @@ class KWSModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
 
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._step(batch, "val", dataloader_idx)
 
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._step(batch, "test", dataloader_idx)
 
     def predict_step(self, batch, batch_idx):
         features, labels = batch
@@ -148,28 +191,39 @@ class KWSModule(L.LightningModule):
 
     def on_test_epoch_end(self):
         self._log_metrics("test")
-        matrix = self.test_confusion.compute().cpu()
-        self.test_confusion.reset()
-        self.test_results = per_class_table(matrix, self.labels)
+        views = self.eval_views()
+        matrices = {}
+        for view in views:
+            matrices[view] = self.test_confusion[view].compute().cpu()
+            self.test_confusion[view].reset()
+        # The first view's table at the top level (the board's view where there is a lead-in),
+        # every view's under "views".
+        tables = {view: per_class_table(matrix, self.labels) for view, matrix in matrices.items()}
+        self.test_results = {**tables[views[0]], "view": views[0], "views": tables}
         if self.trainer.is_global_zero:
-            rank_zero_info(format_table(self.test_results))
-            self._save_test_artifacts(matrix)
+            for view in views:
+                rank_zero_info(f"Test clips, {VIEW_TITLES[view]}:\n{format_table(tables[view])}")
+            self._save_test_artifacts(matrices)
 
-    def _save_test_artifacts(self, matrix: Tensor) -> None:
-        """Confusion-matrix plot and per-class JSON beside the logs; the table to W&B when used."""
+    def _save_test_artifacts(self, matrices: dict[str, Tensor]) -> None:
+        """Confusion-matrix plots and per-class JSON beside the logs; the tables to W&B when used."""
         from kws.training.plots import plot_confusion_matrix
 
         out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         out.mkdir(parents=True, exist_ok=True)
-        plot = plot_confusion_matrix(matrix.numpy(), self.labels, out / "confusion_matrix.png")
+        plots = {}
+        for i, (view, matrix) in enumerate(matrices.items()):
+            name = "confusion_matrix.png" if i == 0 else f"confusion_matrix_{view}.png"
+            plots[view] = plot_confusion_matrix(matrix.numpy(), self.labels, out / name)
         (out / "test_results.json").write_text(json.dumps(self.test_results, indent=2))
-        rank_zero_info(f"Confusion matrix: {plot}\nPer-class results: {out / 'test_results.json'}")
+        rank_zero_info(f"Confusion matrices: {', '.join(map(str, plots.values()))}\nPer-class results: {out / 'test_results.json'}")
         for logger in self.loggers:
             if hasattr(logger, "log_table"):  # WandbLogger
-                rows = [[r["label"], r["samples"], r["correct"], r["accuracy"]] for r in self.test_results["classes"]]
-                rows.append(["total", self.test_results["samples"], self.test_results["correct"], self.test_results["accuracy"]])
-                logger.log_table("test/per_class", columns=["label", "samples", "correct", "accuracy"], data=rows)
-                logger.log_image("test/confusion_matrix", [str(plot)])
+                for view, table in self.test_results["views"].items():
+                    rows = [[r["label"], r["samples"], r["correct"], r["accuracy"]] for r in table["classes"]]
+                    rows.append(["total", table["samples"], table["correct"], table["accuracy"]])
+                    logger.log_table(f"test/{view}/per_class", columns=["label", "samples", "correct", "accuracy"], data=rows)
+                    logger.log_image(f"test/{view}/confusion_matrix", [str(plots[view])])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["kws_model_transforms"] = list(self.model_transforms)

@@ -109,9 +109,17 @@ def test_datamodule_trains_and_evaluates_after_lead_ins(tiny_corpus, tmp_path):
     assert len(dm.lead_in_bank) == 64 and list(tmp_path.glob("lead_in-*.npz"))
     audio, labels = dm.splits["testing"][[0, 1, 2]]
     assert audio.shape[1] == 32000  # the lead-in, then the clip
-    x, y = next(iter(dm.test_dataloader()))
+    assert dm.eval_views == ("lead_in", "fresh")
+    after, fresh = dm.test_dataloader()  # one loader per view, the board's first
+    x, y = next(iter(after))
     assert x.dtype == torch.float32 and x.shape[1] == 49 * 40
     assert torch.equal(x[:3], dm.featurize(audio))
+    # the same clips from a fresh state: the clip alone through the front end, other features
+    x_fresh, y_fresh = next(iter(fresh))
+    clips, _ = dm.fresh_clips["testing"][[0, 1, 2]]
+    assert torch.equal(y_fresh, y) and torch.equal(clips, audio[:, -16000:])
+    assert torch.equal(x_fresh[:3], dm.featurize(clips)) and not torch.equal(x_fresh[:3], x[:3])
+    assert np.array_equal(dm.split_features("testing", view="fresh")[0][:3], x_fresh[:3].numpy())
     train_audio, train_labels = dm.splits["training"][list(range(16))]
     a = dm.featurize(train_audio, train_labels, torch.Generator().manual_seed(1))
     b = make().featurize(train_audio, train_labels, torch.Generator().manual_seed(1))  # from the cached bank
@@ -120,3 +128,26 @@ def test_datamodule_trains_and_evaluates_after_lead_ins(tiny_corpus, tmp_path):
     assert not SpeechCommandsDataModule(frontend="mfcc", lead_in=True).uses_lead_in
     with pytest.raises(ValueError, match="20 ms stride.*lead_in: false"):
         SpeechCommandsDataModule(lead_in=True, stride_ms=10)
+
+
+def test_fresh_probability_mixes_fresh_and_carried_states():
+    """A share of training clips featurized from a fresh state, the rest after their lead-in: each
+    row is exactly one of the two (bit for bit), and the share follows fresh_probability."""
+    rng = np.random.default_rng(9)
+    noise = BackgroundNoise([torch.from_numpy(rng.normal(0, 3000, 80_000).astype(np.int16))], 16000)
+    bank = LeadInBank.build(FRONTEND, noise, np.zeros((0, 16000), np.int16), np.zeros((0, 2), np.int64), {"speech": 8, "silence": 2},
+                            config=LeadInConfig(seconds=(0.2, 2.0), level_ratio=(0.25, 4.0)))
+    clips = torch.from_numpy(speechy(rng, 64, 16000))
+    index = bank.draw(torch.zeros(64, dtype=torch.int64), torch.Generator().manual_seed(0))
+    fresh = torch.arange(64) % 3 == 0
+    mixed = bank.features(FRONTEND, clips, index, fresh)
+    assert torch.equal(mixed[fresh], FRONTEND(clips[fresh]))
+    assert torch.equal(mixed[~fresh], bank.features(FRONTEND, clips[~fresh], index[~fresh]))
+    assert not torch.equal(FRONTEND(clips[~fresh]), mixed[~fresh])
+    silence = torch.zeros(64, dtype=torch.bool)
+    none = bank.featurize(FRONTEND, clips, silence, noise, torch.Generator().manual_seed(1), fresh_probability=0.0)
+    half = bank.featurize(FRONTEND, clips, silence, noise, torch.Generator().manual_seed(1), fresh_probability=0.5)
+    same = (none == half).flatten(1).all(1)  # the same draws: rows left carried are unchanged
+    assert 16 <= int((~same).sum()) <= 48
+    with pytest.raises(ValueError, match="lead_in_level_ratio"):
+        LeadInConfig(level_ratio=(2.0, 1.0))

@@ -27,6 +27,13 @@ def test_fit_trains_and_tests(fitted, tiny_corpus):
     wanted = sum(f.split("/")[0] in ("yes", "no") for f in test_files)
     assert results["classes"][2]["samples"] + results["classes"][3]["samples"] == wanted
     assert f"| total    | {results['samples']:>7} | {results['correct']:>7} |" in output  # the printed table
+    # clip accuracy both ways: after a lead-in (the stream's state, the top-level table) and fresh
+    assert results["view"] == "lead_in" and set(results["views"]) == {"lead_in", "fresh"}
+    assert results["views"]["lead_in"]["correct"] == results["correct"]
+    assert results["views"]["fresh"]["samples"] == results["samples"]
+    assert "fresh front-end state per clip" in output and (run_dir / "confusion_matrix_fresh.png").is_file()
+    header = open(run_dir / "metrics.csv").readline().split(",")
+    assert {"val/acc", "val/lead_in/acc", "val/fresh/acc", "test/lead_in/acc", "test/fresh/acc", "test/fresh/acc_no"} <= set(header)
     assert (run_dir / "confusion_matrix.png").stat().st_size > 5000
     final = torch.load(run_dir / "checkpoints" / "final.ckpt", map_location="cpu", weights_only=False)
     assert final["epoch"] == 4  # saved after the 4th (last) epoch, whatever the best epoch was
