@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from kws.models import TinyConv
 from kws.models.surgery import apply_transform, register_transform
 
 NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
@@ -157,9 +158,10 @@ class Pruner:
     Args:
         amount: final fraction of the original weights (unstructured) or output channels
             (structured) pruned, in [0, 1). Each step zeroes exactly ``round(s_t * n)`` of them.
-        method: ``unstructured`` (smallest ``|w|``) or ``structured`` (conv output channels with
-            the smallest ``norm``, removed at the end together with the fully connected columns
-            they feed: the Linear layer registered right after the conv, TinyConv's ``fc``).
+        method: ``unstructured`` (smallest ``|w|``, any model) or ``structured`` (conv output
+            channels with the smallest ``norm``, removed at the end together with the fully
+            connected columns they feed: the Linear layer registered right after the conv,
+            TinyConv's ``fc``; TinyConv only).
         scope: ``layer`` (each layer pruned to ``s_t``) or ``global`` (``s_t`` of all the selected
             weights together, ranked by magnitude across layers); unstructured only.
         norm: channel ranking for structured pruning: ``L1``, ``L2`` or ``Linf`` (any case).
@@ -255,6 +257,14 @@ class Pruner:
                 if round(self.amount * n) >= n:
                     raise ValueError(f"amount={self.amount} would prune every weight of {group}")
             return
+        if not isinstance(model, TinyConv):
+            # Removing channels of one DS-CNN layer would have to shrink its BatchNorm, the next
+            # depthwise and pointwise layers too; only TinyConv's conv -> fc rebuild is implemented.
+            raise ValueError(
+                f"callbacks.Pruning method 'structured' removes TinyConv's conv channels and the fc columns they feed; "
+                f"this model is a {type(model).__name__} (model.arch), which it does not support: use method 'unstructured' "
+                f"(or model.arch tiny_conv)"
+            )
         if len(layers) != 1 or not isinstance(layers[0], CONV_LAYERS) or layers[0].groups != 1:
             raise ValueError(f"structured pruning removes the output channels of one (ungrouped) convolution; layers={self._names}")
         conv, name = layers[0], self._names[0]

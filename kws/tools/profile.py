@@ -19,6 +19,8 @@ Definitions (see :func:`profile_model` for the full list):
   ``bytes_int8_nonzero`` counts only the nonzero values, the floor of any sparse encoding
   (indices not included). A structurally pruned (rebuilt) model has fewer parameters, so all of
   them fall; an unstructured pruned one keeps its shapes, so only the ``nonzero`` figures fall.
+  A BatchNorm (DS-CNN) is folded into the convolution before it on export: its int8 bytes are
+  the int32 bias it becomes there (4 per channel); its FLOPs fold away too (none counted).
 """
 from __future__ import annotations
 
@@ -207,9 +209,13 @@ def profile_layers(model: nn.Module, input_shape: Sequence[int]) -> dict:
     rows, covered = [], set()
     for name, module, calls, matmul_flops in trace.layers:
         covered.update(id(p) for p in module.parameters())
+        sizes = _sizes(_effective_tensors(module))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            # Folded into the convolution before it on export: its int8 model holds an int32 bias.
+            sizes["bytes_int8"] = sizes["bytes_int8_nonzero"] = 4 * module.num_features
         rows.append({
             "name": name or type(model).__name__, "type": _type_name(module), "output_shape": calls.output_shape,
-            **_sizes(_effective_tensors(module)), "flops": matmul_flops + calls.bias_adds,
+            **sizes, "flops": matmul_flops + calls.bias_adds,
             "activation_bytes": calls.output_bytes, "live_bytes": calls.live_bytes, "calls": calls.calls,
         })
     other_params = [(n.rpartition(".")[2], p.detach()) for n, p in model.named_parameters() if id(p) not in covered]
