@@ -14,6 +14,7 @@ TOOLS = {
     "profile": ("kws.tools.profile", "parameters, bytes, FLOPs, activation memory, latency per layer"),
     "bench": ("kws.tools.bench", "training throughput, front-end speed, model latency per runtime"),
     "stream-test": ("kws.tools.stream_test", "keyword recall and false alarms per hour in long recordings of unseen speakers"),
+    "cross-check": ("kws.tools.cross_check", "held-out voices (flite, festival) and real speech: recall and false positives per voice"),
     "sweep": ("kws.tools.sweep", "compression studies: bits, sparsity, norms, structured"),
     "corpus": ("datamodules.synthetic", "generate the offline corpus (espeak-ng voices)"),
     "plot-features": ("kws.training.plots", "waveform, spectrum, spectrogram, mel, MFCC and micro features of a clip"),
