@@ -277,7 +277,8 @@ def run(args, classifier, labels, settings, recognizer, name, rows, folders, cli
         for i, (r, folder) in enumerate(zip(rows, folders)):
             k = [canonical(label) for label in labels].index(truth[i]) if truth[i] in [canonical(label) for label in labels] else None
             p = [f"{probabilities[v][i, k]:.3f}" if k is not None else "" for v in ("fresh", "board")]
-            writer.writerow([str(folder / r["path"]), r["voice"], truth[i], predicted["fresh"][i], p[0], predicted["board"][i], p[1], heard.get(i, ""), alarms.get(i, 0)])
+            writer.writerow([str(folder / r["path"]), r["voice"], truth[i], predicted["fresh"][i], p[0], predicted["board"][i], p[1],
+                             heard.get(i, ""), alarms.get(i, 0)])
     text = table(groups, keywords, name)
     results = dict(model=name, source=args.tflite or args.ckpt, labels=list(labels), keywords=keywords, recognizer=recognizer,
                    views={"fresh": "each clip from a fresh front-end state", "board": f"each clip after {args.lead_in_s:g} s of quiet noise",

@@ -130,7 +130,8 @@ def _speak(voice: Voice, jobs: list[tuple[str, float, int]], folder: Path) -> li
     for (text, stretch, pitch), path in zip(jobs, paths):
         lines += [f"(voice_{voice.name})",  # resets the voice's own settings before each job
                   f"(let ((d (Parameter.get 'Duration_Stretch))) (Parameter.set 'Duration_Stretch (* {stretch} (if d d 1.0))))",
-                  f"(if (equal? (Parameter.get 'Synth_Method) 'HTS) (set! hts_engine_params (append hts_engine_params (list (list \"-r\" {1 / stretch:.4f})))))"]
+                  f"(if (equal? (Parameter.get 'Synth_Method) 'HTS) "  # HTS ignores Duration_Stretch: its engine's speed
+                  f"(set! hts_engine_params (append hts_engine_params (list (list \"-r\" {1 / stretch:.4f})))))"]
         if pitch:
             lines.append(f"(set! int_lr_params (cons (list 'target_f0_mean {pitch}) int_lr_params))")
         lines.append(f"(utt.save.wave (utt.synth (Utterance Text \"{text}\")) \"{path}\" 'riff)")

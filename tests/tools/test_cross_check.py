@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -165,3 +164,29 @@ def test_a_small_run_reports_every_voice(clips, micro_speech_dir, tmp_path, caps
     assert json.loads((out / "results.json").read_text())["groups"]["real"]["fresh"]["recall"]["yes"] == [1, 1]
     printed = capsys.readouterr().out
     assert "| flite/slt | 4 / 4 / 4 / 0 |" in printed and "| **noise** | 0 / 0 / 0 / 12 |" in printed
+
+
+def test_an_untrained_checkpoint_on_the_real_clips_alone(tmp_path, capsys):
+    """--ckpt (PyTorch) with --synthesizers none: the shipped real clips and the noise clips only,
+    no synthesizer needed; the table's fresh predictions are the model's own on fresh features."""
+    import torch
+
+    from kws.training.module import KWSModule
+
+    torch.manual_seed(0)
+    module = KWSModule(labels=["silence", "unknown", "yes", "no"], input_shape=(49, 40)).eval()
+    ckpt = tmp_path / "untrained.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": "2.0.0",
+                "datamodule_hyper_parameters": {"data_dir": str(tmp_path), "wanted_words": ["yes", "no"]}}, ckpt)
+    out = tmp_path / "out"
+    results = main(["--ckpt", str(ckpt), "--synthesizers", "none", "--clips_dir", str(tmp_path / "clips"), "--out", str(out)])
+    assert list(results["groups"]) == ["real/real_speech", "real", "noise/background", "noise"]
+    assert results["groups"]["real"]["clips"] == {"yes": 24, "no": 24, "unknown": 12, "silence": 0}
+    assert results["model"] == "float (PyTorch)" and results["recognizer"]["average_window_ms"] == 1000  # no calibration: the defaults
+    with open(out / "clips.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["voice"] == "real/real_speech"]
+    audio = np.stack([read_wav(r["clip"])[0] for r in rows])
+    with torch.no_grad():
+        expected = module(torch.from_numpy(window_features(audio, FeatureSettings(), "fresh"))).argmax(1).tolist()
+    assert [r["pred_fresh"] for r in rows] == [["silence", "unknown", "yes", "no"][k] for k in expected]
+    assert "| **real** | 24 / 24 / 12 / 0 |" in capsys.readouterr().out
