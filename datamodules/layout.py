@@ -81,6 +81,21 @@ def read_split_list(path: Path, files: set[str]) -> list[str]:
     return entries
 
 
+def assign_splits(root: Path, files: list[str], scanned: set[str], validation_percentage: float = 10.0,
+                  testing_percentage: float = 10.0) -> list[str]:
+    """The split of each of ``files``: the data set's lists when present (unlisted clips train),
+    else the sha1-of-speaker rule at these percentages. ``scanned``: every clip found on disk
+    (the lists may name clips left out as unreadable). The data module and the stream test's
+    recordings both split through here."""
+    lists = split_lists(root)
+    if lists is None:
+        return [which_set(f, validation_percentage, testing_percentage) for f in files]
+    membership = {}
+    for split, path in lists.items():
+        membership.update(dict.fromkeys(read_split_list(path, scanned), split))
+    return [membership.get(f, "training") for f in files]
+
+
 def download_speech_commands(root: Path, url: str = SPEECH_COMMANDS_URL) -> None:
     """Download and extract the official archive into ``root`` (atomically, with a progress bar)."""
     root.parent.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,9 @@ from datamodules.training_features import Augmentation, training_features
 from datamodules.word_extent import word_extents
 from datamodules.prefetch import BackgroundFeatures
 from datamodules.layout import (
-    BACKGROUND_NOISE_DIR, SILENCE_LABEL, SPLITS, UNKNOWN_LABEL, DataError, download_speech_commands, read_split_list, scan_corpus, split_lists, which_set,
+    BACKGROUND_NOISE_DIR, SILENCE_LABEL, SPLITS, UNKNOWN_LABEL, DataError, assign_splits, download_speech_commands, scan_corpus, split_lists,
 )
+from datamodules.holdout import hold_out_dialect, speaker_voices
 from kws.audio.features import FeatureSettings, build_frontend
 from kws.utils.seeding import base_seed, step_seed
 
@@ -230,9 +231,6 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         audio, files, scanned = self._load_audio()
         self.cache_files = files  # relative path of each cache row
         assignment = self._split_assignment(files, set(scanned))
-        if hp.holdout_dialect:
-            from datamodules.holdout import hold_out_dialect, speaker_voices
-            assignment = hold_out_dialect(files, assignment, speaker_voices(self.data_dir), hp.holdout_dialect)
         extents = word_extents(audio, self.features.sample_rate) if self.uses_lead_in else None
         rng = np.random.default_rng(hp.seed)
         for split in SPLITS:
@@ -299,17 +297,13 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         rank_zero_warn(f"{message} (the speaker-hash split of a small data set): its metrics will be empty; add speakers, or raise data.validation_percentage / data.testing_percentage")
 
     def _split_assignment(self, files: list[str], scanned: set[str]) -> list[str]:
-        """Split of each file: the dataset's lists when present, else the speaker hash.
-        ``scanned``: every clip found on disk (the lists may name clips left out as unreadable)."""
+        """Split of each file (:func:`datamodules.layout.assign_splits`), ``holdout_dialect``'s
+        clips all moved to testing. ``scanned``: every clip found on disk."""
         hp = self.hparams
-        lists = split_lists(self.data_dir)
-        if lists is None:
+        if split_lists(self.data_dir) is None:
             rank_zero_info(f"No split lists in {self.data_dir}: using the sha1-of-speaker split ({hp.validation_percentage:g} % validation, {hp.testing_percentage:g} % test)")
-            return [which_set(f, hp.validation_percentage, hp.testing_percentage) for f in files]
-        membership = {}
-        for split, path in lists.items():
-            membership.update(dict.fromkeys(read_split_list(path, scanned), split))
-        return [membership.get(f, "training") for f in files]
+        assignment = assign_splits(self.data_dir, files, scanned, hp.validation_percentage, hp.testing_percentage)
+        return hold_out_dialect(files, assignment, speaker_voices(self.data_dir), hp.holdout_dialect) if hp.holdout_dialect else assignment
 
     def _background_noise(self, split: str = "training") -> BackgroundNoise:
         """The background recordings (each split's part of them with ``noise_split``)."""

@@ -34,7 +34,7 @@ def cached_stream(data_dir: Path, split: str, seed: int, cache_dir: Path | None 
     """The stream of (split, seed, kwargs), built once and kept in ``<cache_dir>/streams``
     (default ``<data_dir>/.cache``); the key covers the split's file list, so a changed corpus
     builds anew."""
-    files = split_files(data_dir, split, kwargs.get("split_percentages", (10.0, 10.0)))
+    files = split_files(data_dir, split, kwargs.get("split_percentages", (10.0, 10.0)), kwargs.get("holdout_dialect"))
     key = hashlib.sha1(json.dumps([split, seed, sorted(kwargs.items()), files], default=str).encode()).hexdigest()[:10]
     path = Path(cache_dir or data_dir / ".cache") / "streams" / f"{split}-{seed}-{key}"
     if path.with_suffix(".json").is_file():
@@ -45,9 +45,13 @@ def cached_stream(data_dir: Path, split: str, seed: int, cache_dir: Path | None 
 
 
 def data_stream_options(datamodule) -> dict:
-    """The stream options that follow a data module: its split rule and its cache folder."""
+    """The stream options that follow a data module: its split rule (held-out dialect included)
+    and its cache folder."""
     hp = datamodule.hparams
-    return {"split_percentages": (float(hp.validation_percentage), float(hp.testing_percentage)), "cache_dir": datamodule.cache_dir}
+    options = {"split_percentages": (float(hp.validation_percentage), float(hp.testing_percentage)), "cache_dir": datamodule.cache_dir}
+    if hp.get("holdout_dialect"):
+        options["holdout_dialect"] = hp.holdout_dialect
+    return options
 
 
 def window_scores(stream: Stream, classify: Classify, settings: FeatureSettings, stride_ms: int = 100) -> tuple[np.ndarray, np.ndarray]:

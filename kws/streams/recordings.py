@@ -80,21 +80,20 @@ class Stream:
         return cls(np.asarray(audio, np.int16), [StreamEvent(**e) for e in meta["events"]], meta["sample_rate"], meta["info"])
 
 
-def split_files(data_dir: Path, split: str, split_percentages: tuple[float, float] = (10.0, 10.0)) -> list[str]:
-    """Relative paths of the clips of ``split``: the data set's lists when present, else its
-    speaker-hash rule with the data module's (validation, testing) ``split_percentages``."""
-    from datamodules.layout import read_split_list, scan_corpus, split_lists, which_set
+def split_files(data_dir: Path, split: str, split_percentages: tuple[float, float] = (10.0, 10.0), holdout_dialect: str | None = None) -> list[str]:
+    """Relative paths of the clips of ``split``, as the data module splits them: the data set's
+    lists when present, else its speaker-hash rule with the data module's (validation, testing)
+    ``split_percentages``; ``holdout_dialect``'s clips all in testing."""
+    from datamodules.holdout import hold_out_dialect, speaker_voices
+    from datamodules.layout import SPLITS, assign_splits, scan_corpus
 
-    files = [f for fs in scan_corpus(data_dir).values() for f in fs]
-    lists = split_lists(data_dir)
-    if lists is None:
-        return sorted(f for f in files if which_set(f, *split_percentages) == split)
-    if split in lists:
-        return sorted(read_split_list(lists[split], set(files)))
-    if split != "training":
+    if split not in SPLITS:
         raise ValueError(f"split must be training, validation or testing, got {split!r}")
-    taken = {f for path in lists.values() for f in read_split_list(path, set(files))}
-    return sorted(f for f in files if f not in taken)
+    files = sorted(f for fs in scan_corpus(data_dir).values() for f in fs)
+    assignment = assign_splits(data_dir, files, set(files), *split_percentages)
+    if holdout_dialect:
+        assignment = hold_out_dialect(files, assignment, speaker_voices(data_dir), holdout_dialect)
+    return [f for f, s in zip(files, assignment) if s == split]
 
 
 def build_stream(
@@ -115,6 +114,7 @@ def build_stream(
     max_keywords: int = 400,
     max_others: int = 800,
     split_percentages: tuple[float, float] = (10.0, 10.0),
+    holdout_dialect: str | None = None,
 ) -> Stream:
     """A long recording of ``split``'s words over its background noise; see the module docstring.
 
@@ -131,10 +131,11 @@ def build_stream(
             the real data set's test split would otherwise make a stream of hours).
         split_percentages: (validation, testing) % of the speaker-hash split, used when the
             corpus has no split lists: the data module's, so the test stream holds its test speakers.
+        holdout_dialect: the data module's: that dialect's clips all belong to the test stream.
     """
     data_dir = Path(data_dir)
     rng = np.random.default_rng([seed, zlib_hash(split)])
-    files = split_files(data_dir, split, split_percentages)
+    files = split_files(data_dir, split, split_percentages, holdout_dialect)
     keywords = tuple(keywords)
     keyword_files = [f for f in files if f.split("/")[0] in keywords]
     other_files = [f for f in files if f.split("/")[0] not in keywords]
