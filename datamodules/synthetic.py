@@ -8,13 +8,17 @@ real data set::
     root/_background_noise_/*.wav            generated white/pink/brown noise + 3 real recordings
     root/.kws_corpus.json                    marker: arguments and format version, written last
 
-A "speaker" is an espeak-ng English dialect voice (en, en-us, en-gb-scotland, ...) combined with
-one of its ~100 voice variants (m1..m8, f1..f5, croak, klatt, whisper, ...) and a fixed base
-pitch, pitch range, speaking rate, loudness and microphone response. Each clip jitters these a
-little, the way a person says a word differently each time, and places the word at a random
-position in the second. Speakers are chosen so that Speech Commands' own hash rule
+A "speaker" (:mod:`datamodules.voices`) is an espeak-ng English dialect voice (en, en-us,
+en-gb-scotland, ...) combined with one of its ~100 voice variants (m1..m8, f1..f5, croak, klatt,
+whisper, ...), an accent, a vocal-tract length (formant scale) and a fixed base pitch, pitch range,
+speaking rate, loudness and microphone response. Each clip (:mod:`datamodules.render`) jitters
+these a little, the way a person says a word differently each time, says the word in one of
+several styles, alone or cut out of a short phrase (:mod:`datamodules.delivery`), and places it
+at a random position in the second. Speakers are chosen so that Speech Commands' own hash rule
 (:func:`which_set`, sha1 of the speaker id) puts 10 % of them in validation and 10 % in testing,
-and no voice variant is shared between splits: test voices are never heard in training.
+and no voice variant is shared between splits: test voices are never heard in training. The
+marker's "voices" list each speaker's dialect, variant, family and synthesis
+(:mod:`datamodules.holdout` reads them).
 
 Speech comes from the PyPI package ``espeakng-loader`` (libespeak-ng plus its data), driven
 through ctypes; nothing needs downloading.
@@ -22,7 +26,6 @@ through ctypes; nothing needs downloading.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.resources
 import json
 import os
@@ -30,14 +33,17 @@ import re
 import shutil
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from datamodules.espeak import REINSTALL, Espeak, EspeakError, espeakng_loader_version, list_variants
-from datamodules.layout import BACKGROUND_NOISE_DIR, SPLITS, which_set
+from datamodules.delivery import lexicon
+from datamodules.espeak import Espeak, EspeakError, espeakng_loader_version, list_variants, variant_synthesis
+from datamodules.layout import BACKGROUND_NOISE_DIR, SPLITS
+from datamodules.render import Renderer
+from datamodules.voices import Speaker, make_speakers, speaker_order
 from kws.audio.wav import read_wav, write_wav
 
 DEFAULT_WORDS = ("yes", "no")
@@ -48,18 +54,12 @@ DEFAULT_UNKNOWN_WORDS = (
     "tree", "two", "up", "wow", "zero", "backward", "forward", "follow", "learn", "visual",
 )
 
-FORMAT_VERSION = 1
+# 2: accents, speaking styles, words cut from phrases, formant scaling; voices record dialect,
+# variant, family and synthesis.
+FORMAT_VERSION = 2
 MARKER_NAME = ".kws_corpus.json"
 VALIDATION_LIST = "validation_list.txt"
 TESTING_LIST = "testing_list.txt"
-VALIDATION_PERCENTAGE = 10
-TESTING_PERCENTAGE = 10
-
-# espeak-ng's English dialects; each voice variant is spoken with one of them.
-DIALECTS = (
-    "en", "en-us", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
-    "en-us-nyc",
-)
 
 # 240 voices (24 unseen in test): more voices heard the stream test's unseen ones better
 # (README "Listening to a stream"); synthesis takes under a minute on two cores.
@@ -70,170 +70,23 @@ DEFAULT_UNKNOWN_CLIPS_PER_WORD = 360
 NOISE_SECONDS = 60
 NOISE_COLORS = {"white_noise": 0.0, "pink_noise": 1.0, "brown_noise": 2.0}  # power ~ 1 / f**exponent
 
-# Clip layout, in seconds: the trimmed word sits at least EDGE_MARGIN from either end of the clip.
-EDGE_MARGIN = 0.03
-FADE = 0.005
-TRIM_THRESHOLD_DB = -45.0  # frames this far below the loudest frame count as silence
-ENDINGS = (".", "!", ",", "?")  # each ending gives the word a different intonation
-ENDING_WEIGHTS = (0.45, 0.25, 0.2, 0.1)
-
 Jobs = dict[str, list[tuple[str, int]]]  # speaker id -> [(word, repetition k), ...]
-
-
-@dataclass(frozen=True)
-class Speaker:
-    """One synthetic speaker: a voice and the habits it keeps from clip to clip."""
-
-    id: str
-    voice: str          # espeak-ng voice name, "<dialect>+<variant>"
-    pitch: int          # espeak-ng pitch 0-100 (50 = the voice's normal pitch)
-    pitch_range: int    # espeak-ng intonation range 0-100
-    rate: int           # words per minute (espeak-ng allows 80-450)
-    peak_db: float      # loudness: the word's peak level, dBFS
-    highpass_hz: float  # microphone / room response: band edges of the channel
-    lowpass_hz: float
-
-    @property
-    def split(self) -> str:
-        return which_set(f"{self.id}_nohash_0.wav")
-
-
-def _split_sizes(total: int) -> dict[str, int]:
-    """80/10/10 % of ``total``, at least one in each split."""
-    sizes = {"validation": max(1, round(total * VALIDATION_PERCENTAGE / 100)),
-             "testing": max(1, round(total * TESTING_PERCENTAGE / 100))}
-    return {"training": total - sum(sizes.values()), **sizes}
-
-
-def _make_speakers(num_speakers: int, seed: int, variants: Sequence[str]) -> list[Speaker]:
-    """Draw speakers until each split has its share (80/10/10 %) and no variant spans two splits."""
-    rng = np.random.default_rng([seed, 1])
-    # Each voice variant (timbre) belongs to one split, so test voices are never heard in training.
-    variant_split: dict[str, str] = {}
-    shuffled = [variants[i] for i in rng.permutation(len(variants))]
-    for split, size in _split_sizes(len(variants)).items():
-        variant_split.update(dict.fromkeys(shuffled[:size], split))
-        shuffled = shuffled[size:]
-    quota = _split_sizes(num_speakers)
-    speakers: dict[str, Speaker] = {}
-    counts = dict.fromkeys(SPLITS, 0)
-    while len(speakers) < num_speakers:
-        dialect, variant = DIALECTS[rng.integers(len(DIALECTS))], variants[rng.integers(len(variants))]
-        habits = dict(
-            voice=f"{dialect}+{variant}",
-            pitch=int(rng.integers(25, 76)),
-            pitch_range=int(rng.integers(25, 86)),
-            rate=int(rng.integers(90, 191)),
-            peak_db=round(float(rng.uniform(-24.0, -3.0)), 2),
-            highpass_hz=round(float(rng.uniform(40.0, 300.0)), 1),
-            lowpass_hz=round(float(rng.uniform(3500.0, 7800.0)), 1),
-        )
-        speaker_id = hashlib.sha1(json.dumps([seed, habits], sort_keys=True).encode()).hexdigest()[:8]
-        speaker = Speaker(id=speaker_id, **habits)
-        split = speaker.split
-        # which_set decides the split from the id, as in Speech Commands; keep the speakers that fit.
-        if speaker_id in speakers or counts[split] >= quota[split] or variant_split[variant] != split:
-            continue
-        speakers[speaker_id] = speaker
-        counts[split] += 1
-    return list(speakers.values())
-
-
-def _speaker_order(speakers: Sequence[Speaker], rng: np.random.Generator) -> list[int]:
-    """A random order of speaker indices in which any prefix holds each split in proportion."""
-    keyed = []
-    for split in SPLITS:
-        members = [i for i, s in enumerate(speakers) if s.split == split]
-        offset = rng.random()
-        # Spread each split's members evenly over [0, 1); merging by key interleaves the splits.
-        keyed += [((rank + offset) / len(members), i) for rank, i in enumerate(rng.permutation(members))]
-    return [int(i) for _, i in sorted(keyed)]
 
 
 def _assign_clips(speakers: Sequence[Speaker], word_counts: dict[str, int], seed: int) -> Jobs:
     """Which speaker says which word how often."""
     jobs: Jobs = {s.id: [] for s in speakers}
     for word, count in word_counts.items():
-        order = _speaker_order(speakers, np.random.default_rng([seed, 2, zlib.crc32(word.encode())]))
+        order = speaker_order(speakers, np.random.default_rng([seed, 2, zlib.crc32(word.encode())]))
         for j in range(count):
             speaker = speakers[order[j % len(order)]]
             jobs[speaker.id].append((word, j // len(order)))
     return jobs
 
 
-def _trim(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Cut leading and trailing silence (frames TRIM_THRESHOLD_DB below the loudest), keep 10 ms."""
-    frame = max(1, sample_rate // 200)
-    n = len(samples) // frame * frame
-    energy = (samples[:n].reshape(-1, frame) ** 2).mean(axis=1)
-    loud = np.flatnonzero(energy > energy.max() * 10 ** (TRIM_THRESHOLD_DB / 10))
-    keep = sample_rate // 100
-    start = max(0, loud[0] * frame - keep)
-    stop = min(len(samples), (loud[-1] + 1) * frame + keep)
-    return samples[start:stop]
-
-
-def _channel(samples: np.ndarray, sample_rate: int, highpass_hz: float, lowpass_hz: float) -> np.ndarray:
-    """A speaker's microphone: zero-phase 2nd-order Butterworth band-pass magnitude, via FFT."""
-    # Padding keeps the circular filter from wrapping around; a power of two keeps the FFT fast.
-    n = 1 << (len(samples) + sample_rate // 10 - 1).bit_length()
-    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
-    with np.errstate(divide="ignore"):
-        gain = 1.0 / np.sqrt((1.0 + (freqs / lowpass_hz) ** 4) * (1.0 + (highpass_hz / freqs) ** 4))
-    return np.fft.irfft(np.fft.rfft(samples, n) * gain, n)[: len(samples)]
-
-
-class _Renderer:
-    """Speaks one word as a speaker and lays it into a 1-second clip."""
-
-    def __init__(self, sample_rate: int) -> None:
-        import torchaudio
-
-        self.sample_rate = sample_rate
-        self._resample = torchaudio.transforms.Resample(Espeak.SAMPLE_RATE, sample_rate)  # kernel built once
-
-    def clip(self, espeak: Espeak, speaker: Speaker, word: str, rng: np.random.Generator) -> np.ndarray:
-        import torch
-
-        rate_scale = rng.uniform(0.9, 1.1)
-        pitch = int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 100))
-        pitch_range = int(np.clip(speaker.pitch_range + rng.integers(-10, 11), 0, 100))
-        text = word + ENDINGS[rng.choice(len(ENDINGS), p=ENDING_WEIGHTS)]
-        max_len = self.sample_rate - 2 * int(EDGE_MARGIN * self.sample_rate)
-        rate = speaker.rate * rate_scale
-        seed = int(rng.integers(2**31))
-        # Slow voices can run past one second on long words: speak faster until the word fits.
-        for _ in range(8):
-            # Volume 30 of 200 keeps even the loudest variants (antonio, iven) from clipping inside espeak.
-            raw = espeak.synth(text, rate=int(min(rate, 450)), pitch=pitch, pitch_range=pitch_range,
-                               volume=30, seed=seed)
-            if np.abs(raw).max(initial=0) < 64:
-                raise EspeakError(f"espeak-ng voice {speaker.voice!r} spoke no audible {word!r}; {REINSTALL}")
-            wave = self._resample(torch.from_numpy(raw.astype(np.float32) / 32768.0)).numpy().astype(np.float64)
-            wave = _trim(wave, self.sample_rate)
-            if len(wave) <= max_len:
-                break
-            rate *= 1.25
-        else:
-            raise EspeakError(f"{word!r} by voice {speaker.voice!r} is longer than one second even at 450 words/min")
-
-        wave = _channel(wave, self.sample_rate, speaker.highpass_hz, speaker.lowpass_hz)
-        fade = int(FADE * self.sample_rate)
-        ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, fade))
-        wave[:fade] *= ramp
-        wave[-fade:] *= ramp[::-1]
-        peak_db = min(speaker.peak_db + rng.uniform(-3.0, 3.0), -1.0)
-        wave *= 10 ** (peak_db / 20) / np.abs(wave).max()
-
-        out = rng.normal(0.0, rng.uniform(1.0, 4.0) / 32768.0, self.sample_rate)  # noise floor, ~-80 dBFS
-        margin = int(EDGE_MARGIN * self.sample_rate)
-        onset = int(rng.integers(margin, self.sample_rate - margin - len(wave) + 1))
-        out[onset: onset + len(wave)] += wave
-        return np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16)
-
-
 def _write_speech(folder: Path, speakers: Sequence[Speaker], jobs: Jobs,
-                  seed: int, sample_rate: int, progress: bool) -> None:
+                  seed: int, sample_rate: int, progress: bool) -> dict[str, dict[str, int]]:
+    """Write every clip; returns how they were said (clips per style, carrier phrase, pronunciation)."""
     from tqdm.auto import tqdm
 
     from kws.utils.threads import torch_threads
@@ -241,7 +94,9 @@ def _write_speech(folder: Path, speakers: Sequence[Speaker], jobs: Jobs,
     # Resampling one short clip at a time is fastest on one thread (and very slow on busy cores).
     with torch_threads(1), tqdm(total=sum(map(len, jobs.values())), desc="Synthesizing speech",
                                       unit="clip", disable=not progress) as bar:
-        renderer = _Renderer(sample_rate)
+        words = sorted({word for clips in jobs.values() for word, _ in clips})
+        renderer = Renderer(sample_rate, lexicon(words, sorted({s.dialect for s in speakers})))
+        said = {"style": Counter(), "context": Counter(), "pronunciation": Counter()}
         for speaker in speakers:
             with Espeak() as espeak:
                 espeak.set_voice(speaker.voice)
@@ -249,8 +104,13 @@ def _write_speech(folder: Path, speakers: Sequence[Speaker], jobs: Jobs,
                     name = f"{speaker.id}_nohash_{k}.wav"
                     # Each clip draws from its own stream: it depends on its name, not on the order.
                     rng = np.random.default_rng([seed, 3, zlib.crc32(f"{word}/{name}".encode())])
-                    write_wav(folder / word / name, renderer.clip(espeak, speaker, word, rng), sample_rate)
+                    clip, script = renderer.clip(espeak, speaker, word, rng)
+                    write_wav(folder / word / name, clip, sample_rate)
+                    said["style"][script.style] += 1
+                    said["context"]["phrase" if script.carrier else "alone"] += 1
+                    said["pronunciation"]["phonemes" if script.phonemes else "text"] += 1
                     bar.update()
+    return {key: dict(sorted(counter.items())) for key, counter in said.items()}
 
 
 def _colored_noise(rng: np.random.Generator, num_samples: int, exponent: float, sample_rate: int) -> np.ndarray:
@@ -377,7 +237,8 @@ def generate_corpus(
                               "pass an empty or new folder as root")
 
     started = time.perf_counter()
-    speakers = _make_speakers(num_speakers, seed, list_variants())
+    variants = list_variants()
+    speakers = make_speakers(num_speakers, seed, variants, {v: variant_synthesis(v) for v in variants})
     jobs = _assign_clips(speakers, {**{w: clips_per_word for w in words},
                                     **{w: unknown_clips_per_word for w in unknown_words}}, seed)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -388,12 +249,12 @@ def generate_corpus(
     try:
         for word in all_words:
             (tmp / word).mkdir()
-        _write_speech(tmp, speakers, jobs, seed, sample_rate, progress)
+        delivery = _write_speech(tmp, speakers, jobs, seed, sample_rate, progress)
         _write_background_noise(tmp / BACKGROUND_NOISE_DIR, seed, sample_rate)
         _write_lists(tmp, speakers, jobs)
         counts = {split: sum(s.split == split for s in speakers) for split in SPLITS}
         info = dict(clips={w: sum(j[0] == w for js in jobs.values() for j in js) for w in all_words},
-                    speakers=counts, voices=[asdict(s) | {"split": s.split} for s in speakers])
+                    speakers=counts, delivery=delivery, voices=[s.record() for s in speakers])
         # Written last: a folder with this marker is complete.
         (tmp / MARKER_NAME).write_text(json.dumps(key | info, indent=1) + "\n")
 
