@@ -224,6 +224,9 @@ def clip_set(root: str | Path, voices: Sequence[Voice], keywords: Sequence[str],
     for voice in tqdm(voices, desc="Synthesizing held-out voices", unit="voice", disable=not progress):
         rows += _voice_clips(voice, words, stretches, pitches, partial, seed)
     (partial / "manifest.json").write_text(json.dumps({"key": key, "clips": rows}, indent=0))
+    if (folder / "manifest.json").is_file():  # another run finished the same set meanwhile: keep its
+        shutil.rmtree(partial)
+        return folder, json.loads((folder / "manifest.json").read_text())["clips"]
     shutil.rmtree(folder, ignore_errors=True)  # an incomplete set of the same key (no manifest)
     partial.rename(folder)
     return folder, rows

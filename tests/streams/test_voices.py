@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kws.audio.settings import FeatureSettings
-from kws.streams.evaluate import evaluate, table
+from kws.streams.evaluate import evaluate, table, write
 from kws.streams.recordings import StreamEvent
 from kws.streams.voices import recall_by_voice, speaker_voices, voice_table
 from tests.helpers import make_corpus
@@ -94,3 +94,5 @@ def test_evaluate_reports_voices_only_for_a_corpus_with_the_marker(tmp_path, wit
     assert set(chosen["voices"]["validation"]["family"]) == {"m1", "m2"}
     assert all(c["hits"] == 0 for cells in test["family"].values() for c in cells.values())
     assert "| family klatt | 2 + 2 |" in table(results, "m")
+    written = json.loads((write(results, tmp_path / "st", "m") and tmp_path / "st" / "results.json").read_text())
+    assert written["calibrated"]["10.0"]["voices"]["testing"]["dialect"]["en-us"]["no"]["keywords"] == 2  # results.json keeps it
