@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from datamodules.delivery import lexicon
-from datamodules.espeak import Espeak, EspeakError, espeakng_loader_version, list_variants, variant_synthesis
+from datamodules.espeak import Espeak, EspeakError, espeakng_loader_version, list_variants
 from datamodules.layout import BACKGROUND_NOISE_DIR, SPLITS
 from datamodules.render import Renderer
 from datamodules.voices import Speaker, make_speakers, speaker_order
@@ -237,8 +237,7 @@ def generate_corpus(
                               "pass an empty or new folder as root")
 
     started = time.perf_counter()
-    variants = list_variants()
-    speakers = make_speakers(num_speakers, seed, variants, {v: variant_synthesis(v) for v in variants})
+    speakers = make_speakers(num_speakers, seed, list_variants())
     jobs = _assign_clips(speakers, {**{w: clips_per_word for w in words},
                                     **{w: unknown_clips_per_word for w in unknown_words}}, seed)
     root.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from datamodules.delivery import draw_accent
+from datamodules.espeak import variant_synthesis
 from datamodules.layout import SPLITS, which_set
 
 VALIDATION_PERCENTAGE = 10
@@ -86,13 +87,9 @@ def split_sizes(total: int) -> dict[str, int]:
     return {"training": total - sum(sizes.values()), **sizes}
 
 
-def make_speakers(num_speakers: int, seed: int, variants: Sequence[str],
-                  synthesis: dict[str, str] | None = None) -> list[Speaker]:
-    """Draw speakers until each split has its share (80/10/10 %) and no variant spans two splits.
-
-    ``synthesis``: variant -> "wavegen" / "klatt<N>" (espeak.variant_synthesis), recorded per speaker.
-    """
-    synthesis = synthesis or {}
+def make_speakers(num_speakers: int, seed: int, variants: Sequence[str]) -> list[Speaker]:
+    """Draw speakers until each split has its share (80/10/10 %) and no variant spans two splits."""
+    synthesis = {variant: variant_synthesis(variant) for variant in variants}
     rng = np.random.default_rng([seed, 1])
     # Each voice variant (timbre) belongs to one split, so test voices are never heard in training.
     variant_split: dict[str, str] = {}
@@ -109,7 +106,7 @@ def make_speakers(num_speakers: int, seed: int, variants: Sequence[str],
         habits = dict(
             dialect=dialect,
             variant=variant,
-            synthesis=synthesis.get(variant, "wavegen"),
+            synthesis=synthesis[variant],
             accent=draw_accent(rng),
             formant_scale=round(int(steps) / FORMANT_STEPS, 6),
             pitch=int(rng.integers(25, 76)),
