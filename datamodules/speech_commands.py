@@ -195,6 +195,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             with FileLock(self.data_dir.parent / f".{self.data_dir.name}.lock"):
                 if not self._has_corpus():
                     self._fetch_corpus()
+        elif self.hparams.synthetic:  # a generated corpus of an older generator is made anew, with its own arguments
+            from datamodules.synthetic import refresh_corpus
+            with FileLock(self.data_dir.parent / f".{self.data_dir.name}.lock"):
+                refresh_corpus(self.data_dir)
         self._load_audio()
 
     def _fetch_corpus(self) -> None:

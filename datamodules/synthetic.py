@@ -152,6 +152,19 @@ def _read_marker(root: Path) -> dict | None:
         return None
 
 
+def refresh_corpus(root: str | os.PathLike, progress: bool = True) -> bool:
+    """Regenerate the corpus at ``root`` with its own arguments if an older generator (format
+    version) or another espeak-ng made it; True if it did. A current corpus, or a folder without
+    the marker (the real data set), is left as it is."""
+    marker = _read_marker(Path(root))
+    if marker is None or (marker.get("format_version"), marker.get("espeakng_loader")) == (FORMAT_VERSION, espeakng_loader_version()):
+        return False
+    if progress:
+        print(f"{root}: made by an older corpus generator (format {marker.get('format_version')}, now {FORMAT_VERSION}): generating it anew")
+    generate_corpus(root, **marker["args"], progress=progress)
+    return True
+
+
 def _is_current(root: Path, key: dict) -> bool:
     """Whether ``root`` holds a complete corpus made with these arguments."""
     marker = _read_marker(root)

@@ -127,6 +127,23 @@ def test_cached_then_regenerated_on_change(tmp_path):
     assert not list(tmp_path.glob(".corpus.*")), "temp folders left behind"
 
 
+def test_corpus_of_an_older_generator_is_made_anew_with_its_own_arguments(tmp_path):
+    """The data module refreshes a generated corpus whose marker names an older format: the
+    same arguments (a small corpus stays small), today's generator."""
+    from datamodules import SpeechCommandsDataModule
+
+    root = generate_corpus(tmp_path / "corpus", **TINY)
+    marker = json.loads((root / synthetic.MARKER_NAME).read_text())
+    (root / synthetic.MARKER_NAME).write_text(json.dumps({**marker, "format_version": 1}))
+    for path in (root / "yes").iterdir():  # what an older generator said differently
+        path.write_bytes(path.read_bytes()[:-2000] + bytes(2000))
+    SpeechCommandsDataModule(data_dir=str(root), synthetic=True, cache_dir=str(tmp_path / "cache")).prepare_data()
+    assert json.loads((root / synthetic.MARKER_NAME).read_text()) == marker
+    assert all_files(root) == all_files(generate_corpus(tmp_path / "again", **TINY))
+    assert not synthetic.refresh_corpus(root, progress=False)  # current: left as it is
+    assert not synthetic.refresh_corpus(tmp_path / "cache", progress=False)  # no marker: never touched
+
+
 def test_partial_folder_is_regenerated(tmp_path):
     root = generate_corpus(tmp_path / "corpus", **TINY)
     (root / synthetic.MARKER_NAME).unlink()  # as if the run died before writing its marker
