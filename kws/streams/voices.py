@@ -5,7 +5,7 @@ names its speakers' voices in its marker (``<data_dir>/.kws_corpus.json``, ``voi
 speaker's ``id`` and ``voice`` "<dialect>+<variant>", or explicit ``dialect`` and ``family``),
 and every stream event names the clip it came from (``<word>/<speaker>_nohash_<k>.wav``), so
 the hits of :func:`kws.streams.scoring.match` can be counted per voice family (the espeak
-variant: the timbre) and per dialect. A corpus without the marker (the real data set) has no
+variant's group: the timbre) and per dialect. A corpus without the marker (the real data set) has no
 voices to name: :func:`speaker_voices` returns None and nothing is reported.
 
     voices = speaker_voices(data_dir)                       # {speaker id: {"family", "dialect"}} or None
@@ -14,32 +14,26 @@ voices to name: :func:`speaker_voices` returns None and nothing is reported.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from datamodules.synthetic import MARKER_NAME
+from datamodules.holdout import speaker_voices as corpus_voices
+from datamodules.layout import DataError
 from kws.streams.scoring import keyword_events, match
 
 GROUPINGS = ("family", "dialect")
 
 
 def speaker_voices(data_dir: str | Path) -> dict[str, dict[str, str]] | None:
-    """{speaker id: {"family": variant, "dialect": dialect}} from the corpus marker; None when the
-    corpus has no marker or it names no voices (a real data set)."""
+    """{speaker id: {"family", "dialect", ...}} from the corpus marker
+    (:func:`datamodules.holdout.speaker_voices`); None when the corpus has no usable marker (a
+    real data set): the stream test then reports no voice groups."""
     try:
-        marker = json.loads((Path(data_dir) / MARKER_NAME).read_text())
-    except (OSError, ValueError):
+        return corpus_voices(data_dir)
+    except DataError:
         return None
-    out = {}
-    for voice in marker.get("voices") or []:
-        if not isinstance(voice, dict) or "id" not in voice:
-            continue
-        dialect, _, variant = str(voice.get("voice", "")).partition("+")
-        out[str(voice["id"])] = {"family": str(voice.get("family") or variant or dialect or "?"), "dialect": str(voice.get("dialect") or dialect or "?")}
-    return out or None
 
 
 def speaker_of(source: str) -> str:

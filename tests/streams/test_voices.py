@@ -45,7 +45,9 @@ def test_speaker_voices_reads_both_marker_formats(tmp_path):
         {"id": "a", "voice": "en-gb-scotland+klatt2"},
         {"id": "b", "voice": "en-us+f1", "dialect": "en-us", "family": "female-1"},  # explicit fields win
     ]}))
-    assert speaker_voices(tmp_path) == {"a": {"family": "klatt2", "dialect": "en-gb-scotland"}, "b": {"family": "female-1", "dialect": "en-us"}}
+    # one definition with the data module's (datamodules.holdout): a family groups numbered variants
+    assert speaker_voices(tmp_path) == {"a": {"family": "klatt", "dialect": "en-gb-scotland", "variant": "klatt2"},
+                                        "b": {"family": "female-1", "dialect": "en-us", "variant": "f1"}}
     (tmp_path / ".kws_corpus.json").write_text(json.dumps({"format_version": 1}))
     assert speaker_voices(tmp_path) is None
 
@@ -91,7 +93,7 @@ def test_evaluate_reports_voices_only_for_a_corpus_with_the_marker(tmp_path, wit
     counted = {name: {label: c["keywords"] for label, c in cells.items()} for name, cells in test["family"].items()}
     assert counted == {"klatt": {"yes": 2, "no": 2}, "f1": {"yes": 2, "no": 2}}
     assert set(test["dialect"]) == {"en", "en-us"} and len(keywords) == 8
-    assert set(chosen["voices"]["validation"]["family"]) == {"m1", "m2"}
+    assert set(chosen["voices"]["validation"]["family"]) == {"m"}  # m1 and m2: one family
     assert all(c["hits"] == 0 for cells in test["family"].values() for c in cells.values())
     assert "| family klatt | 2 + 2 |" in table(results, "m")
     written = json.loads((write(results, tmp_path / "st", "m") and tmp_path / "st" / "results.json").read_text())
