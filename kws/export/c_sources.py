@@ -102,7 +102,10 @@ def resolver_method(op: str) -> str:
 # A full-integer model needs only the int8 variant of these kernels: registering it alone keeps
 # CMSIS-NN's int4/int16 code out of the firmware (21.6 KB of flash measured, same outputs); with
 # the reference kernels it is the generic registration.
-INT8_REGISTRATIONS = {"CONV_2D": "tflite::Register_CONV_2D_INT8()", "FULLY_CONNECTED": "tflite::Register_FULLY_CONNECTED_INT8()"}
+INT8_REGISTRATIONS = {
+    "CONV_2D": "tflite::Register_CONV_2D_INT8()", "DEPTHWISE_CONV_2D": "tflite::Register_DEPTHWISE_CONV_2D_INT8()",
+    "AVERAGE_POOL_2D": "tflite::Register_AVERAGE_POOL_2D_INT8()", "FULLY_CONNECTED": "tflite::Register_FULLY_CONNECTED_INT8()",
+}
 
 
 def write_model_ops(ops: Sequence[str], folder: Path, source: str, int8: bool = True) -> None:

@@ -10,15 +10,19 @@ the runtime is compiled:
 
 and a runtime may mix them per kernel: measured on the exported TinyConv, tflite-micro uses double
 rounding everywhere, LiteRT's default (XNNPACK) single everywhere, LiteRT's reference kernels double
-in CONV_2D but single in FULLY_CONNECTED. Both round the same real value, so they differ by at most
-one step, only where the value lies within a rounding of a half. Running the graph here with each
-assignment of roundings to ops tells which one a runtime computes, bit for bit
-(:func:`matching_roundings`, in :mod:`kws.export.verify`): a one-step difference between tflite-micro
-and LiteRT is then the runtimes' rounding, not the export.
+in CONV_2D but single in FULLY_CONNECTED. A third, ``fp32``, is XNNPACK's own: the accumulator times
+a float32 scale, rounded half to even; measured on the exported DS-CNN, LiteRT's default kernels
+compute its CONV_2D and DEPTHWISE_CONV_2D so (on TinyConv, single rounding reproduces them). All round the same real value, so they differ by at most one step, only
+where the value lies within a rounding of a half. Running the graph here with each assignment of
+roundings to ops tells which one a runtime computes, bit for bit (:func:`matching_roundings`, in
+:mod:`kws.export.verify`): a one-step difference between tflite-micro and LiteRT is then the
+runtimes' rounding, not the export.
 
-Covers the ops TinyConv exports to: RESHAPE, CONV_2D, FULLY_CONNECTED (int8 activations, int8
-per-channel or per-tensor weights, int32 bias, NONE/RELU/RELU6 fused). Left out, irrelevant at
-TinyConv's scales: single rounding's clamp for shifts above 30, and the float32 (not double)
+Covers the ops TinyConv and DS-CNN export to: RESHAPE, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
+(int8 activations, int8 per-channel or per-tensor weights, int32 bias, NONE/RELU/RELU6 fused) and
+AVERAGE_POOL_2D (no multiplier, so no rounding choice: the sum divided by the count, rounded half
+away from zero, as TFLite's reference kernel and CMSIS-NN's do). Left out, irrelevant at these
+models' scales: single rounding's clamp for shifts above 30, and the float32 (not double)
 arithmetic some TFLite versions use for activation ranges and multipliers.
 """
 from __future__ import annotations
@@ -30,7 +34,11 @@ import numpy as np
 
 from kws.export.tflite import parse_model
 
-ROUNDINGS = ("double", "single")
+ROUNDINGS = ("double", "single")  # TFLite's own kernels'
+FLOAT_ROUNDING = "fp32"  # XNNPACK's: tried only for a runtime that TFLite's roundings do not explain
+# Ops whose result depends on the requantization rounding; the others are exact integer arithmetic.
+REQUANTIZING = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+SUPPORTED = ("RESHAPE", "AVERAGE_POOL_2D", *REQUANTIZING)
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
@@ -91,7 +99,7 @@ class Int8Graph:
         self.graph = parsed.subgraphs[0]
         self.buffers = parsed.buffers
         self.ops = list(zip(op_names[0], self.graph.operators))
-        unsupported = sorted({name for name, _ in self.ops} - {"RESHAPE", "CONV_2D", "FULLY_CONNECTED"})
+        unsupported = sorted({name for name, _ in self.ops} - set(SUPPORTED))
         if unsupported:
             raise ValueError(f"the numpy int8 reference does not implement {', '.join(unsupported)}")
 
@@ -127,6 +135,10 @@ class Int8Graph:
         input_scale, _ = self.quantization(input_index)
         filter_scale, _ = self.quantization(filter_index)
         output_scale, output_zero_point = self.quantization(output)
+        if rounding == FLOAT_ROUNDING:  # XNNPACK: float32 scale = input * filter / output, lrintf
+            scale = np.float32(input_scale[0]) * filter_scale.astype(np.float32) / np.float32(output_scale[0])
+            result = np.rint(accumulator.astype(np.float32) * scale).astype(np.int64) + output_zero_point[0]
+            return np.clip(result, *self._activation_range(output, fused))
         # float32 scales widened to double before multiplying, as the runtimes do
         pairs = [quantize_multiplier(float(input_scale[0]) * float(s) / float(output_scale[0])) for s in filter_scale]
         multiplier, shift = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
@@ -134,15 +146,12 @@ class Int8Graph:
         return np.clip(result, *self._activation_range(output, fused))
 
     # ------------------------------------------------------------------ ops
-    def _conv(self, op, x: np.ndarray, rounding: str) -> np.ndarray:
-        options = op.builtinOptions
-        if options.dilationHFactor != 1 or options.dilationWFactor != 1:
-            raise ValueError("dilated CONV_2D is not implemented")
-        input_index, filter_index, bias_index = op.inputs[:3]
-        weights = self.constant(filter_index)  # [out_channels, kh, kw, in_channels]
-        _, input_zero_point = self.quantization(input_index)
-        n, height, width, channels = x.shape
-        out_channels, kh, kw, _ = weights.shape
+    def _tap_sum(self, options, x: np.ndarray, kh: int, kw: int, term) -> np.ndarray:
+        """Sum over the kernel's taps (i, j) of ``term(i, j, inputs under tap (i, j))`` for a
+        CONV_2D, DEPTHWISE_CONV_2D or pooling op with ``options`` (stride, SAME/VALID padding):
+        one strided slice per tap, no [n, H, W, C, kh, kw] patch array. Points outside the image
+        are zeros (centred inputs: no contribution, as the kernels skip them)."""
+        n, height, width, _ = x.shape
         sh, sw = options.strideH, options.strideW
         if options.padding == self.schema.Padding.SAME:
             out_h, out_w = -(-height // sh), -(-width // sw)
@@ -151,14 +160,46 @@ class Int8Graph:
         else:
             out_h, out_w = (height - kh) // sh + 1, (width - kw) // sw + 1
             pad_h = pad_w = 0
-        # Points outside the image are skipped by the kernels: pad with zero contribution.
-        centred = np.pad(x - input_zero_point[0], ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
-        patches = np.lib.stride_tricks.sliding_window_view(centred, (kh, kw), axis=(1, 2))[:, ::sh, ::sw][:, :out_h, :out_w]
-        # patches: [n, out_h, out_w, channels, kh, kw]
-        accumulator = np.einsum("nhwcij,oijc->nhwo", patches, weights, optimize=True)
+        padded = np.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+        total = 0
+        for i in range(kh):
+            for j in range(kw):
+                total = total + term(i, j, padded[:, i : i + (out_h - 1) * sh + 1 : sh, j : j + (out_w - 1) * sw + 1 : sw])
+        return total
+
+    def _conv(self, op, x: np.ndarray, rounding: str, depthwise: bool = False) -> np.ndarray:
+        options = op.builtinOptions
+        if options.dilationHFactor != 1 or options.dilationWFactor != 1:
+            raise ValueError("dilated convolutions are not implemented")
+        input_index, filter_index, bias_index = op.inputs[:3]
+        # CONV_2D: [out_channels, kh, kw, in_channels]; DEPTHWISE_CONV_2D: [1, kh, kw, out_channels].
+        # Sums of int8 products in float64 (BLAS): exact below 2**53, far above any int32 accumulator.
+        weights = self.constant(filter_index).astype(np.float64)
+        _, input_zero_point = self.quantization(input_index)
+        centred = (x - input_zero_point[0]).astype(np.float64)
+        if depthwise:
+            multiplier = options.depthMultiplier  # output channel c * multiplier + m reads input channel c
+            term = lambda i, j, tap: (np.repeat(tap, multiplier, axis=3) if multiplier != 1 else tap) * weights[0, i, j]  # noqa: E731
+        else:
+            term = lambda i, j, tap: tap @ weights[:, i, j, :].T  # noqa: E731
+        accumulator = np.rint(self._tap_sum(options, centred, weights.shape[1], weights.shape[2], term)).astype(np.int64)
         if bias_index >= 0:
             accumulator = accumulator + self.constant(bias_index)
         return self._requantize(accumulator, input_index, filter_index, op.outputs[0], options.fusedActivationFunction, rounding)
+
+    def _average_pool(self, op, x: np.ndarray) -> np.ndarray:
+        """TFLite's int8 AveragePool: input and output share scale and zero point; the sum of the
+        window's points inside the image over their count, rounded half away from zero (C's
+        truncating division of sum +- count / 2), then the fused activation's clamp."""
+        options = op.builtinOptions
+        (in_scale, in_zero), (out_scale, out_zero) = self.quantization(op.inputs[0]), self.quantization(op.outputs[0])
+        if not (np.array_equal(in_scale, out_scale) and np.array_equal(in_zero, out_zero)):
+            raise ValueError("AVERAGE_POOL_2D with different input and output quantization is not implemented")
+        kh, kw = options.filterHeight, options.filterWidth
+        total = self._tap_sum(options, x, kh, kw, lambda i, j, tap: tap)
+        inside = self._tap_sum(options, np.ones_like(x[:1]), kh, kw, lambda i, j, tap: tap)
+        average = _truncating_divide(np.where(total > 0, total + inside // 2, total - inside // 2), inside)
+        return np.clip(average, *self._activation_range(op.outputs[0], options.fusedActivationFunction))
 
     def _fully_connected(self, op, x: np.ndarray, rounding: str) -> np.ndarray:
         options = op.builtinOptions
@@ -175,28 +216,52 @@ class Int8Graph:
     @property
     def requantizing_ops(self) -> list[str]:
         """The op types that requantize (whose results depend on the rounding), in graph order."""
-        return list(dict.fromkeys(name for name, _ in self.ops if name != "RESHAPE"))
+        return list(dict.fromkeys(name for name, _ in self.ops if name in REQUANTIZING))
 
     def run(self, inputs: np.ndarray, rounding: str | dict[str, str]) -> np.ndarray:
         """int8 outputs of a batch of int8 inputs [n, ...] (each example shaped as the model's
         input); ``rounding``: one for every op, or per op type ({"CONV_2D": "double", ...})."""
         per_op = rounding if isinstance(rounding, dict) else dict.fromkeys(self.requantizing_ops, rounding)
-        for value in per_op.values():
-            if value not in ROUNDINGS:
-                raise ValueError(f"rounding must be one of {ROUNDINGS}, got {value!r}")
-        values = {self.graph.inputs[0]: np.asarray(inputs, dtype=np.int64)}
-        n = len(inputs)
-        for name, op in self.ops:
-            x = values[op.inputs[0]]
-            shape = [n, *self._tensor(op.outputs[0]).shape[1:]]
-            if name == "RESHAPE":
-                out = x.reshape(shape)
-            elif name == "CONV_2D":
-                out = self._conv(op, x.reshape([n, *self._tensor(op.inputs[0]).shape[1:]]), per_op[name])
-            else:
-                out = self._fully_connected(op, x, per_op[name]).reshape(shape)
-            values[op.outputs[0]] = out
-        return values[self.graph.outputs[0]].reshape(n, -1).astype(np.int8)
+        return self.run_many(inputs, [per_op])[0]
+
+    def run_many(self, inputs: np.ndarray, assignments: list[dict[str, str]]) -> list[np.ndarray]:
+        """:meth:`run` for each assignment of roundings to op types, every op computed once per
+        distinct assignment of the op types met so far (the assignments share their prefixes)."""
+        for assignment in assignments:
+            for op, value in assignment.items():
+                if value not in (*ROUNDINGS, FLOAT_ROUNDING):
+                    raise ValueError(f"rounding must be one of {(*ROUNDINGS, FLOAT_ROUNDING)}, got {value!r}")
+            missing = set(self.requantizing_ops) - set(assignment)
+            if missing:
+                raise ValueError(f"no rounding given for {sorted(missing)}")
+        last_read = {t: k for k, (_, op) in enumerate(self.ops) for t in op.inputs}
+        n, seen = len(inputs), []
+        states = {(): {self.graph.inputs[0]: np.asarray(inputs, dtype=np.int64)}}  # prefix of modes -> live tensors
+        for k, (name, op) in enumerate(self.ops):
+            if name in REQUANTIZING and name not in seen:
+                seen.append(name)
+                states = {key: dict(states[key[:-1]]) for key in dict.fromkeys(tuple(a[t] for t in seen) for a in assignments)}
+            for key, values in states.items():
+                values[op.outputs[0]] = self._op(name, op, values[op.inputs[0]], n, key[seen.index(name)] if name in REQUANTIZING else None)
+                for t in [t for t in values if last_read.get(t, -1) <= k and t != self.graph.outputs[0]]:
+                    del values[t]  # read by no later op
+        return [states[tuple(a[t] for t in seen)][self.graph.outputs[0]].reshape(n, -1).astype(np.int8) for a in assignments]
+
+    def _op(self, name: str, op, x: np.ndarray, n: int, rounding: str | None) -> np.ndarray:
+        shape = [n, *self._tensor(op.outputs[0]).shape[1:]]
+        if name == "RESHAPE":
+            return x.reshape(shape)
+        x_shape = [n, *self._tensor(op.inputs[0]).shape[1:]]
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            return self._conv(op, x.reshape(x_shape), rounding, depthwise=name == "DEPTHWISE_CONV_2D")
+        if name == "AVERAGE_POOL_2D":
+            return self._average_pool(op, x.reshape(x_shape))
+        return self._fully_connected(op, x, rounding).reshape(shape)
+
+
+def _truncating_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b rounded toward zero, as C's integer division (b > 0)."""
+    return np.sign(a) * (np.abs(a) // b)
 
 
 def round_half_away(x: float) -> int:
@@ -205,13 +270,19 @@ def round_half_away(x: float) -> int:
 
 def matching_roundings(graph: Int8Graph, inputs: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, dict[str, list[str]] | None]:
     """For each runtime's raw int8 outputs (name -> [n, classes]) of ``inputs``: per op type, the
-    roundings with which the numpy run equals them bit for bit (both, where no value of that op
-    fell where the roundings differ), or None when no assignment matches."""
+    roundings with which the numpy run equals them bit for bit (several, where no value of that op
+    fell where they differ), or None when no assignment matches. TFLite's two roundings are tried
+    first; XNNPACK's ``fp32`` joins them only for a runtime they do not explain."""
     ops = graph.requantizing_ops
-    assignments = [dict(zip(ops, choice)) for choice in itertools.product(ROUNDINGS, repeat=len(ops))]
-    expected = [graph.run(inputs, assignment) for assignment in assignments]
-    found = {}
-    for name, got in outputs.items():
-        matches = [a for a, e in zip(assignments, expected) if np.array_equal(e, np.asarray(got).reshape(e.shape))]
-        found[name] = {op: sorted({a[op] for a in matches}) for op in ops} if matches else None
+    found = dict.fromkeys(outputs)
+    for modes in (ROUNDINGS, (*ROUNDINGS, FLOAT_ROUNDING)):
+        unexplained = [name for name, result in found.items() if result is None]
+        if not unexplained:
+            break
+        assignments = [dict(zip(ops, choice)) for choice in itertools.product(modes, repeat=len(ops))]
+        expected = graph.run_many(inputs, assignments)
+        for name in unexplained:
+            got = np.asarray(outputs[name])
+            matches = [a for a, e in zip(assignments, expected) if np.array_equal(e, got.reshape(e.shape))]
+            found[name] = {op: sorted({a[op] for a in matches}) for op in ops} if matches else None
     return found

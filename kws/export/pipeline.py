@@ -7,12 +7,14 @@ output folder, verifies it, and only then moves its files into place: an error l
 half-written, an earlier export is replaced only by a verified one, and files of the user's in
 the output folder are never touched.
 
-The path: the float TinyConv (quantization wrappers stripped, pruning masks applied) ->
+The path: the float model, TinyConv or DS-CNN (quantization wrappers stripped, pruning masks
+applied, DS-CNN's BatchNorm folded into its convolutions) ->
 ``torch.onnx.export`` (opset 17, input ``features`` [N, frames * features]) -> onnx2tf ->
 float and full-integer int8 TFLite (int8 input and output), calibrated on training clips
-without augmentation. The graph handed to onnx2tf is an exact rewrite of TinyConv (see
-:class:`kws.export.graph.TFLiteGraph`) so that the int8 model holds only RESHAPE, CONV_2D, RESHAPE and
-FULLY_CONNECTED -- no TRANSPOSE or PAD.
+without augmentation. The graph handed to onnx2tf is an exact rewrite of the model (see
+:func:`kws.export.graph.tflite_graph`) so that the int8 model holds only RESHAPE, CONV_2D, RESHAPE and
+FULLY_CONNECTED (TinyConv), or RESHAPE, CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, RESHAPE and
+FULLY_CONNECTED (DS-CNN) -- no TRANSPOSE or PAD.
 
 Artifacts: model.onnx, model_float.tflite, model_int8.tflite, model_data.cc/.h (the int8 model as
 a C array), model_settings.h (features, labels and the int8 input quantization, all generated),
@@ -43,7 +45,7 @@ from kws.compression.quantization import quantizers  # noqa: E402
 from kws.export import ExportError  # noqa: E402
 from kws.export.c_sources import write_model_data, write_model_ops, write_model_settings  # noqa: E402
 from kws.export.convert import convert_tflite  # noqa: E402
-from kws.export.graph import export_onnx, float_tinyconv  # noqa: E402
+from kws.export.graph import export_onnx, plain_float_model  # noqa: E402
 from kws.export.report import format_report  # noqa: E402
 from kws.export.tflite import TFLiteRunner, evaluate_tflite, quantize, tensor_arena_size, tflite_ops  # noqa: E402
 from kws.export.verify import verify  # noqa: E402
@@ -121,7 +123,7 @@ def export_model(
     missing = [str(path) for path in compare if not Path(path).is_file()]
     if missing:
         raise ExportError(f"no .tflite model to compare at {missing}")
-    float_model = float_tinyconv(module.model)
+    float_model = plain_float_model(module.model)
     settings: FeatureSettings = datamodule.features
     labels = list(module.labels)
     with staging_folder(out_dir) as folder, tempfile.TemporaryDirectory() as scratch:
