@@ -48,7 +48,7 @@ from kws.export.convert import convert_tflite  # noqa: E402
 from kws.export.graph import export_onnx, plain_float_model  # noqa: E402
 from kws.export.report import format_report  # noqa: E402
 from kws.export.tflite import TFLiteRunner, evaluate_tflite, quantize, tensor_arena_size, tflite_ops  # noqa: E402
-from kws.export.verify import verify  # noqa: E402
+from kws.export.verify import runtime_accuracies, verify  # noqa: E402
 from kws.streams.evaluate import DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, data_stream_options  # noqa: E402
 from kws.training.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 
@@ -133,6 +133,9 @@ def export_model(
             try:
                 calibration, _ = datamodule.split_features("training", clips=calibration_clips, device=device)
                 test_x, test_y = datamodule.split_features("testing", device=device)
+                # the test clips both ways: after their lead-in (test_x, the board's view) and fresh
+                views = datamodule.eval_views
+                fresh = datamodule.split_features("testing", device=device, view="fresh") if len(views) > 1 else None
             except DataError as err:
                 raise ExportError(str(err)) from err
         with _step(log, "ONNX export"):
@@ -148,12 +151,17 @@ def export_model(
             arena = tensor_arena_size(int8_tflite, quantize(test_x[:1], *int8.input_quantization, int8.input["dtype"]), work)
         with _step(log, f"evaluation of every runtime on {len(test_y)} test clips"):
             results = verify(module, float_model, folder / "model.onnx", float_tflite, int8_tflite, test_x, test_y, arena["bytes"])
-            compared = {}
+            results["accuracy_views"] = {views[0]: results["accuracy"]}
+            if fresh is not None:
+                results["accuracy_views"]["fresh"] = runtime_accuracies(module, float_model, folder / "model.onnx", float_tflite, int8_tflite, *fresh, arena["bytes"])
+            compared = {}  # path -> {view: accuracy}
             for path in compare:
                 other = evaluate_tflite(path, test_x, test_y)
                 if other["scores"].shape[1] != len(labels):
                     raise ExportError(f"{path} has {other['scores'].shape[1]} outputs, the labels are {labels}")
-                compared[str(path)] = other["accuracy"]
+                compared[str(path)] = {views[0]: other["accuracy"]}
+                if fresh is not None:
+                    compared[str(path)]["fresh"] = evaluate_tflite(path, *fresh)["accuracy"]
         recognizer, stream_test = None, None
         if recognizer_fa_per_hour is not None:
             with _step(log, "stream test of the int8 model (tflite-micro) and the recognizer's calibration"):

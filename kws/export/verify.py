@@ -27,22 +27,7 @@ def verify(module, float_model: nn.Module, onnx_path: Path, float_tflite: bytes,
     """Every runtime on the test features: accuracy, and the checks an export must pass (ONNX
     Runtime and TFLite float equal PyTorch to FLOAT_TOLERANCE; the int8 model has int8 input and
     output). Agreement figures are reported, not enforced."""
-    import onnxruntime as ort
-
-    logits = {"pytorch_float": float_model(torch.from_numpy(features)).numpy()}
-    if quantizers(module.model):
-        was_training = module.model.training
-        module.model.eval()
-        device = next(module.model.parameters()).device
-        logits["pytorch_qat"] = module.model(torch.from_numpy(features).to(device)).cpu().numpy()
-        module.model.train(was_training)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    logits["onnxruntime"] = session.run([OUTPUT_NAME], {INPUT_NAME: features})[0]
-    logits["tflite_float"] = evaluate_tflite(float_tflite, features)["scores"]
-    litert = evaluate_tflite(int8_tflite, features, runtime="litert")
-    reference_kernels = evaluate_tflite(int8_tflite, features, runtime="litert-reference")
-    micro = evaluate_tflite(int8_tflite, features, runtime="micro", arena_size=arena)
-    logits["tflite_int8"], logits["tflite_micro"] = litert["scores"], micro["scores"]
+    logits, litert, reference_kernels, micro = runtime_outputs(module, float_model, onnx_path, float_tflite, int8_tflite, features, arena)
 
     reference = logits["pytorch_float"]
     differences = {name: _relative_error(logits[name], reference) for name in ("onnxruntime", "tflite_float")}
@@ -60,6 +45,36 @@ def verify(module, float_model: nn.Module, onnx_path: Path, float_tflite: bytes,
         "tflite_micro_vs_litert_reference_kernels_int8": compare_int8(micro, reference_kernels),
         "int8_rounding": int8_rounding(int8_tflite, features, {"tflite_micro": micro, "litert": litert, "litert_reference_kernels": reference_kernels}),
     }
+
+
+@torch.no_grad()
+def runtime_outputs(module, float_model: nn.Module, onnx_path: Path, float_tflite: bytes, int8_tflite: bytes, features: np.ndarray, arena: int):
+    """(logits or dequantized scores per runtime name, LiteRT int8 run, LiteRT reference-kernel
+    run, tflite-micro run) of every runtime on ``features``."""
+    import onnxruntime as ort
+
+    logits = {"pytorch_float": float_model(torch.from_numpy(features)).numpy()}
+    if quantizers(module.model):
+        was_training = module.model.training
+        module.model.eval()
+        device = next(module.model.parameters()).device
+        logits["pytorch_qat"] = module.model(torch.from_numpy(features).to(device)).cpu().numpy()
+        module.model.train(was_training)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    logits["onnxruntime"] = session.run([OUTPUT_NAME], {INPUT_NAME: features})[0]
+    logits["tflite_float"] = evaluate_tflite(float_tflite, features)["scores"]
+    litert = evaluate_tflite(int8_tflite, features, runtime="litert")
+    reference_kernels = evaluate_tflite(int8_tflite, features, runtime="litert-reference")
+    micro = evaluate_tflite(int8_tflite, features, runtime="micro", arena_size=arena)
+    logits["tflite_int8"], logits["tflite_micro"] = litert["scores"], micro["scores"]
+    return logits, litert, reference_kernels, micro
+
+
+def runtime_accuracies(module, float_model: nn.Module, onnx_path: Path, float_tflite: bytes, int8_tflite: bytes, features: np.ndarray,
+                       labels: np.ndarray, arena: int) -> dict[str, float]:
+    """Every runtime's accuracy on ``features`` (e.g. the test clips featurized another way)."""
+    logits = runtime_outputs(module, float_model, onnx_path, float_tflite, int8_tflite, features, arena)[0]
+    return {name: accuracy(logits[name], labels) for name in RUNTIME_LABELS if name in logits}
 
 
 def int8_rounding(model: bytes, features: np.ndarray, runs: dict[str, dict]) -> dict:

@@ -93,6 +93,19 @@ def test_export_writes_every_artifact_and_reports(exported):
     for line in ("| model_int8.tflite", "| TFLite int8 (tflite-micro)", "int8 ops: RESHAPE, CONV_2D, RESHAPE, FULLY_CONNECTED", "tflite-micro tensor arena:"):
         assert line in console
     assert report["accuracy"]["pytorch_float"] > 0.45  # above chance (a third): it learned, so agreement below means something
+    # without a lead-in the test clips have one view, a fresh front-end state, and the table says so
+    assert report["accuracy_views"] == {"fresh": report["accuracy"]} and "test, fresh state |" in console
+
+
+def test_accuracy_table_has_a_column_per_view():
+    from kws.export.report import accuracy_table
+
+    views = {"lead_in": {"pytorch_float": 0.93, "tflite_micro": 0.9275}, "fresh": {"pytorch_float": 0.5, "tflite_micro": 0.25}}
+    lines = accuracy_table({"accuracy": views["lead_in"], "accuracy_views": views, "compared": {"/x/ref.tflite": {"lead_in": 0.55, "fresh": 0.875}}})
+    assert "test, after a lead-in" in lines[0] and "test, fresh state" in lines[0] and lines[0].index("lead-in") < lines[0].index("fresh")
+    assert [[cell.strip() for cell in line.split("|")[2:4]] for line in lines[2:]] == [["93.00%", "50.00%"], ["92.75%", "25.00%"], ["55.00%", "87.50%"]]
+    assert len({len(line) for line in lines}) == 1  # the columns line up
+    assert lines[4].startswith("| ref.tflite")
 
 
 def test_runtimes_agree(exported, checkpoint, training_features):
