@@ -22,8 +22,10 @@ $(STAMP): $(INSTALL_INPUTS)
 	rm -f $(VENV)/.kws-*
 	touch $@
 
+# Extra fit arguments: make train ARGS="--model.arch tiny_conv"
+ARGS ?=
 train: install
-	$(PY) -m kws fit --config $(CONFIG)
+	$(PY) -m kws fit --config $(CONFIG) $(ARGS)
 
 test: install
 	$(PY) -m pytest -q
