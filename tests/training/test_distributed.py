@@ -44,6 +44,9 @@ def fit(work: Path, corpus: Path, *args: str) -> tuple[dict, str]:
     run_kws("fit", "--config", str(REPO / "conf.yaml"), "--config", str(override), "--data.data_dir", str(corpus),
             "--trainer.max_epochs", str(EPOCHS), "--test_after_fit", "false", "--model.dropout", "0", "--data.background_frequency", "0",
             "--data.time_shift_ms", "0", "--data.silence_percentage", "0", "--data.training_unknown_percentage", "null",
+            # TinyConv: without BatchNorm, whose per-rank batch statistics would make DDP differ from
+            # one process by design (conf/cluster.yaml syncs them for DS-CNN: sync_batchnorm)
+            "--model.arch", "tiny_conv",
             *[arg for name, value in STREAM_AUGMENTATION_OFF for arg in (f"--data.{name}", value)], *args, cwd=work)
     final = torch.load(work / "runs" / "csv" / "version_0" / "checkpoints" / "final.ckpt", map_location="cpu", weights_only=False)
     return final, (work / "runs" / "csv" / "version_0" / "metrics.csv").read_text()

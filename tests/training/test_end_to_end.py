@@ -60,7 +60,7 @@ def test_checkpoint_reloads_and_retests(fitted):
     best = next((work / "runs" / "csv" / "version_0" / "checkpoints").glob("best-*.ckpt"))
     module = KWSModule.load_from_checkpoint(best, map_location="cpu")
     assert module.labels == ["silence", "unknown", "yes", "no"]
-    assert sum(p.numel() for p in module.model.parameters()) == 16_652
+    assert module.hparams.arch == "ds_cnn" and sum(p.numel() for p in module.model.parameters()) == 25_220  # conf.yaml's model
     ckpt = torch.load(best, map_location="cpu", weights_only=False)
     assert ckpt["datamodule_hyper_parameters"]["frontend"] == "micro"
     first = json.loads((work / "runs" / "csv" / "version_0" / "test_results.json").read_text())
