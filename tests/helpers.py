@@ -41,3 +41,24 @@ def make_corpus(root: Path, speakers: int = 30, clips: int = 2, lists: bool = Fa
         (root / "validation_list.txt").write_text("\n".join(f for f in files if "spk000_" in f or "spk001_" in f) + "\n")
         (root / "testing_list.txt").write_text("\n".join(f for f in files if "spk002_" in f) + "\n")
     return root
+
+
+def trained_checkpoint(datamodule, features: tuple[np.ndarray, np.ndarray], path: Path, epochs: int, **module_args) -> Path:
+    """A KWSModule (``module_args``) trained for ``epochs`` on ``features`` (x, y), saved at ``path``
+    as `fit` saves it: a Lightning checkpoint with the data module's hyperparameters."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from kws.training.module import KWSModule
+
+    x, y = features
+    torch.manual_seed(0)
+    module = KWSModule(labels=datamodule.labels, input_shape=datamodule.input_shape, dropout=0.0, **module_args)
+    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(module, DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=32, shuffle=True))
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved["datamodule_hyper_parameters"] = dict(datamodule.hparams)  # what fit with the data module stores
+    torch.save(saved, path)
+    return path

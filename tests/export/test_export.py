@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import Export, QuantizationAwareTraining
-from tests.helpers import run_kws
+from tests.helpers import run_kws, trained_checkpoint
 from datamodules import SpeechCommandsDataModule
 from datamodules.synthetic import generate_corpus
 from kws.audio.wav import read_wav
@@ -57,17 +57,7 @@ def training_features(datamodule) -> tuple[np.ndarray, np.ndarray]:
 def checkpoint(datamodule, training_features, tmp_path_factory) -> Path:
     """A KWSModule trained for a few seconds on the training features, saved as `fit` saves it
     (Lightning checkpoint with the data module's hyperparameters)."""
-    x, y = training_features
-    torch.manual_seed(0)
-    module = KWSModule(labels=datamodule.labels, input_shape=datamodule.input_shape, learning_rate=3e-3, dropout=0.0)
-    trainer = L.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
-    trainer.fit(module, DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=32, shuffle=True))
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    trainer.save_checkpoint(path)
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    saved["datamodule_hyper_parameters"] = dict(datamodule.hparams)  # what fit with the data module stores
-    torch.save(saved, path)
-    return path
+    return trained_checkpoint(datamodule, training_features, tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", epochs=20, learning_rate=3e-3)
 
 
 @pytest.fixture(scope="module")

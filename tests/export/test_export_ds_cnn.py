@@ -8,13 +8,11 @@ import re
 import shutil
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from datamodules import SpeechCommandsDataModule
 from kws.compression.pruning import add_masks, get_mask
@@ -26,7 +24,7 @@ from kws.export.pipeline import export_checkpoint
 from kws.export.tflite import evaluate_tflite, quantize, tflite_ops
 from kws.models import DSCNN
 from kws.training.module import KWSModule
-from tests.helpers import REPO
+from tests.helpers import REPO, trained_checkpoint
 
 BLOCK = ["DEPTHWISE_CONV_2D", "CONV_2D"]
 OPS = ["RESHAPE", "CONV_2D", *BLOCK * 4, "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED"]
@@ -62,17 +60,7 @@ def training_features(datamodule) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def checkpoint(datamodule, training_features, tmp_path_factory) -> Path:
     """A DS-CNN KWSModule trained for a few epochs on the training features, saved as `fit` saves it."""
-    x, y = training_features
-    torch.manual_seed(0)
-    module = KWSModule(labels=datamodule.labels, input_shape=datamodule.input_shape, arch="ds_cnn", learning_rate=1e-2, dropout=0.0)
-    trainer = L.Trainer(max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
-    trainer.fit(module, DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=32, shuffle=True))
-    path = tmp_path_factory.mktemp("ckpt") / "ds_cnn.ckpt"
-    trainer.save_checkpoint(path)
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    saved["datamodule_hyper_parameters"] = dict(datamodule.hparams)  # what fit with the data module stores
-    torch.save(saved, path)
-    return path
+    return trained_checkpoint(datamodule, training_features, tmp_path_factory.mktemp("ckpt") / "ds_cnn.ckpt", epochs=6, arch="ds_cnn", learning_rate=1e-2)
 
 
 @pytest.fixture(scope="module")
