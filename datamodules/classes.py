@@ -12,6 +12,10 @@ from lightning.pytorch.utilities import rank_zero_warn
 from datamodules.augment import BackgroundNoise
 from datamodules.layout import SILENCE_LABEL, UNKNOWN_LABEL
 
+# How evaluation clips may be featurized: after a lead-in, as a stream computes them, and from a
+# fresh front-end state, as clip tools do (the data module's eval_views, one loader each).
+EVAL_VIEWS = ("lead_in", "fresh")
+
 
 def class_rows(files: Sequence[str], assignment: Sequence[str], split: str, labels: Sequence[str], silence_percentage: float,
                unknown_percentage: float, rng: np.random.Generator, on_empty: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:

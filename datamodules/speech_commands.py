@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from datamodules.audio_cache import DecodeReport, load_or_build_cache
 from datamodules.augment import BackgroundNoise
-from datamodules.classes import class_rows, counts_table, evaluation_clips
+from datamodules.classes import EVAL_VIEWS, class_rows, counts_table, evaluation_clips
 from datamodules.batches import ClipBatches, FeatureBatches, whole_batch
 from datamodules.lead_in import LeadInBank, LeadInConfig, cached_bank, lead_in_applies, lead_in_rows
 from datamodules.noise_parts import read_noise_parts
@@ -183,7 +183,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
     def eval_views(self) -> tuple[str, ...]:
         """How validation and test clips are featurized, in loader order: after their lead-in
         (the board's view, when ``lead_in`` applies) and from a fresh state (a clip tool's)."""
-        return ("lead_in", "fresh") if self.uses_lead_in else ("fresh",)
+        return EVAL_VIEWS if self.uses_lead_in else EVAL_VIEWS[1:]
 
     # ------------------------------------------------------------------ preparation (rank 0)
     def prepare_data(self) -> None:

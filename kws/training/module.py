@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from datamodules.classes import EVAL_VIEWS
 from kws.models import ARCHITECTURES, build_model
 from kws.models.surgery import parameters_in_plain_order, replay_transforms
 from kws.training.checkpoint_file import check_compatible, read_checkpoint
@@ -20,9 +21,6 @@ from kws.training.results import format_table, per_class_table
 from kws.utils.seeding import step_seed
 
 DEFAULT_LABELS = ("silence", "unknown", "yes", "no")
-# How evaluation clips may be featurized (the data module's ``eval_views``, one loader each):
-# after a lead-in, as the board hears them in a stream, and from a fresh front-end state.
-EVAL_VIEWS = ("lead_in", "fresh")
 VIEW_TITLES = {"lead_in": "after a lead-in (the stream's front-end state)", "fresh": "fresh front-end state per clip"}
 
 
