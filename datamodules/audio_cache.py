@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from kws.audio.wav import DATA_RATE_FIX, AudioError, read_wav, resample_int16, wrong_rate_message
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the metadata carries a digest of its row order (rows_digest)
 
 
 @dataclass
@@ -41,6 +41,18 @@ class DecodeReport:
             first = "; ".join(f"{k}: {v}" for k, v in list(self.skipped.items())[:5])
             text += f", skipped {len(self.skipped)} unreadable: {first}" + (" ..." if len(self.skipped) > 5 else "")
         return text
+
+
+def rows_digest(files: list[str]) -> str:
+    """A digest of the cache's rows, in order: row i holds files[i]. Stored beside the list so
+    an edited or reordered list (rows mapped to the wrong files) is caught, not trusted."""
+    return hashlib.sha1("\n".join(files).encode()).hexdigest()
+
+
+def _in_order(kept: list[str], requested: list[str]) -> bool:
+    """Whether ``kept`` is ``requested`` with some files left out, in the same order."""
+    remaining = iter(requested)
+    return all(any(f == r for r in remaining) for f in kept)
 
 
 def cache_key(root: Path, files: list[str], sample_rate: int, clip_samples: int, resample: bool) -> str:
@@ -66,7 +78,7 @@ def load_or_build_cache(
     naming it."""
     key = cache_key(root, files, sample_rate, clip_samples, resample)
     data_path, meta_path = cache_dir / f"audio-{key}.npy", cache_dir / f"audio-{key}.json"
-    cached = _read(data_path, meta_path, len(files), clip_samples)
+    cached = _read(data_path, meta_path, files, clip_samples)
     if cached is None:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -75,11 +87,11 @@ def load_or_build_cache(
         # One builder per cache folder: processes starting together (ranks, jobs, nodes sharing
         # the folder) wait here, then find the finished cache.
         with FileLock(cache_dir / f"audio-{key}.lock"):
-            cached = _read(data_path, meta_path, len(files), clip_samples)
+            cached = _read(data_path, meta_path, files, clip_samples)
             if cached is None:
                 _remove_stale_temporaries(cache_dir)
                 _build(root, files, data_path, meta_path, sample_rate, clip_samples, resample, skip_bad_files, workers)
-                cached = _read(data_path, meta_path, len(files), clip_samples)
+                cached = _read(data_path, meta_path, files, clip_samples)
         if cached is None:
             raise OSError(f"the audio cache {data_path} cannot be read back after building it; delete {cache_dir} and check the disk")
     audio, meta = cached
@@ -89,16 +101,19 @@ def load_or_build_cache(
     return audio, meta["files"], report
 
 
-def _read(data_path: Path, meta_path: Path, max_rows: int, clip_samples: int) -> tuple[np.ndarray, dict] | None:
+def _read(data_path: Path, meta_path: Path, requested: list[str], clip_samples: int) -> tuple[np.ndarray, dict] | None:
     """The cache's audio (memory-mapped) and metadata; None when absent. A damaged cache (killed
-    while written by another tool, a full disk, an edit) is deleted so that it is rebuilt."""
+    while written by another tool, a full disk, an edit such as a reordered file list) is
+    deleted so that it is rebuilt."""
     if not (data_path.exists() and meta_path.exists()):
         return None
     try:
         meta = json.loads(meta_path.read_text())
         audio = np.load(data_path, mmap_mode="r")
-        if audio.dtype != np.int16 or audio.ndim != 2 or audio.shape[1] != clip_samples or len(audio) != len(meta["files"]) or len(audio) > max_rows:
+        if audio.dtype != np.int16 or audio.ndim != 2 or audio.shape[1] != clip_samples or len(audio) != len(meta["files"]) or len(audio) > len(requested):
             raise ValueError(f"holds {audio.dtype} {audio.shape}, expected int16 [{len(meta['files'])}, {clip_samples}]")
+        if meta.get("rows_digest") != rows_digest(meta["files"]) or not _in_order(meta["files"], requested):
+            raise ValueError("its file list does not match its rows (edited or reordered), so rows would map to the wrong files")
         DecodeReport(**meta["report"])
         return audio, meta
     except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
@@ -172,7 +187,8 @@ def _build(root, files, data_path, meta_path, sample_rate, clip_samples, resampl
         np.save(compact, full[kept])
         del full
         os.replace(compact, tmp)
-    meta = {"files": [f for f, k in zip(files, kept) if k], "report": report.__dict__}
+    kept_files = [f for f, k in zip(files, kept) if k]
+    meta = {"files": kept_files, "rows_digest": rows_digest(kept_files), "report": report.__dict__}
     meta_tmp = meta_path.with_suffix(f".{os.getpid()}.tmp")
     meta_tmp.write_text(json.dumps(meta))
     os.replace(tmp, data_path)  # data first, then the metadata that marks it complete

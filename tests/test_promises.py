@@ -137,6 +137,22 @@ def test_a_damaged_cache_is_named_and_rebuilt(tmp_path):
         assert np.array_equal(again, expected)
 
 
+def test_a_cache_whose_file_list_was_reordered_is_rebuilt_not_trusted(tmp_path):
+    """Rows belong to files: a valid but reordered list in the .json would map every clip to the
+    wrong label (test accuracy 1.0 -> 0.06), so it is caught, named and rebuilt."""
+    root = make_corpus(tmp_path / "c", speakers=3)
+    files = sorted(f"{p.parent.name}/{p.name}" for p in root.glob("[a-z]*/*.wav"))
+    audio, _, _ = load_or_build_cache(root, files, root / ".cache", 16000, 16000)
+    expected = {name: np.array(row) for name, row in zip(files, audio)}
+    meta_path = next((root / ".cache").glob("audio-*.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["files"] = meta["files"][::-1]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match=f"{meta_path.name}.*(reordered|does not match)"):
+        again, kept, _ = load_or_build_cache(root, files, root / ".cache", 16000, 16000)
+    assert kept == files and all(np.array_equal(row, expected[name]) for name, row in zip(kept, again))
+
+
 def test_temporaries_of_a_killed_decoder_are_removed(tmp_path):
     root = make_corpus(tmp_path / "c", speakers=3)
     files = sorted(f"{p.parent.name}/{p.name}" for p in root.glob("[a-z]*/*.wav"))
