@@ -2,6 +2,8 @@
 predict) go to the LightningCLI; every other tool is named here."""
 from __future__ import annotations
 
+import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -39,6 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] in TOOLS:
         importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
         return
+    if argv[0] not in LIGHTNING and not argv[0].startswith("-"):
+        close = difflib.get_close_matches(argv[0], [*LIGHTNING, *TOOLS], n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        print(f"error: unknown command '{argv[0]}': {hint}choose from {', '.join([*LIGHTNING, *TOOLS])}", file=sys.stderr)
+        sys.exit(2)
     run_lightning(argv)
 
 
@@ -48,12 +55,14 @@ def run_lightning(argv: list[str]) -> None:
     try:
         from kws.training.cli import cli_main
 
-        cli_main(argv)
+        cli_main(None if argv == sys.argv[1:] else argv)  # None: Lightning reads sys.argv itself, without a warning
     except Exception as err:  # noqa: BLE001  every failure of a run ends here
         if os.environ.get("KWS_DEBUG"):
             traceback.print_exc()
         own = type(err).__module__.split(".")[0] in ("kws", "datamodules", "callbacks") or isinstance(err, (ValueError, OSError))
         message = str(err) if own else f"{type(err).__name__}: {err}"
+        if isinstance(err, argparse.ArgumentError):  # a bad option or value: name it, point at the list
+            message = f"{' '.join(str(err).split())} (`python -m kws {argv[0]} --help` lists the options)"
         print(f"error: {message}", file=sys.stderr)
         if not os.environ.get("KWS_DEBUG"):
             print("(set KWS_DEBUG=1 for the traceback)", file=sys.stderr)

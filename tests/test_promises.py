@@ -4,6 +4,7 @@ handled correctly; nothing the user made is ever deleted; no result is quietly w
 
 The next bad input found belongs here, as one more promise.
 """
+import csv
 import json
 import os
 import subprocess
@@ -253,6 +254,54 @@ def test_a_resumed_fit_continues_in_its_own_folder(tmp_path):
     logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir=str(tmp_path), name="csv", version=None))
     claim_log_versions({"trainer": {"logger": [logger]}, "ckpt_path": str(tmp_path / "csv/version_3/checkpoints/latest.ckpt")}, "fit")
     assert logger.init_args.version == 3  # its best checkpoint and metrics stay together
+
+
+def test_a_resumed_fit_keeps_the_earlier_epochs_rows_of_metrics_csv(tmp_path, corpus):
+    """Lightning's CSVLogger deletes metrics.csv in a folder in use; the resumed fit appends."""
+    quick = tmp_path / "quick.yaml"
+    quick.write_text(
+        "trainer:\n  logger:\n    - class_path: lightning.pytorch.loggers.CSVLogger\n      init_args: {save_dir: runs, name: csv}\n"
+        "  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
+        "      init_args: {filename: latest, enable_version_counter: false}\n"
+        "model: {arch: tiny_conv}\n"
+    )
+    base = ["--config", str(REPO / "conf.yaml"), "--config", str(quick), "--data.data_dir", str(corpus), "--test_after_fit", "false"]
+    first = kws("fit", *base, "--trainer.max_epochs", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run = tmp_path / "runs" / "csv" / "version_0"
+    resumed = kws("fit", *base, "--trainer.max_epochs", "2", "--ckpt_path", str(run / "checkpoints" / "latest.ckpt"), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert sorted({int(r["epoch"]) for r in rows if r.get("val/acc")}) == [0, 1]
+    assert [d.name for d in (tmp_path / "runs" / "csv").iterdir()] == ["version_0"]
+
+
+def test_a_refused_run_leaves_no_empty_version_folder(tmp_path, corpus):
+    proc = kws("fit", "--config", str(REPO / "conf.yaml"), "--data.data_dir", str(tmp_path / "missing"), "--data.synthetic", "false", cwd=tmp_path)
+    one_clear_error(proc, "missing")
+    assert not list((tmp_path / "runs" / "csv").glob("version_*"))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["fit", "--data.batchsize", "3"], "--data.batchsize"),
+    (["fit", "--data.batch_size", "ten"], "data.batch_size"),
+    (["test", "--bogus"], "--bogus"),
+])
+def test_a_bad_option_gets_one_line_not_the_usage(tmp_path, args, needle):
+    proc = kws(args[0], "--config", str(REPO / "conf.yaml"), *args[1:], cwd=tmp_path)
+    error = one_clear_error(proc, needle, "--help")
+    assert len(proc.stderr.splitlines()) <= 3, proc.stderr  # no usage screen before it
+    assert error
+
+
+def test_max_epochs_0_is_named(tmp_path, corpus):
+    proc = kws("fit", *cli(corpus, "--trainer.max_epochs", "0"), cwd=tmp_path)
+    one_clear_error(proc, "max_epochs")
+
+
+def test_a_mistyped_command_lists_every_command(tmp_path):
+    proc = kws("fitt", cwd=tmp_path)
+    assert proc.returncode == 2 and "did you mean 'fit'" in proc.stderr and "stream-test" in proc.stderr and "export" in proc.stderr
 
 
 # ---------------------------------------------------------------------------------- export

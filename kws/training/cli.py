@@ -21,6 +21,11 @@ from kws.utils.threads import share_cpu_threads  # noqa: E402
 
 # ckpt_path values Lightning resolves itself (within a fit), not files.
 SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")
+# Lightning's CSVLogger deletes metrics.csv in a folder in use; a resumed fit gets kws's, which appends.
+LIGHTNING_CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+APPENDING_CSV_LOGGER = "kws.training.csv_logger.CSVLogger"
+# version_N folders this process claimed and has not used yet: removed again if the run fails first.
+CLAIMED: list[Path] = []
 
 
 class KWSCLI(LightningCLI):
@@ -99,6 +104,8 @@ class KWSCLI(LightningCLI):
             dm = self.datamodule
             features = {key: dm.hparams[key] for key in FEATURE_KEYS}
             check_compatible(read_checkpoint(init_from, "model.init_from"), init_from, dm.labels, dm.input_shape, features, "model.init_from")
+        if self.trainer.max_epochs == 0:
+            raise ValueError("trainer.max_epochs is 0: fit would train nothing and leave no checkpoint to test; set max_epochs >= 1")
         if self.model.hparams.lr_schedule == "cosine" and (self.trainer.max_epochs is None or self.trainer.max_epochs < 1):
             raise ValueError(f"model.lr_schedule cosine anneals over trainer.max_epochs, which is {self.trainer.max_epochs}: set a number of epochs, or lr_schedule constant or step")
         share_cpu_threads(self.trainer.num_devices)
@@ -146,6 +153,8 @@ def claim_log_versions(config, subcommand: str | None) -> None:
             continue
         root = Path(logger.init_args.get("save_dir") or ".") / (logger.init_args.get("name") or "lightning_logs")
         if ckpt is not None and ckpt.parent.name == "checkpoints" and ckpt.parent.parent.parent == root.resolve():
+            if logger.class_path == LIGHTNING_CSV_LOGGER:
+                logger.class_path = APPENDING_CSV_LOGGER  # the earlier epochs' rows of metrics.csv stay
             logger.init_args.version = int(ckpt.parent.parent.name.split("_")[-1]) if re.fullmatch(r"version_\d+", ckpt.parent.parent.name) else ckpt.parent.parent.name
             continue
         root.mkdir(parents=True, exist_ok=True)
@@ -154,11 +163,32 @@ def claim_log_versions(config, subcommand: str | None) -> None:
         while True:
             try:
                 (root / f"version_{version}").mkdir()
+                CLAIMED.append(root / f"version_{version}")
                 break
             except FileExistsError:  # another run claimed it between the listing and the mkdir
                 version += 1
         logger.init_args.version = version
 
 
+def release_unused_versions() -> None:
+    """Remove the version_N folders this process claimed but never wrote to (a run refused before
+    training: a bad option, checkpoint or data folder), so runs/ holds only runs."""
+    while CLAIMED:
+        folder = CLAIMED.pop()
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
+
+
 def cli_main(args: list[str] | None = None) -> KWSCLI:
-    return KWSCLI(KWSModule, SpeechCommandsDataModule, args=args, save_config_kwargs={"overwrite": True})
+    # exit_on_error False: a bad option raises, and `python -m kws` prints its one error line
+    # instead of jsonargparse's full usage (about 100 lines) before it.
+    try:
+        return KWSCLI(KWSModule, SpeechCommandsDataModule, args=args, save_config_kwargs={"overwrite": True},
+                      parser_kwargs={"exit_on_error": False})
+    except BaseException:
+        release_unused_versions()
+        raise
+    finally:
+        CLAIMED.clear()
