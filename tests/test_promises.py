@@ -83,6 +83,29 @@ def test_a_wrong_rate_in_listen_says_what_listen_can_do(tmp_path, micro_speech_d
     assert "data" not in error
 
 
+def test_listen_on_a_truncated_wav_names_it_before_hearing_anything(tmp_path, micro_speech_dir):
+    """The header promises 3 s, the file holds 1 s: listen refuses, as the data loader does,
+    instead of reporting the words of the part it got."""
+    path = tmp_path / "cut.wav"
+    write_wav(path, (1000 * np.sin(np.arange(3 * 16000) / 5)).astype(np.int16), 16000)
+    path.write_bytes(path.read_bytes()[: 44 + 2 * 16000])
+    proc = kws("listen", str(path), "--model", "int8", "--tflite", str(micro_speech_dir / "micro_speech_quantized.tflite"), cwd=tmp_path)
+    one_clear_error(proc, str(path), "truncated")
+    assert "Heard" not in proc.stdout
+
+
+@pytest.mark.parametrize("tool", ["listen", "plot-features"])
+def test_nan_in_a_float_wav_is_named(tmp_path, micro_speech_dir, tool):
+    path = tmp_path / "nan.wav"
+    samples = 0.1 * np.sin(np.arange(2 * 16000) / 5)
+    samples[5000] = np.nan
+    sf.write(path, samples, 16000, subtype="FLOAT")
+    tflite = str(micro_speech_dir / "micro_speech_quantized.tflite")
+    args = [str(path), "--model", "int8", "--tflite", tflite] if tool == "listen" else ["--wav", str(path), "--out", str(tmp_path / "p.png")]
+    proc = kws(tool, *args, cwd=tmp_path)
+    one_clear_error(proc, str(path), "NaN")
+
+
 def test_sample_rate_the_front_end_cannot_use_names_the_user_option():
     with pytest.raises(ValueError) as info:
         build_frontend(FeatureSettings(sample_rate=8000))

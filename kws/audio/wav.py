@@ -41,9 +41,11 @@ def _check(path: Path, f: sf.SoundFile, sample_rate: int | None, resample: bool,
         raise AudioError(wrong_rate_message(path, f.samplerate, sample_rate, rate_fix))
 
 
-def _to_int16(block: np.ndarray, is_float: bool) -> np.ndarray:
+def _to_int16(path: Path, block: np.ndarray, is_float: bool) -> np.ndarray:
     if not is_float:
         return block
+    if not np.isfinite(block).all():  # NaN/inf would cast to arbitrary integers (a numpy warning at best)
+        raise AudioError(f"{path}: float samples that are NaN or infinite; re-export it as 16-bit PCM WAV")
     return np.clip(np.round(block * 32768.0), -32768, 32767).astype(np.int16)
 
 
@@ -72,10 +74,8 @@ def read_wav(path: str | Path, sample_rate: int | None = None, resample: bool = 
         except (RuntimeError, sf.LibsndfileError) as err:
             raise AudioError(f"{path}: not a readable WAV file ({err}); re-export it as 16-bit PCM WAV or delete it") from err
         rate = f.samplerate
-    declared = _declared_frames(path)
-    if declared is not None and data.shape[0] < declared:
-        raise AudioError(f"{path}: truncated (header says {declared} samples, file holds {data.shape[0]}); re-download or delete it")
-    samples = _to_int16(data[:, 0], is_float)
+    _check_length(path, data.shape[0])
+    samples = _to_int16(path, data[:, 0], is_float)
     if sample_rate is not None and rate != sample_rate:
         samples, rate = resample_int16(samples, rate, sample_rate), sample_rate
     return samples, rate
@@ -87,9 +87,10 @@ def wav_blocks(path: str | Path, sample_rate: int, block_samples: int, rate_fix:
     path = Path(path)
     with _open(path) as f:
         _check(path, f, sample_rate, False, rate_fix)
+        _check_length(path, f.frames)  # before the first block: a cut recording is named, not half-heard
         is_float = f.subtype in FLOAT_SUBTYPES
         for block in f.blocks(block_samples, dtype="float64" if is_float else "int16", always_2d=True):
-            yield _to_int16(block[:, 0], is_float)
+            yield _to_int16(path, block[:, 0], is_float)
 
 
 def wav_info(path: str | Path) -> sf._SoundFileInfo:
@@ -97,6 +98,12 @@ def wav_info(path: str | Path) -> sf._SoundFileInfo:
     path = Path(path)
     with _open(path):
         return sf.info(str(path))
+
+
+def _check_length(path: Path, frames: int) -> None:
+    declared = _declared_frames(path)
+    if declared is not None and frames < declared:
+        raise AudioError(f"{path}: truncated (header says {declared} samples, file holds {frames}); re-download or delete it")
 
 
 def _declared_frames(path: Path) -> int | None:
