@@ -39,11 +39,13 @@ def renamed_hint(message: str) -> str:
     """A line per old data key named in a command-line error ``message``: where it lives now; ''
     when none is named. Matches jsonargparse's wordings ('--data.max_cut', "Group 'data' does not
     accept option 'max_cut'") and a flat ``data.lead_in: true``, now a group."""
-    named = re.findall(r"data\.(\w+)\b(?!\.)", message) + re.findall(r"Group 'data' does not accept option '(\w+)'", message)
+    named = re.findall(r"data\.(\w+)\b(?!\.)", message)
+    named += re.findall(r"Group 'data' does not accept option '(\w+)'", message)
     lines = []
     for key in dict.fromkeys(named):
         if key == "lead_in" and "Unable to load config" in message:
-            lines.append("data.lead_in is a group now: data.lead_in.enabled true (YAML: data: {lead_in: {enabled: true}})")
+            lines.append("data.lead_in is a group now: data.lead_in.enabled true "
+                         "(YAML: data: {lead_in: {enabled: true}})")
         elif key in RENAMED and key != "lead_in":
             group, name = RENAMED[key]
             lines.append(f"data.{key} is now data.{group}.{name} (YAML: data: {{{group}: {{{name}: ...}}}})")
@@ -54,7 +56,8 @@ def merge_data_sections(base: dict, override: dict) -> dict:
     """``base`` data arguments updated by ``override`` (a config's ``data:`` section), groups
     merged key by key: a config that sets ``augment: {max_cut: 0.5}`` keeps the rest of the group.
     A flat key of before in ``override`` is refused, naming its new place."""
-    flat = [key for key, value in override.items() if key in RENAMED and not (key == "lead_in" and isinstance(value, dict))]
+    flat = [key for key, value in override.items()
+            if key in RENAMED and not (key == "lead_in" and isinstance(value, dict))]
     if flat:
         raise ValueError("the data options moved into groups: " + "; ".join(
             f"data.{key} is now data.{'.'.join(RENAMED[key])}" for key in flat))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 from datamodules import SpeechCommandsDataModule
-from datamodules.renamed_keys import merge_data_sections, nest_flat_keys
+from datamodules.renamed_keys import merge_data_sections, nest_flat_keys, renamed_hint
 from kws.training.checkpoint_file import FEATURE_KEYS, CheckpointError, check_compatible, read_checkpoint
 from kws.training.module import KWSModule
 
@@ -87,6 +87,6 @@ def load_config_model(path: str | Path) -> tuple[KWSModule, dict]:
         parsed = parser.parse_object(sections)
         init = parser.instantiate_classes(parsed)
     except Exception as err:  # jsonargparse's messages name the key and the expected type
-        raise CheckpointError(f"{path}: {err}") from err
+        raise CheckpointError(f"{path}: {err}\n{renamed_hint(str(err))}".rstrip()) from err
     data = init.data
     return KWSModule(labels=data.labels, input_shape=data.input_shape, **vars(parsed.model)), config

@@ -96,7 +96,8 @@ def test_the_groups_give_the_clips_and_features_of_the_flat_keywords(run, corpus
     (lambda: LeadInConfig(entries=0), r"data.lead_in.entries must be >= 1, got 0"),
     (lambda: LeadInConfig(eval_s=0.01), r"data.lead_in.eval_s must be >= 0.04"),
     (lambda: ClassShares(unknown_percentage=101), r"data.classes.unknown_percentage must be within \[0, 100\]"),
-    (lambda: SpeechCommandsDataModule(augment={"speed_prob": 0.5}), r"data.augment has no option speed_prob; its options: "),
+    (lambda: SpeechCommandsDataModule(augment={"speed_prob": 0.5}),
+     r"data.augment has no option speed_prob; its options: "),
     (lambda: SpeechCommandsDataModule(lead_in=True), r"data.lead_in must be a mapping of LeadInConfig's options"),
 ])
 def test_bad_options_name_their_key(make, message):
@@ -112,7 +113,8 @@ def test_hparams_hold_plain_values_that_rebuild_the_same_module():
         assert type(dm.hparams[group]) is dict and type(dm.hparams_initial[group]) is dict, group
     assert dm.hparams["lead_in"]["seconds"] == [0.2, 5.0]  # a list, as YAML writes it
     again = SpeechCommandsDataModule(**dict(dm.hparams))
-    assert (again.augment, again.lead_in, again.classes, again.features) == (dm.augment, dm.lead_in, dm.classes, dm.features)
+    for group in ("augment", "lead_in", "classes", "features"):
+        assert getattr(again, group) == getattr(dm, group), group
     assert again.lead_in.seconds == (0.2, 5.0) and isinstance(again.features, FeatureSettings)
 
 
@@ -161,3 +163,15 @@ def test_hint_names_the_new_key():
     assert "data.classes.silence_percentage" in renamed_hint("Group 'data' does not accept option 'silence_percentage'")
     assert "data.lead_in.enabled true" in renamed_hint('Parser key "data.lead_in":\nUnable to load config \'true\'')
     assert renamed_hint("unrecognized arguments: --data.augment.max_cutt 0.5 --data.wanted_wrods") == ""
+
+
+def test_the_tools_read_the_nested_config_and_name_a_flat_key(tmp_path):
+    from kws.training.checkpoints import CheckpointError, load_config_model
+    from tests.helpers import REPO
+
+    module, _ = load_config_model(REPO / "conf.yaml")
+    assert tuple(module.hparams.input_shape) == (49, 40)
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  max_cut: 0.5\n")
+    with pytest.raises(CheckpointError, match="data.max_cut is now data.augment.max_cut"):
+        load_config_model(old)

@@ -100,8 +100,8 @@ def test_datamodule_trains_and_evaluates_after_lead_ins(tiny_corpus, tmp_path):
     from datamodules import SpeechCommandsDataModule
 
     def make():
-        dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), cache_dir=str(tmp_path), batch_size=16, noise_split=True,
-                                      lead_in=LeadInConfig(enabled=True, entries=64, eval_s=1.0))
+        dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), cache_dir=str(tmp_path), batch_size=16,
+                                      noise_split=True, lead_in=LeadInConfig(enabled=True, entries=64, eval_s=1.0))
         dm.prepare_data()
         dm.setup()
         return dm

@@ -43,7 +43,8 @@ def fit(work: Path, corpus: Path, *args: str) -> tuple[dict, str]:
         },
     }))
     run_kws("fit", "--config", str(REPO / "conf.yaml"), "--config", str(override), "--data.data_dir", str(corpus),
-            "--trainer.max_epochs", str(EPOCHS), "--test_after_fit", "false", "--model.dropout", "0", "--data.augment.background_frequency", "0",
+            "--trainer.max_epochs", str(EPOCHS), "--test_after_fit", "false", "--model.dropout", "0",
+            "--data.augment.background_frequency", "0",
             "--data.augment.time_shift_ms", "0", "--data.classes.silence_percentage", "0",
             "--data.classes.training_unknown_percentage", "null",
             # TinyConv: without BatchNorm, whose per-rank batch statistics would make DDP differ from

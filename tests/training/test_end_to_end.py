@@ -66,7 +66,8 @@ def test_checkpoint_reloads_and_retests(fitted):
     ckpt = torch.load(best, map_location="cpu", weights_only=False)
     saved = ckpt["datamodule_hyper_parameters"]
     assert saved["features"]["frontend"] == "micro" and saved["lead_in"]["seconds"] == [0.2, 5.0]  # conf.yaml's, nested
-    hparams = yaml.safe_load((work / "runs" / "csv" / "version_0" / "hparams.yaml").read_text())
+    hparams_yaml = (work / "runs" / "csv" / "version_0" / "hparams.yaml").read_text()
+    hparams = yaml.load(hparams_yaml, yaml.FullLoader)  # FullLoader: the model's input_shape is a tuple
     assert hparams["augment"]["max_cut"] == 0.6 and hparams["classes"]["training_unknown_percentage"] == 100.0
     dm = SpeechCommandsDataModule.load_from_checkpoint(best)
     assert dm.lead_in.fresh_probability == 0.3 and dm.augment.word_placement and dm.features.frontend == "micro"
