@@ -175,3 +175,13 @@ def test_the_tools_read_the_nested_config_and_name_a_flat_key(tmp_path):
     old.write_text("data:\n  max_cut: 0.5\n")
     with pytest.raises(CheckpointError, match="data.max_cut is now data.augment.max_cut"):
         load_config_model(old)
+
+
+@pytest.mark.parametrize("saved", [{"frontend": "mfcc"}, {"features": {"frontend": "mfcc"}}], ids=["flat", "nested"])
+def test_a_checkpoints_feature_settings_are_checked_flat_or_nested(saved):
+    from kws.training.checkpoint_file import FEATURE_KEYS, CheckpointError, check_compatible
+
+    checkpoint = {"hyper_parameters": {"labels": ["a"], "input_shape": (49, 40)}, "datamodule_hyper_parameters": saved}
+    features = {key: getattr(FeatureSettings(), key) for key in FEATURE_KEYS}
+    with pytest.raises(CheckpointError, match=r"data.features.frontend 'mfcc' \(this run: 'micro'\)"):
+        check_compatible(checkpoint, "x.ckpt", ["a"], (49, 40), features)
