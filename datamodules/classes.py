@@ -3,6 +3,7 @@ of the other words' clips as ``unknown``, and a share of ``silence`` rows (noise
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -10,11 +11,43 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from datamodules.augment import BackgroundNoise
+from datamodules.config_checks import check_at_least, check_within
 from datamodules.layout import SILENCE_LABEL, UNKNOWN_LABEL
 
 # How evaluation clips may be featurized: after a lead-in, as a stream computes them, and from a
 # fresh front-end state, as clip tools do (the data module's eval_views, one loader each).
 EVAL_VIEWS = ("lead_in", "fresh")
+
+
+@dataclass(frozen=True)
+class ClassShares:
+    """Sizes of the silence and unknown classes (``data.classes.*``), as a percentage of the
+    keyword clips of each split (25 / 25 as micro_speech's training recipe).
+
+    Args:
+        silence_percentage: the silence class, in every split.
+        unknown_percentage: the unknown class of validation and test (and of training, unless
+            ``training_unknown_percentage`` is set): their clip accuracy stays comparable with the recipe's.
+        training_unknown_percentage: the training split's unknown class alone, above 100 for more
+            other words than keywords: a stream holds far more other speech than keywords.
+    """
+
+    silence_percentage: float = 25.0
+    unknown_percentage: float = 25.0
+    training_unknown_percentage: float | None = None
+
+    def __post_init__(self) -> None:
+        check_within("data.classes.silence_percentage", self.silence_percentage, 0, 100)
+        check_within("data.classes.unknown_percentage", self.unknown_percentage, 0, 100)
+        if self.training_unknown_percentage is not None:
+            check_at_least("data.classes.training_unknown_percentage (or null: unknown_percentage)",
+                           self.training_unknown_percentage, 0)
+
+    def unknown(self, split: str) -> float:
+        """The unknown class's percentage in ``split``."""
+        if split == "training" and self.training_unknown_percentage is not None:
+            return self.training_unknown_percentage
+        return self.unknown_percentage
 
 
 def class_rows(files: Sequence[str], assignment: Sequence[str], split: str, labels: Sequence[str], silence_percentage: float,

@@ -10,7 +10,7 @@ then a clip C, the clip's 49 frames are stream frames L/320 ...; frames 0 .. L/3
 A, and frame L/320 - 1 covers A[-320:] + C[:160]. So a bank entry -- the estimate after A's own
 frames and A's last 320 samples -- featurizes any clip exactly as the stream would: run the front
 end from that estimate over A[-320:] ++ C (50 frames) and drop the first frame
-(:func:`features_after`; ``tests/data/test_lead_in.py`` checks it bit for bit against streaming A ++ C).
+(:func:`features_after`; ``tests/datamodules/test_lead_in.py`` checks it bit for bit against streaming A ++ C).
 That costs one frame in 50 (2 %) more front-end work per clip.
 
 A lead-in is the split's background noise (its part of each recording,
@@ -47,41 +47,59 @@ from filelock import FileLock
 from torch import Tensor, nn
 
 from datamodules.augment import BackgroundNoise, to_int16
+from datamodules.config_checks import check_at_least, check_range, check_within, pairs_as_tuples
 
 POOLS = ("speech", "silence", "clean")
 
 
 @dataclass(frozen=True)
 class LeadInConfig:
-    """How lead-ins are composed.
+    """The data module's ``lead_in`` options (``data.lead_in.*``): whether clips are featurized
+    after a lead-in, and how lead-ins are composed.
 
     Args:
-        seconds: range of a lead-in's length (rounded to the frame stride).
+        enabled: featurize clips as a stream does, the front end's state carried in from preceding
+            audio: training clips after one of ``entries`` lead-ins of the training split (cached),
+            evaluation clips after a fixed, seeded ``eval_s`` lead-in of their own split. Only the
+            micro front end keeps state (:func:`lead_in_applies`).
+        entries: lead-ins in the training bank.
+        eval_s: length of the evaluation clips' lead-in.
+        fresh_probability: share of training clips featurized from a fresh state instead, so that
+            one set of weights serves a stream and a clip tool alike.
+        seconds: range of a training lead-in's length (rounded to the frame stride).
+        level_ratio: range of the lead-in's noise level relative to the clip's (drawn
+            log-uniformly): the room may have been louder or quieter before the word.
         word_probability: chance that a lead-in holds words of the split (else noise alone).
         max_words: at most this many words (1..max_words, uniformly).
         last_gap_s: range of the silence between the last lead-in word and the clip.
         word_gap_s: range of the silence between two lead-in words.
         floor: range of the Gaussian floor's RMS, int16 units (the corpus's clips have 1-4).
-        background_frequency, background_volume: the ``speech`` pool's noise (as the recipe's).
-        level_ratio: range of the lead-in's noise level relative to the clip's (drawn
-            log-uniformly): the room may have been louder or quieter before the word.
     """
 
+    enabled: bool = False
+    entries: int = 8192
+    eval_s: float = 2.0
+    fresh_probability: float = 0.0
     seconds: tuple[float, float] = (1.0, 3.0)
+    level_ratio: tuple[float, float] = (1.0, 1.0)
     word_probability: float = 0.5
     max_words: int = 2
     last_gap_s: tuple[float, float] = (0.05, 1.0)
     word_gap_s: tuple[float, float] = (0.3, 2.0)
     floor: tuple[float, float] = (1.0, 4.0)
-    background_frequency: float = 0.8
-    background_volume: float = 0.1
-    level_ratio: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
-        if not 0 < self.seconds[0] <= self.seconds[1]:
-            raise ValueError(f"data.lead_in_seconds must be a range [low, high] with 0 < low <= high, got {list(self.seconds)}")
-        if not 0 < self.level_ratio[0] <= self.level_ratio[1]:
-            raise ValueError(f"data.lead_in_level_ratio must be a range [low, high] with 0 < low <= high, got {list(self.level_ratio)}")
+        pairs_as_tuples(self)
+        key = "data.lead_in."
+        check_at_least(key + "entries", self.entries, 1)
+        check_at_least(key + "eval_s", self.eval_s, 0.04)  # two 20 ms frames
+        check_at_least(key + "max_words", self.max_words, 1)
+        check_within(key + "fresh_probability", self.fresh_probability, 0, 1)
+        check_within(key + "word_probability", self.word_probability, 0, 1)
+        check_range(key + "seconds", self.seconds)
+        check_range(key + "level_ratio", self.level_ratio)
+        for name in ("last_gap_s", "word_gap_s", "floor"):
+            check_range(key + name, getattr(self, name), positive=False)
 
 
 def features_after(frontend: nn.Module, tail: Tensor, estimate: Tensor, audio: Tensor) -> Tensor:
@@ -115,10 +133,12 @@ class LeadInBank(nn.Module):
     @torch.no_grad()
     def build(cls, frontend: nn.Module, noise: BackgroundNoise, words: np.ndarray, extents: np.ndarray,
               pools: dict[str, int], seed: int = 0, config: LeadInConfig = LeadInConfig(),
-              stride: int = 320, clip_samples: int = 16000, batch: int = 64, return_audio: bool = False):
+              stride: int = 320, clip_samples: int = 16000, batch: int = 64, return_audio: bool = False,
+              speech_noise: tuple[float, float] = (0.8, 0.1)):
         """``pools``: entries per pool name; ``words`` [M, S] int16 clips of the split and their word
-        ``extents`` [M, 2] (lead-in words are cut from them). With ``return_audio``, returns
-        (bank, the lead-ins' int16 audio) for checks."""
+        ``extents`` [M, 2] (lead-in words are cut from them); ``speech_noise``: the ``speech`` pool's
+        (background_frequency, background_volume), the training augmentation's. With
+        ``return_audio``, returns (bank, the lead-ins' int16 audio) for checks."""
         unknown = set(pools) - set(POOLS)
         if unknown:
             raise ValueError(f"lead-in pools must be among {POOLS}, got {sorted(unknown)}")
@@ -136,8 +156,8 @@ class LeadInBank(nn.Module):
                 start = int(offsets[which]) + int(rng.integers(room + 1))
                 if pool == "silence":
                     volume = rng.uniform(0.0, 1.0)
-                elif pool == "speech" and rng.random() < config.background_frequency:
-                    volume = rng.uniform(0.0, config.background_volume)
+                elif pool == "speech" and rng.random() < speech_noise[0]:
+                    volume = rng.uniform(0.0, speech_noise[1])
                 else:
                     volume = 0.0
                 # no draw at ratio 1: banks of configs without level_ratio stay as they were
@@ -253,19 +273,19 @@ def _compose(spec: dict, noise: np.ndarray, words: np.ndarray, extents: np.ndarr
     return np.clip(np.round(wave), -32768, 32767).astype(np.int16)
 
 
-def lead_in_applies(lead_in: bool, frontend: str, sample_rate: int, stride_ms: int, entries: int, eval_s: float, log=print) -> bool:
-    """Whether the data module's ``lead_in`` option takes effect; bad settings raise, naming the fix.
-    The lead-in carries the micro front end's state: a stateless front end (MFCC) has none to carry."""
-    if not lead_in:
+def lead_in_applies(config: LeadInConfig, frontend: str, sample_rate: int, stride_ms: int, log=print) -> bool:
+    """Whether ``data.lead_in`` takes effect; framing it cannot serve raises, naming the fix. The
+    lead-in carries the micro front end's state: a stateless front end (MFCC) has none to carry."""
+    if not config.enabled:
         return False
     if frontend != "micro":
-        log(f"data.lead_in: the {frontend} front end keeps no state between frames, so clips are featurized without a lead-in")
+        log(f"data.lead_in: the {frontend} front end keeps no state between frames, "
+            "so clips are featurized without a lead-in")
         return False
     if (sample_rate, stride_ms) != (16000, 20):  # the lead-ins are composed in whole 20 ms frames at 16 kHz
-        raise ValueError(f"data.lead_in is built for 16 kHz audio and a 20 ms stride, got data.sample_rate {sample_rate} and "
-                         f"data.stride_ms {stride_ms}: set lead_in: false for other framing")
-    if entries < 1 or eval_s < 0.04:
-        raise ValueError(f"need lead_in_entries >= 1 and lead_in_eval_s >= 0.04, got {entries}, {eval_s}")
+        raise ValueError(f"data.lead_in is built for 16 kHz audio and a 20 ms stride, got data.features.sample_rate "
+                         f"{sample_rate} and data.features.stride_ms {stride_ms}: "
+                         "set data.lead_in.enabled: false for other framing")
     return True
 
 
@@ -284,7 +304,8 @@ def lead_in_rows(clips: np.ndarray, noise: BackgroundNoise, words: np.ndarray, e
     usable = np.flatnonzero(max_start - length + 1 > 0)
     if len(clips) and not len(usable):
         raise ValueError(f"every background recording (of this split's part) is shorter than the {seconds:g} s evaluation lead-in "
-                         f"plus one clip: use longer recordings in _background_noise_, a shorter data.lead_in_eval_s, or data.noise_split: false")
+                         f"plus one clip: use longer recordings in _background_noise_, a shorter data.lead_in.eval_s, "
+                         "or data.noise_split: false")
     for i in range(len(clips)):
         which = int(usable[rng.integers(len(usable))])
         start = int(offsets[which]) + int(rng.integers(int(max_start[which]) - length + 1))

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
+from datamodules.config_checks import check_at_least, check_range, check_within, pairs_as_tuples
 from datamodules.lead_in import LeadInBank
 from datamodules.placement import add_neighbours, place_words
 from datamodules.voice_augment import VoiceAugment
@@ -29,7 +30,21 @@ from datamodules.word_extent import word_extents_torch
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The training augmentation's options (the data module's arguments of the same names)."""
+    """The training augmentation: the data module's ``augment`` options (``data.augment.*``).
+
+    Args:
+        background_frequency: fraction of training clips mixed with background noise.
+        background_volume: maximum noise volume for those clips (silence clips: up to 1).
+        time_shift_ms: maximum random shift of training clips, either way (without word_placement).
+        word_placement: each word moved anywhere at least ``1 - max_cut`` of it stays in the window
+            (in place of the time shift); keywords left with less than ``keep_fraction`` inside
+            become unknown (:mod:`datamodules.placement`).
+        neighbour_probability, neighbour_gap_s: a neighbouring word of the batch this far before
+            or after the word.
+        speed_probability, speed_range, eq_probability, reverb_probability: speed / microphone /
+            room perturbation (:mod:`datamodules.voice_augment`).
+        spec_masks: SpecAugment time and frequency masks per clip.
+    """
 
     background_frequency: float = 0.8
     background_volume: float = 0.1
@@ -46,12 +61,16 @@ class Augmentation:
     spec_masks: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.background_frequency <= 1 or self.background_volume < 0 or self.time_shift_ms < 0:
-            raise ValueError("need 0 <= background_frequency <= 1, background_volume >= 0 and time_shift_ms >= 0")
-        if not 0 <= self.max_cut < 1 or not 0 <= self.keep_fraction <= 1 or not 0 <= self.neighbour_probability <= 1:
-            raise ValueError(f"need 0 <= max_cut < 1, 0 <= keep_fraction <= 1 and 0 <= neighbour_probability <= 1, got {self.max_cut}, {self.keep_fraction}, {self.neighbour_probability}")
-        if self.spec_masks < 0:
-            raise ValueError(f"spec_masks must be >= 0, got {self.spec_masks}")
+        pairs_as_tuples(self)
+        key = "data.augment."
+        for name in ("background_frequency", "keep_fraction", "neighbour_probability", "speed_probability",
+                     "eq_probability", "reverb_probability"):
+            check_within(key + name, getattr(self, name), 0, 1)
+        check_within(key + "max_cut", self.max_cut, 0, 1, high_open=True)
+        for name in ("background_volume", "time_shift_ms", "spec_masks"):
+            check_at_least(key + name, getattr(self, name), 0)
+        check_range(key + "neighbour_gap_s", self.neighbour_gap_s, positive=False)
+        check_range(key + "speed_range", self.speed_range)
 
     def voices(self) -> VoiceAugment:
         return VoiceAugment(self.speed_probability, tuple(self.speed_range), self.eq_probability, self.reverb_probability)

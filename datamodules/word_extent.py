@@ -6,7 +6,7 @@ when its level is within ``relative_db`` of the clip's loudest frame and ``floor
 clip's floor (the level of its 10th-quietest frame, so a noisy real clip does not count its
 noise as speech). The extent runs from the first to the last such frame. One definition, in
 numpy (:func:`word_extents`, for building test streams) and torch (:func:`word_extents_torch`,
-batch-wise on the training device; the two agree exactly, ``tests/data/test_placement.py``).
+batch-wise on the training device; the two agree exactly, ``tests/datamodules/test_placement.py``).
 
     start, end = word_extent(clip)          # sample indices, end exclusive
     extents = word_extents(cache_array)     # [n, 2] for a whole [n, samples] array

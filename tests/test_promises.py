@@ -227,11 +227,11 @@ def test_a_file_that_is_no_kws_checkpoint_gets_one_clear_error(tmp_path, corpus,
 
 
 def test_a_checkpoint_is_checked_against_the_run_data_settings(tmp_path, corpus, checkpoint):
-    proc = kws("test", *cli(corpus, "--ckpt_path", str(checkpoint), "--data.frontend", "mfcc"), cwd=tmp_path)
-    one_clear_error(proc, "data.frontend 'micro' (this run: 'mfcc')")
+    proc = kws("test", *cli(corpus, "--ckpt_path", str(checkpoint), "--data.features.frontend", "mfcc"), cwd=tmp_path)
+    one_clear_error(proc, "data.features.frontend 'micro' (this run: 'mfcc')")
     proc = kws("test", *cli(corpus, "--ckpt_path", str(checkpoint), "--data.wanted_words", '["yes", "no", "cat"]'), cwd=tmp_path)
     one_clear_error(proc, "labels ['silence', 'unknown', 'yes', 'no'] (this run: ['silence', 'unknown', 'yes', 'no', 'cat'])")
-    proc = kws("fit", *cli(corpus, "--ckpt_path", str(checkpoint), "--data.num_features", "32"), cwd=tmp_path)
+    proc = kws("fit", *cli(corpus, "--ckpt_path", str(checkpoint), "--data.features.num_features", "32"), cwd=tmp_path)
     one_clear_error(proc, "input shape (49, 40) (this run: (49, 32))")
 
 

@@ -35,7 +35,7 @@ class MicroFeatures(nn.Module):
                 f"the micro front end cannot run at sample_rate {settings.sample_rate} Hz with a {settings.window_ms} ms window and "
                 f"{settings.num_features} features: its mel filterbank spans {MicroFrontendConfig.lower_band_limit:g}-"
                 f"{MicroFrontendConfig.upper_band_limit:g} Hz, above half the sample rate; micro_speech uses 16000 Hz (data.resample: true "
-                "converts clips at other rates), or use data.frontend: mfcc"
+                "converts clips at other rates), or use data.features.frontend: mfcc"
             ) from None
 
     def forward(self, audio: Tensor, state: Tensor | None = None) -> Tensor:

@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(0)
     data = config_data(args.config) if args.config else {}
-    data.update(data_dir=args.data_dir, synthetic=True, frontend=args.frontend, batch_size=args.batch_size, num_workers=args.num_workers)
+    data.update(data_dir=args.data_dir, synthetic=True, batch_size=args.batch_size, num_workers=args.num_workers)
+    data["features"] = {**(data.get("features") or {}), "frontend": args.frontend}
     dm = SpeechCommandsDataModule(**data)
     dm.prepare_data()
     dm.setup()

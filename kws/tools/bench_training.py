@@ -98,7 +98,7 @@ class TFOpPerClip(Dataset):
     def __getitem__(self, i: int):
         from kws.audio.wav import read_wav
 
-        s, hp = self.dm.features, self.dm.hparams
+        s, hp = self.dm.features, self.dm.augment
         path, label = self.items[i]
         clip = np.zeros(s.clip_samples, np.float32)
         if path is not None:

@@ -16,7 +16,7 @@ import torch
 SAFE_GLOBALS = [collections.OrderedDict, collections.defaultdict, collections.deque]
 torch.serialization.add_safe_globals(SAFE_GLOBALS)
 
-# The data settings a model is tied to: they decide its input features.
+# The data settings a model is tied to (data.features.*): they decide its input features.
 FEATURE_KEYS = ("frontend", "sample_rate", "clip_ms", "window_ms", "stride_ms", "num_features")
 
 
@@ -60,8 +60,9 @@ def check_compatible(checkpoint: dict, path: str | Path, labels, input_shape, fe
     if tuple(hparams["input_shape"]) != tuple(input_shape):
         differ.append(f"input shape {tuple(hparams['input_shape'])} (this run: {tuple(input_shape)})")
     saved = checkpoint.get("datamodule_hyper_parameters") or {}
+    saved = saved.get("features") or saved  # nested (data.features) or, saved before the groups, flat
     for key in FEATURE_KEYS if features else ():
         if key in saved and saved[key] != features[key]:
-            differ.append(f"data.{key} {saved[key]!r} (this run: {features[key]!r})")
+            differ.append(f"data.features.{key} {saved[key]!r} (this run: {features[key]!r})")
     if differ:
         raise CheckpointError(f"{option + ': ' if option else ''}{path} was trained with {', '.join(differ)}; use the data settings it was trained with, or another checkpoint")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 from datamodules import SpeechCommandsDataModule
+from datamodules.renamed_keys import merge_data_sections, nest_flat_keys, renamed_hint
 from kws.training.checkpoint_file import FEATURE_KEYS, CheckpointError, check_compatible, read_checkpoint
 from kws.training.module import KWSModule
 
@@ -30,15 +31,19 @@ def load_checkpoint(path: str | Path, config: str | Path | None = None) -> tuple
     checkpoint's ``datamodule_hyper_parameters``, overridden by the ``data`` section of ``config``."""
     module, checkpoint = load_module(path)
     data = {k: v for k, v in (checkpoint.get("datamodule_hyper_parameters") or {}).items() if not k.startswith("_")}
+    data = nest_flat_keys(data)  # a checkpoint saved before the option groups
     if config is not None:
-        data.update(config_section(read_config(config), "data", config))
+        try:
+            data = merge_data_sections(data, config_section(read_config(config), "data", config))
+        except ValueError as err:
+            raise CheckpointError(f"{config}: {err}") from err
     if not data:
         raise CheckpointError(f"{path} holds no data module hyperparameters; pass --config with the `data:` section it was trained with")
     try:
         datamodule = SpeechCommandsDataModule(**data)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"bad data settings {data}: {err}") from err
-    features = {key: datamodule.hparams[key] for key in FEATURE_KEYS}
+    features = {key: getattr(datamodule.features, key) for key in FEATURE_KEYS}
     check_compatible(checkpoint, path, datamodule.labels, datamodule.input_shape, features)
     return module, datamodule
 
@@ -82,6 +87,6 @@ def load_config_model(path: str | Path) -> tuple[KWSModule, dict]:
         parsed = parser.parse_object(sections)
         init = parser.instantiate_classes(parsed)
     except Exception as err:  # jsonargparse's messages name the key and the expected type
-        raise CheckpointError(f"{path}: {err}") from err
+        raise CheckpointError(f"{path}: {err}\n{renamed_hint(str(err))}".rstrip()) from err
     data = init.data
     return KWSModule(labels=data.labels, input_shape=data.input_shape, **vars(parsed.model)), config

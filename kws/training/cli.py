@@ -6,15 +6,17 @@ from __future__ import annotations
 import csv
 import os
 import re
+import sys
 from pathlib import Path
 
 # TensorFlow (pulled in by some tools) and W&B are chatty; keep the console for training output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 
 from datamodules import SpeechCommandsDataModule  # noqa: E402
+from datamodules.renamed_keys import renamed_hint  # noqa: E402
 from kws.training.checkpoint_file import FEATURE_KEYS, CheckpointError, check_compatible, read_checkpoint  # noqa: E402
 from kws.training.module import KWSModule  # noqa: E402
 from kws.utils.threads import share_cpu_threads  # noqa: E402
@@ -28,7 +30,25 @@ APPENDING_CSV_LOGGER = "kws.training.csv_logger.CSVLogger"
 CLAIMED: list[Path] = []
 
 
+class KWSArgumentParser(LightningArgumentParser):
+    """Bad options end in the error alone (not ~100 lines of usage first), and a flat data key of
+    before the option groups (``data.max_cut``) names its new place (``data.augment.max_cut``)."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
+            return super().error(message, ex)
+        self._logger.error(message)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        hint = renamed_hint(message)
+        prog = parser.prog.replace(" [options]", "").replace("__main__.py", "python -m kws")
+        sys.stderr.write(f"error: {message.rstrip()}\n{hint}(all options: {prog} --help)\n")
+        self.exit(2)
+
+
 class KWSCLI(LightningCLI):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, parser_class=KWSArgumentParser, **kwargs)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.labels", "model.labels", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
@@ -85,7 +105,7 @@ class KWSCLI(LightningCLI):
         if ckpt in SPECIAL_CKPT_PATHS:
             return
         dm = self.datamodule
-        features = {key: dm.hparams[key] for key in FEATURE_KEYS}
+        features = {key: getattr(dm.features, key) for key in FEATURE_KEYS}
         check_compatible(read_checkpoint(ckpt, "--ckpt_path"), ckpt, dm.labels, dm.input_shape, features, "--ckpt_path")
 
     def before_validate(self) -> None:
@@ -102,7 +122,7 @@ class KWSCLI(LightningCLI):
         init_from = self.model.hparams.get("init_from")
         if init_from:
             dm = self.datamodule
-            features = {key: dm.hparams[key] for key in FEATURE_KEYS}
+            features = {key: getattr(dm.features, key) for key in FEATURE_KEYS}
             check_compatible(read_checkpoint(init_from, "model.init_from"), init_from, dm.labels, dm.input_shape, features, "model.init_from")
         if self.trainer.max_epochs == 0:
             raise ValueError("trainer.max_epochs is 0: fit would train nothing and leave no checkpoint to test; set max_epochs >= 1")

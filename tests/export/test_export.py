@@ -262,8 +262,11 @@ def test_config_overrides_the_data_settings(checkpoint, corpus, tmp_path, capsys
     config.write_text(f"data:\n  data_dir: {corpus}\n  batch_size: 16\n")
     _, dm = load_checkpoint(checkpoint, config)
     assert dm.hparams.batch_size == 16 and dm.data_dir == corpus
-    config.write_text("data:\n  num_features: 32\n")
+    config.write_text("data:\n  features:\n    num_features: 32\n")
     with pytest.raises(CheckpointError, match=r"was trained with input shape \(49, 40\) \(this run: \(49, 32\)\)"):
+        load_checkpoint(checkpoint, config)
+    config.write_text("data:\n  num_features: 32\n")  # a flat key of before the groups
+    with pytest.raises(CheckpointError, match=r"data.num_features is now data.features.num_features"):
         load_checkpoint(checkpoint, config)
     config.write_text(f"data:\n  data_dir: {tmp_path / 'gone'}\n")
     err = _fails_cleanly(capsys, tmp_path / "out", "--ckpt", str(checkpoint), "--config", str(config))

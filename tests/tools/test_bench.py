@@ -47,9 +47,9 @@ def test_config_gives_the_data_module_what_fit_gives_it(tmp_path):
     from tests.helpers import REPO
 
     data = config_data(str(REPO / "conf.yaml"))
-    assert data["lead_in"] is True and data["word_placement"] is True and "download" not in data
+    assert data["lead_in"]["enabled"] is True and data["augment"]["word_placement"] is True and "download" not in data
     dm = SpeechCommandsDataModule(**data)
-    assert dm.uses_lead_in and dm.hparams.training_unknown_percentage == data["training_unknown_percentage"]
+    assert dm.uses_lead_in and dm.classes.training_unknown_percentage == data["classes"]["training_unknown_percentage"]
     (bad := tmp_path / "bad.yaml").write_text("data: [")
     with pytest.raises(SystemExit, match="bad.yaml"):
         config_data(str(bad))

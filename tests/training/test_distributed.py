@@ -18,12 +18,13 @@ from kws.training.module import KWSModule
 DDP_WEIGHT_TOLERANCE = 1e-6
 EPOCHS = 3
 # conf.yaml's stream-training augmentations draw per clip: off, as the rest of the augmentation.
-STREAM_AUGMENTATION_OFF = [("lead_in", "false"), ("word_placement", "false"), ("neighbour_probability", "0"),
-                           ("speed_probability", "0"), ("eq_probability", "0"), ("reverb_probability", "0")]
+STREAM_AUGMENTATION_OFF = [("lead_in.enabled", "false"), ("augment.word_placement", "false"),
+                           ("augment.neighbour_probability", "0"), ("augment.speed_probability", "0"),
+                           ("augment.eq_probability", "0"), ("augment.reverb_probability", "0")]
 
 
 def training_clips(corpus: Path) -> int:
-    dm = SpeechCommandsDataModule(data_dir=str(corpus), synthetic=False, silence_percentage=0)
+    dm = SpeechCommandsDataModule(data_dir=str(corpus), synthetic=False, classes=dict(silence_percentage=0))
     dm.prepare_data()
     dm.setup()
     return len(dm.splits["training"])
@@ -42,8 +43,10 @@ def fit(work: Path, corpus: Path, *args: str) -> tuple[dict, str]:
         },
     }))
     run_kws("fit", "--config", str(REPO / "conf.yaml"), "--config", str(override), "--data.data_dir", str(corpus),
-            "--trainer.max_epochs", str(EPOCHS), "--test_after_fit", "false", "--model.dropout", "0", "--data.background_frequency", "0",
-            "--data.time_shift_ms", "0", "--data.silence_percentage", "0", "--data.training_unknown_percentage", "null",
+            "--trainer.max_epochs", str(EPOCHS), "--test_after_fit", "false", "--model.dropout", "0",
+            "--data.augment.background_frequency", "0",
+            "--data.augment.time_shift_ms", "0", "--data.classes.silence_percentage", "0",
+            "--data.classes.training_unknown_percentage", "null",
             # TinyConv: without BatchNorm, whose per-rank batch statistics would make DDP differ from
             # one process by design (conf/cluster.yaml syncs them for DS-CNN: sync_batchnorm)
             "--model.arch", "tiny_conv",

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from datamodules import SpeechCommandsDataModule
 from kws.training.module import KWSModule
 from tests.helpers import REPO, run_kws
 
@@ -62,7 +64,13 @@ def test_checkpoint_reloads_and_retests(fitted):
     assert module.labels == ["silence", "unknown", "yes", "no"]
     assert module.hparams.arch == "ds_cnn" and sum(p.numel() for p in module.model.parameters()) == 25_220  # conf.yaml's model
     ckpt = torch.load(best, map_location="cpu", weights_only=False)
-    assert ckpt["datamodule_hyper_parameters"]["frontend"] == "micro"
+    saved = ckpt["datamodule_hyper_parameters"]
+    assert saved["features"]["frontend"] == "micro" and saved["lead_in"]["seconds"] == [0.2, 5.0]  # conf.yaml's, nested
+    hparams_yaml = (work / "runs" / "csv" / "version_0" / "hparams.yaml").read_text()
+    hparams = yaml.load(hparams_yaml, yaml.FullLoader)  # FullLoader: the model's input_shape is a tuple
+    assert hparams["augment"]["max_cut"] == 0.6 and hparams["classes"]["training_unknown_percentage"] == 100.0
+    dm = SpeechCommandsDataModule.load_from_checkpoint(best)
+    assert dm.lead_in.fresh_probability == 0.3 and dm.augment.word_placement and dm.features.frontend == "micro"
     first = json.loads((work / "runs" / "csv" / "version_0" / "test_results.json").read_text())
     run_kws("test", "--config", str(REPO / "conf.yaml"), "--data.data_dir", str(ckpt["datamodule_hyper_parameters"]["data_dir"]), "--ckpt_path", str(best), cwd=work)
     again = json.loads((work / "runs" / "csv" / "version_1" / "test_results.json").read_text())

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from datamodules.placement import add_neighbours, place_words
+from datamodules.training_features import Augmentation
 from datamodules.word_extent import word_extents, word_extents_torch
 
 
@@ -99,8 +100,9 @@ def test_neighbour_cut_at_the_window_edge():
 def test_datamodule_relabels_cut_keywords(tiny_corpus, tmp_path):
     from datamodules import SpeechCommandsDataModule
 
-    dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), cache_dir=str(tmp_path), batch_size=64, word_placement=True, max_cut=0.6, keep_fraction=0.7,
-                                  neighbour_probability=0.5, spec_masks=2)
+    dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), cache_dir=str(tmp_path), batch_size=64,
+                                  augment=Augmentation(word_placement=True, max_cut=0.6, keep_fraction=0.7,
+                                                       neighbour_probability=0.5, spec_masks=2))
     dm.prepare_data()
     dm.setup()
     audio, labels = dm.splits["training"][list(range(len(dm.splits["training"])))]
@@ -114,5 +116,5 @@ def test_datamodule_relabels_cut_keywords(tiny_corpus, tmp_path):
     # keep_fraction 0: nobody is relabelled.
     import dataclasses
 
-    dm.augmentation = dataclasses.replace(dm.augmentation, keep_fraction=0.0)
+    dm.augment = dataclasses.replace(dm.augment, keep_fraction=0.0)
     assert torch.equal(dm.featurize_training(audio, labels, torch.Generator().manual_seed(0))[1], labels)

@@ -92,7 +92,7 @@ def test_evaluation_rows_are_seeded_and_end_with_the_clip(noise):
     # noise of 5 s and 7.5 s: only the longer one holds a 6 s lead-in and a clip; none a 7 s one
     long_rows = lead_in_rows(clips, noise, words, extents, silence, seed=4, seconds=6.0)
     assert long_rows.shape == (4, 112000)
-    with pytest.raises(ValueError, match="shorter than the 7 s evaluation lead-in plus one clip.*lead_in_eval_s"):
+    with pytest.raises(ValueError, match="shorter than the 7 s evaluation lead-in plus one clip.*data.lead_in.eval_s"):
         lead_in_rows(clips, noise, words, extents, silence, seed=4, seconds=7.0)
 
 
@@ -100,7 +100,8 @@ def test_datamodule_trains_and_evaluates_after_lead_ins(tiny_corpus, tmp_path):
     from datamodules import SpeechCommandsDataModule
 
     def make():
-        dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), cache_dir=str(tmp_path), batch_size=16, lead_in=True, noise_split=True, lead_in_entries=64, lead_in_eval_s=1.0)
+        dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), cache_dir=str(tmp_path), batch_size=16,
+                                      noise_split=True, lead_in=LeadInConfig(enabled=True, entries=64, eval_s=1.0))
         dm.prepare_data()
         dm.setup()
         return dm
@@ -125,9 +126,9 @@ def test_datamodule_trains_and_evaluates_after_lead_ins(tiny_corpus, tmp_path):
     b = make().featurize(train_audio, train_labels, torch.Generator().manual_seed(1))  # from the cached bank
     assert a.shape == (16, 1960) and torch.equal(a, b)
     # MFCC keeps no state between frames: nothing to carry, so no lead-in (the set-up says so).
-    assert not SpeechCommandsDataModule(frontend="mfcc", lead_in=True).uses_lead_in
-    with pytest.raises(ValueError, match="20 ms stride.*lead_in: false"):
-        SpeechCommandsDataModule(lead_in=True, stride_ms=10)
+    assert not SpeechCommandsDataModule(features=dict(frontend="mfcc"), lead_in=dict(enabled=True)).uses_lead_in
+    with pytest.raises(ValueError, match="20 ms stride.*data.features.stride_ms 10: set data.lead_in.enabled: false"):
+        SpeechCommandsDataModule(lead_in=dict(enabled=True), features=dict(stride_ms=10))
 
 
 def test_fresh_probability_mixes_fresh_and_carried_states():
@@ -149,5 +150,5 @@ def test_fresh_probability_mixes_fresh_and_carried_states():
     half = bank.featurize(FRONTEND, clips, silence, noise, torch.Generator().manual_seed(1), fresh_probability=0.5)
     same = (none == half).flatten(1).all(1)  # the same draws: rows left carried are unchanged
     assert 16 <= int((~same).sum()) <= 48
-    with pytest.raises(ValueError, match="lead_in_level_ratio"):
+    with pytest.raises(ValueError, match=r"data.lead_in.level_ratio must be a range \[low, high\]"):
         LeadInConfig(level_ratio=(2.0, 1.0))

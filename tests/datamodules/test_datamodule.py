@@ -11,6 +11,7 @@ import torch
 
 from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
 from datamodules import SpeechCommandsDataModule
+from datamodules.classes import ClassShares
 from datamodules.layout import DataError, download_speech_commands, which_set
 from kws.audio.wav import AudioError, write_wav
 from tests.helpers import make_corpus
@@ -60,7 +61,8 @@ def test_hash_split_keeps_speakers_apart_and_is_deterministic(tmp_path):
 
 
 def test_split_lists_are_used_when_present(tmp_path):
-    dm = datamodule(make_corpus(tmp_path / "c", speakers=10, lists=True), silence_percentage=0, unknown_percentage=0)
+    dm = datamodule(make_corpus(tmp_path / "c", speakers=10, lists=True),
+                    classes=dict(silence_percentage=0, unknown_percentage=0))
     # validation: speakers 0 and 1 x 2 clips x (yes, no); testing: speaker 2
     assert dm.counts["validation"] == {"silence": 0, "unknown": 0, "yes": 4, "no": 4}
     assert dm.counts["testing"] == {"silence": 0, "unknown": 0, "yes": 2, "no": 2}
@@ -68,7 +70,8 @@ def test_split_lists_are_used_when_present(tmp_path):
 
 
 def test_custom_percentages_and_words(tmp_path):
-    dm = datamodule(make_corpus(tmp_path / "c", speakers=20), wanted_words=["cat"], silence_percentage=10, unknown_percentage=50)
+    dm = datamodule(make_corpus(tmp_path / "c", speakers=20), wanted_words=["cat"],
+                    classes=dict(silence_percentage=10, unknown_percentage=50))
     assert dm.labels == ["silence", "unknown", "cat"]
     c = dm.counts["training"]
     assert c["silence"] == math.ceil(c["cat"] * 0.1) and c["unknown"] == math.ceil(c["cat"] * 0.5)
@@ -77,12 +80,13 @@ def test_custom_percentages_and_words(tmp_path):
 def test_training_unknown_share_apart_from_evaluation(tmp_path):
     """training_unknown_percentage sizes the training split's unknown class alone (above 100 %
     allowed); validation and test keep unknown_percentage."""
-    dm = datamodule(make_corpus(tmp_path / "c", speakers=20), wanted_words=["cat"], unknown_percentage=50, training_unknown_percentage=150)
+    dm = datamodule(make_corpus(tmp_path / "c", speakers=20), wanted_words=["cat"],
+                    classes=ClassShares(unknown_percentage=50, training_unknown_percentage=150))
     for split, share in (("training", 1.5), ("validation", 0.5), ("testing", 0.5)):
         c = dm.counts[split]
         assert c["unknown"] == math.ceil(c["cat"] * share), split
-    with pytest.raises(ValueError, match="training_unknown_percentage must be >= 0"):
-        SpeechCommandsDataModule(training_unknown_percentage=-1)
+    with pytest.raises(ValueError, match=r"data.classes.training_unknown_percentage \(or null: .*\) must be >= 0"):
+        SpeechCommandsDataModule(classes=dict(training_unknown_percentage=-1))
 
 
 # ---------------------------------------------------------------------------------- batches
@@ -219,10 +223,10 @@ def test_bad_options():
         SpeechCommandsDataModule(wanted_words=[])
     with pytest.raises(ValueError, match="may not contain"):
         SpeechCommandsDataModule(wanted_words=["yes", "silence"])
-    with pytest.raises(ValueError, match="silence_percentage"):
-        SpeechCommandsDataModule(silence_percentage=120)
+    with pytest.raises(ValueError, match=r"data.classes.silence_percentage must be within \[0, 100\], got 120"):
+        SpeechCommandsDataModule(classes=ClassShares(silence_percentage=120))
     with pytest.raises(ValueError, match="frontend"):
-        SpeechCommandsDataModule(frontend="spectrogram")
+        SpeechCommandsDataModule(features=dict(frontend="spectrogram"))
 
 
 def test_processes_starting_together_decode_once(tmp_path, monkeypatch):
