@@ -2,7 +2,6 @@
 predict) go to the LightningCLI; every other tool is named here."""
 from __future__ import annotations
 
-import argparse
 import difflib
 import importlib
 import os
@@ -61,8 +60,6 @@ def run_lightning(argv: list[str]) -> None:
             traceback.print_exc()
         own = type(err).__module__.split(".")[0] in ("kws", "datamodules", "callbacks") or isinstance(err, (ValueError, OSError))
         message = str(err) if own else f"{type(err).__name__}: {err}"
-        if isinstance(err, argparse.ArgumentError):  # a bad option or value: name it, point at the list
-            message = f"{' '.join(str(err).split())} (`python -m kws {argv[0]} --help` lists the options)"
         print(f"error: {message}", file=sys.stderr)
         if not os.environ.get("KWS_DEBUG"):
             print("(set KWS_DEBUG=1 for the traceback)", file=sys.stderr)

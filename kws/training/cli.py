@@ -202,11 +202,8 @@ def release_unused_versions() -> None:
 
 
 def cli_main(args: list[str] | None = None) -> KWSCLI:
-    # exit_on_error False: a bad option raises, and `python -m kws` prints its one error line
-    # instead of jsonargparse's full usage (about 100 lines) before it.
     try:
-        return KWSCLI(KWSModule, SpeechCommandsDataModule, args=args, save_config_kwargs={"overwrite": True},
-                      parser_kwargs={"exit_on_error": False})
+        return KWSCLI(KWSModule, SpeechCommandsDataModule, args=args, save_config_kwargs={"overwrite": True})
     except BaseException:
         release_unused_versions()
         raise
