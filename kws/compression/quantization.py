@@ -57,6 +57,7 @@ def check_options(
     momentum: float = 0.99,
     layers: Iterable[str] | None = None,
     activation_mode: str | None = None,
+    quantize_output: bool = False,
 ) -> dict[str, Any]:
     """Validated quantizer options, as the JSON-like params of the ``fake_quant`` transform."""
     for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits)):
@@ -79,7 +80,7 @@ def check_options(
     return {
         "weight_bits": weight_bits, "activation_bits": activation_bits, "mode": mode, "per_channel": bool(per_channel),
         "activation_range": activation_range, "percentile": float(percentile), "momentum": float(momentum), "layers": layers,
-        "activation_mode": activation_mode or mode,
+        "activation_mode": activation_mode or mode, "quantize_output": bool(quantize_output),
     }
 
 
@@ -166,7 +167,7 @@ class QuantWrapper(nn.Module):
         options = check_options(**options)
         del options["layers"]
         for name, value in options.items():
-            setattr(self, name, value)
+            setattr(self, name, value)  # quantize_output: also fake-quantize the output (the model's logits)
         self.layer = layer
         device = _current(layer, "weight").device
         for name, value in (("act_min", 0.0), ("act_max", 0.0), ("act_scale", 1.0)):
@@ -174,6 +175,10 @@ class QuantWrapper(nn.Module):
         self.register_buffer("act_zero_point", torch.tensor(0, dtype=torch.int32, device=device))
         for name, value in (("observed", False), ("enabled", True), ("frozen", False)):
             self.register_buffer(name, torch.tensor(value, device=device))
+        if self.quantize_output:  # only then: older checkpoints' state dicts lack these buffers
+            for name, value in (("out_min", 0.0), ("out_max", 0.0), ("out_scale", 1.0)):
+                self.register_buffer(name, torch.tensor(value, device=device))
+            self.register_buffer("out_zero_point", torch.tensor(0, dtype=torch.int32, device=device))
 
     def extra_repr(self) -> str:
         return (f"weight_bits={self.weight_bits}, activation_bits={self.activation_bits}, mode={self.mode}, activation_mode={self.activation_mode}, "
@@ -189,32 +194,46 @@ class QuantWrapper(nn.Module):
         return qparams(lo, hi, self.weight_bits, self.mode)
 
     @torch.no_grad()
-    def observe(self, x: Tensor) -> None:
-        """Fold the range of batch ``x`` into the input range and update its scale and zero point."""
+    def observe(self, x: Tensor, which: str = "act") -> None:
+        """Fold the range of batch ``x`` into the input range (``which`` "act") or the output
+        range ("out") and update its scale and zero point. The output range is updated before
+        ``observed`` is set, by the same rule, so both move together."""
         x = x.detach().float()
         lo, hi = x.aminmax() if self.activation_range == "minmax" else percentile_range(x, self.percentile)
         m = self.momentum
+        low, high = getattr(self, f"{which}_min"), getattr(self, f"{which}_max")
         # torch.where rather than `if self.observed`: no device-to-host sync
-        self.act_min.copy_(torch.where(self.observed, m * self.act_min + (1 - m) * lo, lo))
-        self.act_max.copy_(torch.where(self.observed, m * self.act_max + (1 - m) * hi, hi))
-        scale, zero_point = qparams(self.act_min, self.act_max, self.activation_bits, self.activation_mode)
-        self.act_scale.copy_(scale)
-        self.act_zero_point.copy_(zero_point)
-        self.observed.fill_(True)
+        low.copy_(torch.where(self.observed, m * low + (1 - m) * lo, lo))
+        high.copy_(torch.where(self.observed, m * high + (1 - m) * hi, hi))
+        scale, zero_point = qparams(low, high, self.activation_bits, self.activation_mode)
+        getattr(self, f"{which}_scale").copy_(scale)
+        getattr(self, f"{which}_zero_point").copy_(zero_point)
+        if which == "act" and not self.quantize_output:
+            self.observed.fill_(True)
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias = _current(self.layer, "weight"), _current(self.layer, "bias")
         if not self.enabled:
             return self._layer_forward(x, weight, bias)
-        if self.training and not self.frozen:
+        observe = self.training and not self.frozen
+        if observe:
             self.observe(x)
         weight_scale, weight_zero_point = self.weight_qparams()
         weight = fake_quantize(weight, weight_scale, weight_zero_point, self.weight_bits, self.mode, 0 if self.per_channel else None)
-        if self.observed:
+        if self.observed or (observe and self.quantize_output):
             x = fake_quantize(x, self.act_scale, self.act_zero_point, self.activation_bits, self.activation_mode)
             if bias is not None:
                 bias = fake_quantize_bias(bias, self.act_scale * weight_scale)
-        return self._layer_forward(x, weight, bias)
+        y = self._layer_forward(x, weight, bias)
+        if not self.quantize_output:
+            return y
+        if observe:
+            # the output range sees the layer's output as the quantized model computes it
+            self.observe(y, "out")
+            self.observed.fill_(True)
+        if self.observed:
+            y = fake_quantize(y, self.out_scale, self.out_zero_point, self.activation_bits, self.activation_mode)
+        return y
 
     def _layer_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         if isinstance(self.layer, nn.Conv2d):
@@ -250,11 +269,15 @@ def wrap_fake_quant(model: nn.Module, **options: Any) -> nn.Module:
     ``options`` are those of :func:`check_options`."""
     options = check_options(**options)
     layers = quantizable_layers(model)
-    for name in select_layers(model, options.pop("layers")):
+    selected = select_layers(model, options.pop("layers"))
+    # quantize_output: only the model's last layer (the last registered; TinyConv's and DSCNN's fc)
+    last = list(layers)[-1]
+    for name in selected:
         if isinstance(layers[name], QuantWrapper):
             raise ValueError(f"layer {name!r} is already fake-quantized")
         parent, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent), attr, QuantWrapper(layers[name], **options))
+        wrapper = QuantWrapper(layers[name], **{**options, "quantize_output": options["quantize_output"] and name == last})
+        setattr(model.get_submodule(parent), attr, wrapper)
     return model
 
 
