@@ -63,8 +63,8 @@ class QuantizationAwareTraining(L.Callback):
         activation_mode: Literal["symmetric", "asymmetric"] | None = "asymmetric",
         quantize_output: bool = True,
     ):
-        self.quant_options = check_options(weight_bits, activation_bits, mode, per_channel, activation_range, percentile, momentum, layers,
-                                           activation_mode, quantize_output)
+        self.quant_options = check_options(weight_bits, activation_bits, mode, per_channel, activation_range,
+                                           percentile, momentum, layers, activation_mode, quantize_output)
         if not isinstance(start_epoch, int) or start_epoch < 0:
             raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
         if freeze_epoch is not None and (not isinstance(freeze_epoch, int) or freeze_epoch <= start_epoch):

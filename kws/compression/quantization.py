@@ -232,7 +232,11 @@ class QuantWrapper(nn.Module):
             self.observe(y, "out")
             self.observed.fill_(True)
         if self.observed:
-            y = fake_quantize(y, self.out_scale, self.out_zero_point, self.activation_bits, self.activation_mode)
+            # Straight through without the clamp's mask: logits beyond a young range would get no
+            # gradient (measured: QAT from epoch 0 stayed at chance); the forward is exact either way.
+            quantized = fake_quantize(y.detach(), self.out_scale, self.out_zero_point, self.activation_bits,
+                                      self.activation_mode)
+            y = quantized + (y - y.detach())  # y - y is exactly 0: the values stay the quantized ones
         return y
 
     def _layer_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -276,7 +280,8 @@ def wrap_fake_quant(model: nn.Module, **options: Any) -> nn.Module:
         if isinstance(layers[name], QuantWrapper):
             raise ValueError(f"layer {name!r} is already fake-quantized")
         parent, _, attr = name.rpartition(".")
-        wrapper = QuantWrapper(layers[name], **{**options, "quantize_output": options["quantize_output"] and name == last})
+        output = options["quantize_output"] and name == last
+        wrapper = QuantWrapper(layers[name], **{**options, "quantize_output": output})
         setattr(model.get_submodule(parent), attr, wrapper)
     return model
 

@@ -193,9 +193,9 @@ def export_model(
                          "(kws.export.qat_int8), not the calibration's; see qat_int8 for the checks")
         elif qat:
             notes.append(
-                f"QAT-trained model that TFLite int8 cannot hold exactly ({qat_problem}): the float weights (QuantWrapper.layer) "
-                f"were exported and the int8 model re-quantized by calibration on {calibration_clips} training clips; "
-                "compare pytorch_qat with tflite_int8 for the gap"
+                f"QAT-trained model that TFLite int8 cannot hold exactly ({qat_problem}): the float weights "
+                f"(QuantWrapper.layer) were exported and the int8 model re-quantized by calibration on "
+                f"{calibration_clips} training clips; compare pytorch_qat with tflite_int8 for the gap"
             )
         report = {
             "source": source,
