@@ -87,11 +87,13 @@ class QuantizationAwareTraining(L.Callback):
         if not hasattr(pl_module, "model_transforms"):
             raise TypeError("QuantizationAwareTraining needs a module with `model` and `model_transforms` (kws.KWSModule)")
         select_layers(pl_module.model, self.quant_options["layers"])
-        if any(type(c).__name__ == "Export" for c in trainer.callbacks):
+        from callbacks.export import Export
+
+        if any(isinstance(c, Export) for c in trainer.callbacks):
             from kws.export.qat_int8 import check_exportable
 
-            # refuse before training what the int8 export could not hold exactly
-            check_exportable(self.quant_options, pl_module.model)
+            # refuse before training what the int8 export could not hold exactly; a resumed model keeps its own options
+            check_exportable(applied_options(pl_module) or self.quant_options, pl_module.model)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
