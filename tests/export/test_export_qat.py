@@ -164,8 +164,8 @@ def test_non_qat_export_is_untouched(datamodule, tmp_path, monkeypatch):
     convert = pipeline.convert_tflite
 
     def recording(*args):
-        converted["int8"] = convert(*args)[1]
-        return convert(*args)[0], converted["int8"]
+        float_model, converted["int8"] = convert(*args)
+        return float_model, converted["int8"]
 
     def never(*args):
         raise AssertionError("the QAT rewrite ran for a model without QAT")
@@ -225,3 +225,26 @@ def test_models_qat_cannot_map_keep_the_calibration():
     assert "never observed" in mapping_problem(exact)
     exact.train()(x)
     assert mapping_problem(exact) is None
+
+
+def test_old_qat_checkpoint_keeps_the_calibration(datamodule, tmp_path, monkeypatch):
+    """A QAT model TFLite cannot hold exactly (here symmetric activations, the callback's old
+    default): `python -m kws export`'s path calibrates as before, onnx2tf's bytes, and says why."""
+    converted = {}
+    convert = pipeline.convert_tflite
+
+    def recording(*args):
+        float_model, converted["int8"] = convert(*args)
+        return float_model, converted["int8"]
+
+    monkeypatch.setattr(pipeline, "convert_tflite", recording)
+    torch.manual_seed(0)
+    module = KWSModule(labels=datamodule.labels, input_shape=datamodule.input_shape)
+    wrap_fake_quant(module.model, per_channel=True)
+    module.model.train()(torch.from_numpy(datamodule.split_features("training", clips=64)[0]))
+    module.eval()
+    report = pipeline.export_model(module, datamodule, tmp_path / "old", "test", calibration_clips=50,
+                                   log=lambda _: None, recognizer_fa_per_hour=None)
+    assert (tmp_path / "old" / "model_int8.tflite").read_bytes() == converted["int8"]
+    assert "qat_int8" not in report
+    assert any("cannot hold exactly" in n and "set activation_mode: asymmetric" in n for n in report["notes"])
