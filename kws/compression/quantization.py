@@ -6,6 +6,8 @@ Each selected layer is replaced by a :class:`QuantWrapper` that holds the origin
 Parameter objects, so an optimizer built earlier stays valid) and, at every forward, fake-quantizes
 its input activations, weights and bias -- quantize, clamp, dequantize -- with a straight-through
 estimator in the backward pass (the gradient passes where the value lies inside the clamp range).
+With ``quantize_output`` the model's last layer also fake-quantizes its output (the logits, as the
+int8 model's output tensor holds them), its gradient straight through without the clamp's mask.
 
 Quantization math (``k`` bits; the observed range is first widened to contain 0 so that 0, and so
 every pruned weight, is exactly representable):
@@ -151,7 +153,8 @@ class QuantWrapper(nn.Module):
     """Fake-quantizes a Conv2d or Linear layer's input, weight and bias; holds the layer as ``layer``.
 
     Buffers (saved in the state dict): ``act_min``/``act_max`` (the observed input range),
-    ``act_scale``/``act_zero_point``, and the flags ``observed`` (a range has been seen; until
+    ``act_scale``/``act_zero_point``, with ``quantize_output`` the same four ``out_*`` of the
+    output (fake-quantized too: the model's int8 logits), and the flags ``observed`` (a range has been seen; until
     then the input and bias stay float), ``enabled`` (off: the plain float layer) and ``frozen``.
     The input range is updated only in training mode while not frozen: new = m * old + (1 - m) *
     batch, the first batch taken as it is.

@@ -209,23 +209,21 @@ def qat_tflite(model: nn.Module, int8_tflite: bytes) -> bytes:
     return serialize(parsed)
 
 
-class _AlignedBuilder:
-    """flatbuffers.Builder whose byte vectors (the buffers) start on 16 bytes, as the TFLite converter
-    writes them: tflite-micro reads int32 biases in place."""
+def _aligned_builder(size: int):
+    """A flatbuffers.Builder whose byte vectors (the buffers) start on 16 bytes: tflite-micro reads
+    int32 biases in place."""
+    import flatbuffers
 
-    def __new__(cls, size: int):
-        import flatbuffers
+    class Builder(flatbuffers.Builder):
+        def StartVector(self, elemSize, numElems, alignment):  # noqa: N802 (flatbuffers' name)
+            return super().StartVector(elemSize, numElems, 16 if elemSize == 1 and numElems >= 16 else alignment)
 
-        class Builder(flatbuffers.Builder):
-            def StartVector(self, elemSize, numElems, alignment):  # noqa: N802 (flatbuffers' name)
-                return super().StartVector(elemSize, numElems, 16 if elemSize == 1 and numElems >= 16 else alignment)
-
-        return Builder(size)
+    return Builder(size)
 
 
 def serialize(parsed) -> bytes:
     """A ModelT as .tflite bytes (file identifier TFL3)."""
-    builder = _AlignedBuilder(1024)
+    builder = _aligned_builder(1024)
     builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
