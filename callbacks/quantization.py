@@ -7,7 +7,12 @@ Usage (``conf.yaml``)::
     trainer:
       callbacks:
         - class_path: callbacks.QuantizationAwareTraining
-          init_args: {weight_bits: 8, activation_bits: 8, mode: symmetric, per_channel: true, start_epoch: 5}
+          init_args: {weight_bits: 8, start_epoch: 5}
+
+The defaults are TFLite's int8 scheme, so that ``callbacks.Export`` writes exactly the model QAT
+trained (:mod:`kws.export.qat_int8`): symmetric int8 weights per output channel (tflite-micro's
+reference and CMSIS-NN kernels both take per-channel CONV_2D and FULLY_CONNECTED), asymmetric int8
+activations, and the logits fake-quantized as the int8 output holds them.
 """
 from __future__ import annotations
 
@@ -27,8 +32,9 @@ class QuantizationAwareTraining(L.Callback):
     Args:
         weight_bits, activation_bits: 2 to 8.
         mode: ``symmetric`` or ``asymmetric`` (weights, and activations unless activation_mode).
-        activation_mode: mode of the activations; None = ``mode``. TFLite int8 uses symmetric
-            weights with asymmetric activations (non-negative features waste a bit otherwise).
+        activation_mode: mode of the activations (default ``asymmetric``, TFLite's); None = ``mode``.
+        quantize_output: also fake-quantize the last layer's output (the logits), observed like
+            the inputs: the int8 model's output tensor.
         per_channel: weight ranges per output channel instead of per tensor.
         activation_range: ``minmax`` or ``percentile`` of each training batch.
         percentile: p in (0, 100]: the range is the (100-p)th to pth percentile.
@@ -47,16 +53,18 @@ class QuantizationAwareTraining(L.Callback):
         weight_bits: int = 8,
         activation_bits: int = 8,
         mode: Literal["symmetric", "asymmetric"] = "symmetric",
-        per_channel: bool = False,
+        per_channel: bool = True,
         activation_range: Literal["minmax", "percentile"] = "minmax",
         percentile: float = 99.99,
         momentum: float = 0.99,
         start_epoch: int = 0,
         freeze_epoch: int | None = None,
         layers: list[str] | None = None,
-        activation_mode: Literal["symmetric", "asymmetric"] | None = None,
+        activation_mode: Literal["symmetric", "asymmetric"] | None = "asymmetric",
+        quantize_output: bool = True,
     ):
-        self.quant_options = check_options(weight_bits, activation_bits, mode, per_channel, activation_range, percentile, momentum, layers, activation_mode)
+        self.quant_options = check_options(weight_bits, activation_bits, mode, per_channel, activation_range,
+                                           percentile, momentum, layers, activation_mode, quantize_output)
         if not isinstance(start_epoch, int) or start_epoch < 0:
             raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
         if freeze_epoch is not None and (not isinstance(freeze_epoch, int) or freeze_epoch <= start_epoch):
@@ -79,6 +87,13 @@ class QuantizationAwareTraining(L.Callback):
         if not hasattr(pl_module, "model_transforms"):
             raise TypeError("QuantizationAwareTraining needs a module with `model` and `model_transforms` (kws.KWSModule)")
         select_layers(pl_module.model, self.quant_options["layers"])
+        from callbacks.export import Export
+
+        if any(isinstance(c, Export) for c in trainer.callbacks):
+            from kws.export.qat_int8 import check_exportable
+
+            # refuse before training what the int8 export could not hold exactly; a resumed model keeps its own options
+            check_exportable(applied_options(pl_module) or self.quant_options, pl_module.model)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch

@@ -6,6 +6,8 @@ Each selected layer is replaced by a :class:`QuantWrapper` that holds the origin
 Parameter objects, so an optimizer built earlier stays valid) and, at every forward, fake-quantizes
 its input activations, weights and bias -- quantize, clamp, dequantize -- with a straight-through
 estimator in the backward pass (the gradient passes where the value lies inside the clamp range).
+With ``quantize_output`` the model's last layer also fake-quantizes its output (the logits, as the
+int8 model's output tensor holds them), its gradient straight through without the clamp's mask.
 
 Quantization math (``k`` bits; the observed range is first widened to contain 0 so that 0, and so
 every pruned weight, is exactly representable):
@@ -57,6 +59,7 @@ def check_options(
     momentum: float = 0.99,
     layers: Iterable[str] | None = None,
     activation_mode: str | None = None,
+    quantize_output: bool = False,
 ) -> dict[str, Any]:
     """Validated quantizer options, as the JSON-like params of the ``fake_quant`` transform."""
     for name, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits)):
@@ -79,7 +82,7 @@ def check_options(
     return {
         "weight_bits": weight_bits, "activation_bits": activation_bits, "mode": mode, "per_channel": bool(per_channel),
         "activation_range": activation_range, "percentile": float(percentile), "momentum": float(momentum), "layers": layers,
-        "activation_mode": activation_mode or mode,
+        "activation_mode": activation_mode or mode, "quantize_output": bool(quantize_output),
     }
 
 
@@ -150,7 +153,8 @@ class QuantWrapper(nn.Module):
     """Fake-quantizes a Conv2d or Linear layer's input, weight and bias; holds the layer as ``layer``.
 
     Buffers (saved in the state dict): ``act_min``/``act_max`` (the observed input range),
-    ``act_scale``/``act_zero_point``, and the flags ``observed`` (a range has been seen; until
+    ``act_scale``/``act_zero_point``, with ``quantize_output`` the same four ``out_*`` of the
+    output (fake-quantized too: the model's int8 logits), and the flags ``observed`` (a range has been seen; until
     then the input and bias stay float), ``enabled`` (off: the plain float layer) and ``frozen``.
     The input range is updated only in training mode while not frozen: new = m * old + (1 - m) *
     batch, the first batch taken as it is.
@@ -166,7 +170,7 @@ class QuantWrapper(nn.Module):
         options = check_options(**options)
         del options["layers"]
         for name, value in options.items():
-            setattr(self, name, value)
+            setattr(self, name, value)  # quantize_output: also fake-quantize the output (the model's logits)
         self.layer = layer
         device = _current(layer, "weight").device
         for name, value in (("act_min", 0.0), ("act_max", 0.0), ("act_scale", 1.0)):
@@ -174,6 +178,10 @@ class QuantWrapper(nn.Module):
         self.register_buffer("act_zero_point", torch.tensor(0, dtype=torch.int32, device=device))
         for name, value in (("observed", False), ("enabled", True), ("frozen", False)):
             self.register_buffer(name, torch.tensor(value, device=device))
+        if self.quantize_output:  # only then: older checkpoints' state dicts lack these buffers
+            for name, value in (("out_min", 0.0), ("out_max", 0.0), ("out_scale", 1.0)):
+                self.register_buffer(name, torch.tensor(value, device=device))
+            self.register_buffer("out_zero_point", torch.tensor(0, dtype=torch.int32, device=device))
 
     def extra_repr(self) -> str:
         return (f"weight_bits={self.weight_bits}, activation_bits={self.activation_bits}, mode={self.mode}, activation_mode={self.activation_mode}, "
@@ -189,32 +197,50 @@ class QuantWrapper(nn.Module):
         return qparams(lo, hi, self.weight_bits, self.mode)
 
     @torch.no_grad()
-    def observe(self, x: Tensor) -> None:
-        """Fold the range of batch ``x`` into the input range and update its scale and zero point."""
+    def observe(self, x: Tensor, which: str = "act") -> None:
+        """Fold the range of batch ``x`` into the input range (``which`` "act") or the output
+        range ("out") and update its scale and zero point. The output range is updated before
+        ``observed`` is set, by the same rule, so both move together."""
         x = x.detach().float()
         lo, hi = x.aminmax() if self.activation_range == "minmax" else percentile_range(x, self.percentile)
         m = self.momentum
+        low, high = getattr(self, f"{which}_min"), getattr(self, f"{which}_max")
         # torch.where rather than `if self.observed`: no device-to-host sync
-        self.act_min.copy_(torch.where(self.observed, m * self.act_min + (1 - m) * lo, lo))
-        self.act_max.copy_(torch.where(self.observed, m * self.act_max + (1 - m) * hi, hi))
-        scale, zero_point = qparams(self.act_min, self.act_max, self.activation_bits, self.activation_mode)
-        self.act_scale.copy_(scale)
-        self.act_zero_point.copy_(zero_point)
-        self.observed.fill_(True)
+        low.copy_(torch.where(self.observed, m * low + (1 - m) * lo, lo))
+        high.copy_(torch.where(self.observed, m * high + (1 - m) * hi, hi))
+        scale, zero_point = qparams(low, high, self.activation_bits, self.activation_mode)
+        getattr(self, f"{which}_scale").copy_(scale)
+        getattr(self, f"{which}_zero_point").copy_(zero_point)
+        if which == "act" and not self.quantize_output:
+            self.observed.fill_(True)
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias = _current(self.layer, "weight"), _current(self.layer, "bias")
         if not self.enabled:
             return self._layer_forward(x, weight, bias)
-        if self.training and not self.frozen:
+        observe = self.training and not self.frozen
+        if observe:
             self.observe(x)
         weight_scale, weight_zero_point = self.weight_qparams()
         weight = fake_quantize(weight, weight_scale, weight_zero_point, self.weight_bits, self.mode, 0 if self.per_channel else None)
-        if self.observed:
+        if self.observed or (observe and self.quantize_output):
             x = fake_quantize(x, self.act_scale, self.act_zero_point, self.activation_bits, self.activation_mode)
             if bias is not None:
                 bias = fake_quantize_bias(bias, self.act_scale * weight_scale)
-        return self._layer_forward(x, weight, bias)
+        y = self._layer_forward(x, weight, bias)
+        if not self.quantize_output:
+            return y
+        if observe:
+            # the output range sees the layer's output as the quantized model computes it
+            self.observe(y, "out")
+            self.observed.fill_(True)
+        if self.observed:
+            # Straight through without the clamp's mask: logits beyond a young range would get no
+            # gradient (measured: QAT from epoch 0 stayed at chance); the forward is exact either way.
+            quantized = fake_quantize(y.detach(), self.out_scale, self.out_zero_point, self.activation_bits,
+                                      self.activation_mode)
+            y = quantized + (y - y.detach())  # y - y is exactly 0: the values stay the quantized ones
+        return y
 
     def _layer_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         if isinstance(self.layer, nn.Conv2d):
@@ -250,11 +276,16 @@ def wrap_fake_quant(model: nn.Module, **options: Any) -> nn.Module:
     ``options`` are those of :func:`check_options`."""
     options = check_options(**options)
     layers = quantizable_layers(model)
-    for name in select_layers(model, options.pop("layers")):
+    selected = select_layers(model, options.pop("layers"))
+    # quantize_output: only the model's last layer (the last registered; TinyConv's and DSCNN's fc)
+    last = list(layers)[-1]
+    for name in selected:
         if isinstance(layers[name], QuantWrapper):
             raise ValueError(f"layer {name!r} is already fake-quantized")
         parent, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent), attr, QuantWrapper(layers[name], **options))
+        output = options["quantize_output"] and name == last
+        wrapper = QuantWrapper(layers[name], **{**options, "quantize_output": output})
+        setattr(model.get_submodule(parent), attr, wrapper)
     return model
 
 

@@ -46,6 +46,8 @@ from kws.export import ExportError  # noqa: E402
 from kws.export.c_sources import write_model_data, write_model_ops, write_model_settings  # noqa: E402
 from kws.export.convert import convert_tflite  # noqa: E402
 from kws.export.graph import export_onnx, plain_float_model  # noqa: E402
+from kws.export.qat_int8 import qat_int8_model  # noqa: E402
+from kws.export.qat_verify import verify_qat, weight_report  # noqa: E402
 from kws.export.report import format_report  # noqa: E402
 from kws.export.tflite import TFLiteRunner, evaluate_tflite, quantize, tensor_arena_size, tflite_ops  # noqa: E402
 from kws.export.verify import runtime_accuracies, verify  # noqa: E402
@@ -142,6 +144,10 @@ def export_model(
             export_onnx(float_model, folder / "model.onnx")
         with _step(log, "TFLite float and int8 conversion (onnx2tf)"):
             float_tflite, int8_tflite = convert_tflite(folder / "model.onnx", calibration, work)
+            qat = quantizers(module.model)
+            qat_problem = None
+            if qat:  # QAT's own scales and integers replace the calibration's (kws.export.qat_int8)
+                int8_tflite, qat_problem = qat_int8_model(module.model, int8_tflite)
             (folder / "model_float.tflite").write_bytes(float_tflite)
             (folder / "model_int8.tflite").write_bytes(int8_tflite)
         with _step(log, "tflite-micro tensor arena"):
@@ -152,6 +158,9 @@ def export_model(
         with _step(log, f"evaluation of every runtime on {len(test_y)} test clips"):
             results = verify(module, float_model, folder / "model.onnx", float_tflite, int8_tflite, test_x, test_y, arena["bytes"])
             results["accuracy_views"] = {views[0]: results["accuracy"]}
+            results["int8_weights"] = weight_report(module.model, int8_tflite)
+            if qat and qat_problem is None:
+                results["qat_int8"] = verify_qat(module.model, int8_tflite, test_x, arena["bytes"])
             if fresh is not None:
                 results["accuracy_views"]["fresh"] = runtime_accuracies(module, float_model, folder / "model.onnx", float_tflite, int8_tflite, *fresh, arena["bytes"])
             compared = {}  # path -> {view: accuracy}
@@ -179,12 +188,14 @@ def export_model(
         unwanted = sorted(set(ops) & set(UNWANTED_OPS))
         if unwanted:
             notes.append(f"the int8 graph holds {unwanted}: onnx2tf could not map this model's padding/layout directly")
-        qat = quantizers(module.model)
-        if qat:
+        if qat and qat_problem is None:
+            notes.append("QAT-trained model: the int8 model holds QAT's own scales, zero points and integer weights "
+                         "(kws.export.qat_int8), not the calibration's; see qat_int8 for the checks")
+        elif qat:
             notes.append(
-                "QAT-trained model: onnx2tf cannot take the learned activation ranges or fake-quantized weights, so the float "
-                f"weights (QuantWrapper.layer) were exported and the int8 model re-quantized by calibration on {calibration_clips} "
-                "training clips; compare pytorch_qat with tflite_int8 for the gap"
+                f"QAT-trained model that TFLite int8 cannot hold exactly ({qat_problem}): the float weights "
+                f"(QuantWrapper.layer) were exported and the int8 model re-quantized by calibration on "
+                f"{calibration_clips} training clips; compare pytorch_qat with tflite_int8 for the gap"
             )
         report = {
             "source": source,

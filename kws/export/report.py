@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kws.export.qat_verify import report_lines
 from kws.export.tflite import RUNTIME_LABELS
 from kws.streams.evaluate import table
 
@@ -41,6 +42,7 @@ def format_report(report: dict) -> str:
         lines.append("  (\"double or single\": no output of that op fell where the two roundings differ)")
     else:
         lines.append(f"numpy int8 reference: not checked ({rounding['why']})")
+    lines += report_lines(report)
     lines += stream_lines(report)
     lines += [f"Note: {note}" for note in report["notes"]]
     return "\n".join(lines)

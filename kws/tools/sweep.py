@@ -36,7 +36,9 @@ import yaml
 STUDIES = ("bits", "sparsity", "norms", "structured")
 # The quantization scheme of both PTQ and QAT points: TFLite int8's (symmetric per-channel
 # weights, asymmetric per-tensor activations) at every bit width.
-QUANT = dict(mode="symmetric", activation_mode="asymmetric", per_channel=True)
+# quantize_output off: the bits study was measured with float logits (README); at 2 bits they would have
+# 4 levels.
+QUANT = dict(mode="symmetric", activation_mode="asymmetric", per_channel=True, quantize_output=False)
 
 
 def _callback(class_path: str, **init_args) -> dict:

@@ -304,6 +304,7 @@ def test_qat_fit_reload_and_resume(tmp_path):
     hparams = load_hparams_from_yaml(next((tmp_path / "b").rglob("hparams.yaml")))
     assert hparams["quantization"] == {
         **options, "activation_range": "minmax", "percentile": 99.99, "layers": None, "activation_mode": "asymmetric",
+        "quantize_output": True,
         "start_epoch": 1, "freeze_epoch": 2, "quantized_layers": ["conv", "fc"],
     }
 

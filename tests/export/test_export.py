@@ -311,8 +311,9 @@ def test_failed_export_keeps_the_previous_one(tmp_path, checkpoint, datamodule, 
 
 
 def test_callback_exports_the_qat_model_at_fit_end(datamodule, tmp_path):
-    """callbacks.Export during a real fit with QAT: the in-memory fake-quantized model is exported
-    (float weights), the report shows the QAT accuracy next to the int8 one and says why."""
+    """callbacks.Export during a real fit with QAT (its defaults, TFLite's scheme): the in-memory
+    fake-quantized model is exported with QAT's own quantization (tests/export/test_export_qat.py
+    checks it), the report shows the QAT accuracy next to the int8 one and says so."""
     torch.manual_seed(0)
     module = KWSModule(labels=datamodule.labels, input_shape=datamodule.input_shape)
     export = Export(calibration_clips=100)
@@ -327,7 +328,8 @@ def test_callback_exports_the_qat_model_at_fit_end(datamodule, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert {p.name for p in out.iterdir()} == ARTIFACTS and not _no_leftovers(tmp_path)
     assert set(report["accuracy"]) == {"pytorch_float", "pytorch_qat", "onnxruntime", "tflite_float", "tflite_int8", "tflite_micro"}
-    assert any("QAT-trained model: onnx2tf cannot take the learned activation ranges" in note for note in report["notes"])
+    assert any("QAT-trained model: the int8 model holds QAT's own scales" in note for note in report["notes"])
+    assert report["qat_int8"]["scales"]["equal"]
     assert set(report["qat_input_ranges"]) == {"conv", "fc"}
     assert report["source"] == "the model at the end of fit (1 epochs)"
 
