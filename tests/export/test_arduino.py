@@ -42,7 +42,8 @@ def test_layout_properties_and_header(tmp_path):
     assert result["library"] == lib and result["zip"] == export / "arduino" / f"{name}.zip"
     files = {str(p.relative_to(lib)) for p in lib.rglob("*") if p.is_file()}
     model_files = {"model_data.cpp", "model_data.h", "model_settings.h", "model_ops.h", "micro_frontend_tables.h"}
-    shared = {"micro_frontend.c", "micro_frontend.h", "feature_quantize.h", "recognize_commands.cpp", "recognize_commands.h"}
+    shared = {"micro_frontend.c", "micro_frontend.h", "feature_quantize.h", "recognize_commands.cpp",
+              "recognize_commands.h"}
     expected = {f"src/{f}" for f in model_files | shared | SKETCH_OWN | {f"{name}.h"}}
     assert files == expected | {"library.properties", "examples/kws_firmware/kws_firmware.ino"}
     assert (lib / "src/model_data.cpp").read_bytes() == (export / "model_data.cc").read_bytes()
