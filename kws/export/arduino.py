@@ -158,7 +158,7 @@ def _headers(ino: str, name: str, info: dict, version: str) -> tuple[str, str]:
                 placed = True
             continue
         if line.startswith("// Needs the generated files copied in"):
-            line = f"// The example of the {name} library: everything it needs is in the library ({name}.h)."
+            line = f"// The example of the {name} library: all it needs is in the library,\n// through {name}.h."
         if not (line == "" and lines and lines[-1] == ""):
             lines.append(line)
     return header, "\n".join(lines) + "\n"

@@ -119,3 +119,18 @@ def test_the_firmware_from_the_library_is_the_export_folders(exported, installed
         expected = (build / "cmsis-nn" / "sim" / "recording" / name).read_text()
         assert (library_build / "cmsis-nn" / "sim" / "recording" / name).read_text() == expected
     assert len((build / "cmsis-nn" / "sim" / "recording" / "inferences.txt").read_text().splitlines()) > 50
+
+
+def test_an_mfcc_models_library_compiles(tmp_path):
+    """The MFCC front end packaged instead of the micro one: its tables (for the model's settings)
+    meet the static_asserts of feature_provider.h, and nothing of the micro front end is needed."""
+    from kws.export.arduino import write_arduino_library
+    from kws.export.frontend_tables import write_mfcc_frontend_tables
+    from tests.export.test_arduino import fake_export
+
+    export = fake_export(tmp_path / "export", "mfcc")
+    write_mfcc_frontend_tables(export)  # the real tables in place of the stand-in
+    lib = write_arduino_library(export, log=lambda line: None)["library"]
+    proc = make("arduino-check", LIBRARY=lib, BUILD_DIR=tmp_path / "build")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "CC  arduino-check/mfcc_frontend.c" in proc.stdout and "micro_frontend" not in proc.stdout
