@@ -65,7 +65,8 @@ CODE_EXTENSIONS = (*SOURCE_EXTENSIONS, ".cc", ".cxx", ".h", ".hpp", ".ino")
 # Included with quotes but found in the TFLM library (Arduino_TensorFlowLite's src/), not ours.
 EXTERNAL_PREFIXES = ("tensorflow/", "third_party/", "signal/")
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-DEFAULT_URL = "https://www.tensorflow.org/lite/microcontrollers"
+# kws has no public page: the library it needs, where the IDE's "More info" leads a user.
+DEFAULT_URL = "https://github.com/tensorflow/tflite-micro-arduino-examples"
 
 Log = Callable[[str], None]
 
@@ -247,7 +248,8 @@ def write_arduino_library(export_dir: str | Path, name: str | None = None, versi
         if problems:
             raise ExportError("the Arduino library would break these rules:\n  " + "\n  ".join(problems))
         write_zip(files, name, staging / f"{name}.zip")
-        shutil.rmtree(out / name, ignore_errors=True)
+        if (out / name).exists():  # set aside, not deleted, until the new one is in place
+            os.replace(out / name, staging / "earlier")
         os.replace(staging / name, out / name)
         os.replace(staging / f"{name}.zip", out / f"{name}.zip")
     except OSError as err:
