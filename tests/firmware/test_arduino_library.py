@@ -9,6 +9,7 @@ TFLM_DIR); skipped with the reason otherwise. Only the CMSIS-NN kernels (the Ard
 import os
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def exported(tiny_corpus, tmp_path_factory) -> Path:
     dm.setup()
     ckpt = trained_checkpoint(dm, dm.split_features("training"), folder / "tiny.ckpt", epochs=4,
                               learning_rate=3e-3)
-    export_checkpoint(ckpt, folder / "export", calibration_clips=100, recognizer_fa_per_hour=None, log=lambda line: None)
+    export_checkpoint(ckpt, folder / "export", calibration_clips=100, recognizer_fa_per_hour=None,
+                      log=lambda line: None)
     if not (folder / "export" / "micro_frontend_tables.h").is_file():
         write_micro_frontend_tables(folder / "export")
     clips = sorted(tiny_corpus.glob("[a-z]*/*.wav"))[::11][:8]
@@ -84,6 +86,23 @@ def test_the_zip_holds_the_library(exported, installed):
     assert (installed / "src" / "model_data.cpp").read_bytes() == (exported / "export" / "model_data.cc").read_bytes()
     assert (installed / "examples" / "kws_firmware" / "kws_firmware.ino").is_file()
     assert check_library(installed) == []
+
+
+def test_two_exports_of_one_model_give_one_zip(exported):
+    """Each export in a process of its own, as a user runs `python -m kws export`: a second export in
+    one process names onnx2tf's Keras layers model_1/... and its int8 model's bytes differ."""
+    zips = []
+    for out in (exported / "export-a", exported / "export-b"):
+        script = ("import sys; from kws.export.pipeline import export_checkpoint; "
+                  "export_checkpoint(sys.argv[1], sys.argv[2], calibration_clips=100, recognizer_fa_per_hour=None, "
+                  "log=lambda line: None)")
+        subprocess.run([sys.executable, "-c", script, str(exported / "tiny.ckpt"), str(out)], cwd=REPO, check=True,
+                       capture_output=True, timeout=900)
+        if not (out / "micro_frontend_tables.h").is_file():
+            run_kws("firmware-tables", str(out))
+        run_kws("arduino-library", "--export", str(out))
+        zips.append((out / "arduino" / f"{NAME}.zip").read_bytes())
+    assert zips[0] == zips[1]
 
 
 def test_the_library_compiles_as_the_ide_builds_it(exported, installed):
