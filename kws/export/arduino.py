@@ -253,6 +253,8 @@ def write_arduino_library(export_dir: str | Path, name: str | None = None, versi
         os.replace(staging / name, out / name)
         os.replace(staging / f"{name}.zip", out / f"{name}.zip")
     except OSError as err:
+        if (staging / "earlier").is_dir() and not (out / name).exists():
+            os.replace(staging / "earlier", out / name)  # the earlier library back in its place
         raise ExportError(f"cannot write the Arduino library into {out}: {err}") from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
