@@ -61,7 +61,7 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             clip accuracy stays comparable with the recipe's.
         validation_percentage / testing_percentage: for the hash split when the lists are absent.
         frontend, sample_rate, clip_ms, window_ms, stride_ms, num_features: the features
-            (:class:`kws.features.FeatureSettings`).
+            (:class:`kws.audio.settings.FeatureSettings`).
         background_frequency: fraction of training clips mixed with background noise.
         background_volume: maximum noise volume for those clips (silence clips: up to 1).
         time_shift_ms: maximum random shift of training clips, either way.
