@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from kws.streams.evaluate import DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, data_stream_options, stream_test, table
-from kws.streams.recognize import DEFAULT_RECOGNIZER
+from kws.streams.evaluate import (DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, STRIDE_MS, data_stream_options,
+                                  stream_test, table)
 
 
 class StreamTest(L.Callback):
@@ -42,7 +42,9 @@ class StreamTest(L.Callback):
         folder: the output folder's name inside the log folder.
     """
 
-    def __init__(self, budgets: Sequence[float] = DEFAULT_BUDGETS, calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR, stride_ms: int = DEFAULT_RECOGNIZER.inference_stride_ms, folder: str = "stream_test"):
+    def __init__(self, budgets: Sequence[float] = DEFAULT_BUDGETS,
+                 calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR, stride_ms: int = STRIDE_MS,
+                 folder: str = "stream_test"):
         if not budgets or any(b <= 0 for b in budgets):
             raise ValueError(f"budgets must be positive false alarms per hour, got {budgets!r}")
         if calibrate_fa_per_hour not in budgets:
@@ -64,9 +66,10 @@ class StreamTest(L.Callback):
 
         out = Path(trainer.log_dir or trainer.default_root_dir) / self.folder
         try:
-            test = stream_test(classify, dm.labels, dm.features, dm.data_dir, "float (PyTorch)", self.calibrate_fa_per_hour, self.budgets, self.stride_ms,
-                               stream_kwargs=data_stream_options(dm), out=out, title=f"stream test at the end of fit (epoch {trainer.current_epoch})",
-                               log=rank_zero_info)
+            test = stream_test(classify, dm.labels, dm.features, dm.data_dir, "float (PyTorch)",
+                               self.calibrate_fa_per_hour, self.budgets, self.stride_ms,
+                               stream_kwargs=data_stream_options(dm), out=out, log=rank_zero_info,
+                               title=f"stream test at the end of fit (epoch {trainer.current_epoch})")
         except (ValueError, OSError) as err:
             # Never lose the fit for its report: final.ckpt and the test still follow.
             rank_zero_warn(f"StreamTest: the stream test could not run ({err}); the model keeps no calibrated recognizer")

@@ -61,14 +61,17 @@ def compare_outputs(firmware: np.ndarray, host: np.ndarray) -> dict:
             "max_difference": int(difference.max()) if firmware.shape == host.shape and difference.size else None}
 
 
-def host_stream(export: Path, recording: Path, settings: FeatureSettings, labels: list[str], recognizer: RecognizerSettings) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def host_stream(export: Path, recording: Path, settings: FeatureSettings, labels: list[str],
+                recognizer: RecognizerSettings) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """listen --model micro on the recording: (times, int8 outputs, detection lines)."""
     from kws.audio.wav import wav_blocks
 
     times, outputs = [], []
     classify = tflite_classifier(export / "model_int8.tflite", "micro")
-    detections = listen(wav_blocks(recording, settings.sample_rate, 10 * settings.sample_rate), classify, labels, settings, recognizer.inference_stride_ms,
-                        RecognizeCommands.from_settings(labels, recognizer), log=None, outputs=lambda t, raw: (times.append(t), outputs.append(raw)))
+    blocks = wav_blocks(recording, settings.sample_rate, 10 * settings.sample_rate)
+    recognize = RecognizeCommands.from_settings(labels, recognizer)
+    detections = listen(blocks, classify, labels, settings, recognizer.inference_stride_ms, recognize, log=None,
+                        outputs=lambda t, raw: (times.append(t), outputs.append(raw)))
     return np.concatenate(times), np.concatenate(outputs), [str(d) for d in detections]
 
 
@@ -117,9 +120,11 @@ def simulate(export: Path, recording: Path, kernels: tuple[str, ...] = KERNELS, 
     report, recognizer = folder.report, folder.recognizer
     model = folder.model.read_bytes()
     build = REPO / "firmware" / "build"
-    host_times, host_outputs, host_detections = host_stream(export, recording, folder.features, folder.labels, recognizer)
+    host_times, host_outputs, host_detections = host_stream(export, recording, folder.features, folder.labels,
+                                                            recognizer)
     inputs = test_clip_inputs(report) if clips else None
-    results = {"recording": str(recording), "stride_ms": recognizer.inference_stride_ms, "recognizer": recognizer.to_dict(), "kernels": {}}
+    results = {"recording": str(recording), "stride_ms": recognizer.inference_stride_ms,
+               "recognizer": recognizer.to_dict(), "kernels": {}}
     with tempfile.TemporaryDirectory() as scratch:
         windows = Path(scratch) / "test_clips.int8"
         if inputs is not None:
@@ -185,7 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
     export = Path(args.export)
     try:
         folder = read_export(export, firmware=True)
-        recording = Path(args.recording) if args.recording else test_recording(folder.report, export.parent / "firmware_test_recording.wav")
+        recording = Path(args.recording) if args.recording else None
+        recording = recording or test_recording(folder.report, export.parent / "firmware_test_recording.wav")
         results = simulate(export, recording, tuple(args.kernels), clips=not args.no_clips)
     except (ExportError, RuntimeError, OSError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")

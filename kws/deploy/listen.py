@@ -1,14 +1,15 @@
 """Listen to a long recording as the firmware will: streaming features, one inference every
 stride, and :class:`kws.streams.recognize.RecognizeCommands` turning the scores into detections.
 
-``python -m kws listen FILE.wav [MORE.wav ...] --model {pytorch,int8,micro} (--ckpt CKPT | --export DIR | --tflite MODEL)``
+``python -m kws listen FILE.wav [MORE.wav ...] [--model pytorch|int8|micro] (--ckpt CKPT | --export DIR | --tflite M)``
 
 - The recording (or several, one after another with a quiet gap) is read in 10 s blocks
   (:mod:`kws.streams.frontend`): memory stays bounded whatever its length. The front end runs over it with its state (noise estimate, PCAN gain)
   carried from block to block and frame to frame, as the firmware's feature provider does.
 - Every inference stride (the recognizer's ``inference_stride_ms``, a multiple of the 20 ms
-  frame step) the last 49 frames (1 s) go to the model: PyTorch float from a checkpoint, or an int8 .tflite through LiteRT (``int8``) or
-  tflite-micro (``micro``), with the runner of :mod:`kws.export.tflite`.
+  frame step) the last 49 frames (1 s) go to the model: PyTorch float from a checkpoint, or an
+  int8 .tflite through LiteRT (``int8``) or tflite-micro (``micro``), with the runner of
+  :mod:`kws.export.tflite`.
 - Scores are probabilities: softmax of the (dequantized) logits, or the outputs themselves when
   the .tflite ends in SOFTMAX (micro_speech's reference model does).
 - The inference's time is the end of its window's last frame, in ms from the start of the file.
@@ -30,7 +31,8 @@ from kws.audio.settings import FeatureSettings
 from kws.export.classifiers import ModelClassifier, pytorch_classifier, tflite_classifier
 from kws.streams.frontend import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_windows
 from kws.export.folder import REPORT, ExportFolder, read_export
-from kws.streams.recognize import DEFAULT_RECOGNIZER, Detection, RecognizeCommands, RecognizerSettings, add_recognizer_flags, given_flags
+from kws.streams.recognize import (DEFAULT_RECOGNIZER, Detection, RecognizeCommands, RecognizerSettings,
+                                   add_recognizer_flags, given_flags)
 
 # micro_speech's labels: what a .tflite with no report.json beside it (the reference model) uses.
 MICRO_SPEECH_LABELS = ["silence", "unknown", "yes", "no"]
@@ -108,20 +110,25 @@ def main(argv: list[str] | None = None) -> list[Detection]:
     parser = argparse.ArgumentParser(prog="python -m kws listen", description="Detect keywords in a long 16 kHz recording as the firmware would: streaming features, an inference every stride, averaged and suppressed detections.")
     parser.add_argument("wav", nargs="+", help="the recording (16-bit PCM WAV, mono); several are played one after another, --gap_s apart")
     parser.add_argument("--gap_s", type=float, default=1.5, help="with several recordings: the quiet before each (a faint noise floor, as a microphone's)")
-    parser.add_argument("--model", choices=("pytorch", "int8", "micro"), default=None, help="pytorch (default; micro with --export): the checkpoint's float model; int8: the .tflite through LiteRT; micro: through tflite-micro")
+    parser.add_argument("--model", choices=("pytorch", "int8", "micro"), default=None,
+                        help="pytorch (default; micro with --export): the checkpoint's float model; int8: the .tflite "
+                             "through LiteRT; micro: through tflite-micro")
     parser.add_argument("--ckpt", help="a checkpoint from `python -m kws fit` (the model for --model pytorch; labels and features otherwise)")
-    parser.add_argument("--export", help="an export folder (`python -m kws export`): its model_int8.tflite, labels, features and recognizer")
-    parser.add_argument("--tflite", help="the int8 model (model_int8.tflite); labels and features from --ckpt, else its export folder's report.json, else micro_speech's")
+    parser.add_argument("--export", help="an export folder (`python -m kws export`): its model_int8.tflite, labels, "
+                                         "features and recognizer")
+    parser.add_argument("--tflite", help="the int8 model (model_int8.tflite); labels and features from --ckpt, else "
+                                         "its export folder's report.json, else micro_speech's")
     parser.add_argument("--labels", nargs="+", help="class names in output order (overrides the above)")
-    recognizer = parser.add_argument_group("the recognizer and its stride (default: the model's -- its export folder's report.json, or the checkpoint's -- "
-                                           "else micro_speech's)")
+    recognizer = parser.add_argument_group("the recognizer and its stride (default: the model's -- its export folder's "
+                                           "report.json, or the checkpoint's -- else micro_speech's)")
     add_recognizer_flags(recognizer)
     parser.add_argument("--arena_size", type=int, default=None, help="tflite-micro tensor arena bytes (default: the runtime's)")
     parser.add_argument("--outputs", default=None, help="write every inference's time (ms) and raw model outputs (int8 for an int8 model), a line each, to this file: what the firmware simulation writes")
     args = parser.parse_args(argv)
 
     try:
-        labels, settings, classify, base, calibrated = MICRO_SPEECH_LABELS, FeatureSettings(), None, DEFAULT_RECOGNIZER, False
+        labels, settings, classify = MICRO_SPEECH_LABELS, FeatureSettings(), None
+        base, calibrated = DEFAULT_RECOGNIZER, False  # the model's own when it has them
         if args.export:
             if args.tflite or args.model == "pytorch":
                 parser.error("--export runs the export's int8 model: pass --model int8 or micro, and no --tflite")
@@ -132,7 +139,8 @@ def main(argv: list[str] | None = None) -> list[Detection]:
                 parser.error("--model pytorch needs --ckpt")
             classify, labels, settings = pytorch_classifier(args.ckpt)
             if classify.recognizer:
-                base, calibrated = RecognizerSettings.from_dict(classify.recognizer, f"{args.ckpt} (kws_recognizer)"), True
+                base = RecognizerSettings.from_dict(classify.recognizer, f"{args.ckpt} (kws_recognizer)")
+                calibrated = True
         else:
             if not args.tflite:
                 parser.error(f"--model {args.model} needs --tflite or --export")
@@ -155,12 +163,13 @@ def main(argv: list[str] | None = None) -> list[Detection]:
         given = given_flags(args)
         options = dataclasses.replace(base, **given)
         shown = {k: v for k, v in options.to_dict().items() if k != "ignore"}
-        print(f"recognizer: {', '.join(f'{k} {v:g}' for k, v in shown.items())} ({'calibrated for the model' if calibrated else 'defaults'}"
-              f"{', overridden' if given else ''})", file=sys.stderr)
+        origin = ("calibrated for the model" if calibrated else "defaults") + (", overridden" if given else "")
+        print(f"recognizer: {', '.join(f'{k} {v:g}' for k, v in shown.items())} ({origin})", file=sys.stderr)
         if calibrated and options.inference_stride_ms != base.inference_stride_ms:
             # minimum_count and the averaging window count inferences: at another stride they mean other things.
-            print(f"warning: the recognizer was calibrated at --stride_ms {base.inference_stride_ms}; at {options.inference_stride_ms} its settings "
-                  "may hear more or less: pass --threshold / --average_window_ms / --minimum_count for this stride", file=sys.stderr)
+            print(f"warning: the recognizer was calibrated at --stride_ms {base.inference_stride_ms}; at "
+                  f"{options.inference_stride_ms} its settings may hear more or less: pass --threshold / "
+                  "--average_window_ms / --minimum_count for this stride", file=sys.stderr)
         recognizer = RecognizeCommands.from_settings(labels, options)
         with open(args.outputs, "w") if args.outputs else contextlib.nullcontext() as sink:
             write = (lambda times, raw: sink.writelines(f"{t} {' '.join(str(v) for v in row)}\n" for t, row in zip(times, raw.tolist()))) if sink else None

@@ -56,7 +56,8 @@ def ignored_indices(labels: Sequence[str], recognizer: RecognizerSettings) -> tu
         if label in recognizer.ignore:
             slot = "silence" if "silence" in label else "unknown"
             if slots[slot] != -1:
-                raise ExportError(f"the recognizer ignores {[l for l in labels if l in recognizer.ignore]}: the firmware's recognizer "
+                ignored = [name for name in labels if name in recognizer.ignore]
+                raise ExportError(f"the recognizer ignores {ignored}: the firmware's recognizer "
                                   "(firmware/recognize_commands.h) has one silence and one unknown slot")
             slots[slot] = index
     return slots["silence"], slots["unknown"]
@@ -68,7 +69,8 @@ def write_model_settings(folder: Path, source: str, settings: FeatureSettings, l
     command recognizer's settings with its inference stride (``calibrated``: for this model, else
     the defaults), so that the firmware and the host share one definition of each."""
     rec = recognizer
-    rec_source = "calibrated for this model on the validation stream (report.json: recognizer)" if calibrated else "micro_speech's defaults (no calibration)"
+    rec_source = ("calibrated for this model on the validation stream (report.json: recognizer)" if calibrated
+                  else "micro_speech's defaults (no calibration)")
     silence, unknown = ignored_indices(labels, recognizer)
     label_list = ", ".join(json.dumps(label) for label in labels)
     text = f"""{GENERATED.format(tool=TOOL, source=source)}#ifndef KWS_MODEL_SETTINGS_H_

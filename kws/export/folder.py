@@ -59,44 +59,54 @@ def read_export(folder: str | Path, firmware: bool = False) -> ExportFolder:
     the contract is re-exported, never completed with defaults)."""
     folder = Path(folder)
     if not (folder / REPORT).is_file():
-        raise ExportError(f"{folder} is not an export folder: it holds no {REPORT} (write one with `python -m kws export --ckpt CKPT --out {folder}`)")
+        raise ExportError(f"{folder} is not an export folder: it holds no {REPORT} "
+                          f"(write one with `python -m kws export --ckpt CKPT --out {folder}`)")
     try:
         report = json.loads((folder / REPORT).read_text())
         fields = {f.name for f in dataclasses.fields(FeatureSettings)}
         features = FeatureSettings(**{k: v for k, v in report["features"].items() if k in fields})
         labels = list(report["labels"])
     except (ValueError, KeyError, TypeError) as err:
-        raise ExportError(f"{folder / REPORT} is not a readable export report ({err}); {reexport_hint(folder, {})}") from err
+        raise ExportError(f"{folder / REPORT} is not a readable export report ({err}); "
+                          f"{reexport_hint(folder, {})}") from err
     entry = report.get("recognizer")
     if not isinstance(entry, dict) or "settings" not in entry:
-        raise ExportError(f"{folder / REPORT} holds no recognizer settings: the export predates them; {reexport_hint(folder, report)}")
+        raise ExportError(f"{folder / REPORT} holds no recognizer settings: the export predates them; "
+                          f"{reexport_hint(folder, report)}")
     try:
         recognizer = RecognizerSettings.from_dict(entry["settings"], str(folder / REPORT))
     except ValueError as err:
         raise ExportError(f"{err} ({reexport_hint(folder, report)})") from err
     export = ExportFolder(folder, report, labels, features, recognizer, entry.get("calibrated_on") is not None)
-    needed = ["model_int8.tflite"] + (["model_data.cc", "model_data.h", "model_ops.h", SETTINGS, export.tables.name] if firmware else [])
+    needed = ["model_int8.tflite"]
+    if firmware:
+        needed += ["model_data.cc", "model_data.h", "model_ops.h", SETTINGS, export.tables.name]
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
-        raise ExportError(f"{folder} lacks {', '.join(missing)}: the export predates them or was altered; {reexport_hint(folder, report)}")
+        raise ExportError(f"{folder} lacks {', '.join(missing)}: the export predates them or was altered; "
+                          f"{reexport_hint(folder, report)}")
     return export
 
 
-def report_inputs(source: str, settings: FeatureSettings, labels: list[str], input_q, output_q, arena: int, recognizer: dict) -> dict:
+def report_inputs(source: str, settings: FeatureSettings, labels: list[str], input_q, output_q, arena: int,
+                  recognizer: dict) -> dict:
     """What model_settings.h is written from, in report.json's own keys, so that a new
     calibration can rewrite it from report.json alone (:func:`write_recognizer`)."""
-    return {"source": source, "labels": labels,
-            "features": {**dataclasses.asdict(settings), "frames": settings.num_frames, "feature_scale": settings.feature_scale},
-            "int8": {"input_scale": input_q[0], "input_zero_point": input_q[1], "output_scale": output_q[0], "output_zero_point": output_q[1]},
-            "tensor_arena": {"bytes": arena}, "recognizer": recognizer}
+    features = {**dataclasses.asdict(settings), "frames": settings.num_frames, "feature_scale": settings.feature_scale}
+    int8 = {"input_scale": input_q[0], "input_zero_point": input_q[1],
+            "output_scale": output_q[0], "output_zero_point": output_q[1]}
+    return {"source": source, "labels": labels, "features": features, "int8": int8, "tensor_arena": {"bytes": arena},
+            "recognizer": recognizer}
 
 
 def write_settings(folder: Path, report: dict) -> None:
     """model_settings.h in ``folder`` from report.json's entries (:func:`report_inputs`)."""
     fields = {f.name for f in dataclasses.fields(FeatureSettings)}
+    features = FeatureSettings(**{k: v for k, v in report["features"].items() if k in fields})
     q = report["int8"]
-    write_model_settings(folder, report["source"], FeatureSettings(**{k: v for k, v in report["features"].items() if k in fields}), report["labels"],
-                         (q["input_scale"], q["input_zero_point"]), (q["output_scale"], q["output_zero_point"]), report["tensor_arena"]["bytes"],
+    write_model_settings(folder, report["source"], features, report["labels"],
+                         (q["input_scale"], q["input_zero_point"]), (q["output_scale"], q["output_zero_point"]),
+                         report["tensor_arena"]["bytes"],
                          RecognizerSettings.from_dict(report["recognizer"]["settings"], f"{folder / REPORT}"),
                          calibrated=report["recognizer"].get("calibrated_on") is not None)
 

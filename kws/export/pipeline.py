@@ -182,14 +182,16 @@ def export_model(
         if recognizer_fa_per_hour is not None:
             with _step(log, "stream test of the int8 model (tflite-micro) and the recognizer's calibration"):
                 try:
-                    calibrated, stream_test = calibrate_int8(int8_tflite, labels, settings, datamodule.data_dir, recognizer_fa_per_hour, arena["bytes"], log,
+                    calibrated, stream_test = calibrate_int8(int8_tflite, labels, settings, datamodule.data_dir,
+                                                             recognizer_fa_per_hour, arena["bytes"], log,
                                                              data_stream_options(datamodule))
                     recognizer = calibrated or recognizer
                 except (ValueError, OSError) as err:
                     raise ExportError(f"the stream test of the int8 model (the recognizer's calibration) failed: {err}") from err
         ops = tflite_ops(int8_tflite)
         write_model_data(int8_tflite, folder, source)
-        inputs = report_inputs(source, settings, labels, int8.input_quantization, int8.output_quantization, arena["bytes"], recognizer)
+        inputs = report_inputs(source, settings, labels, int8.input_quantization, int8.output_quantization,
+                               arena["bytes"], recognizer)
         write_settings(folder, inputs)
         write_model_ops(ops, folder, source, int8=int8.input["dtype"] == np.int8)
         write_frontend_tables(folder, settings)
@@ -237,8 +239,8 @@ def calibrate_int8(model: bytes, labels: list[str], settings: FeatureSettings, d
     from kws.export.classifiers import tflite_classifier
     from kws.streams.evaluate import stream_test
 
-    test = stream_test(tflite_classifier(model, "micro", arena), labels, settings, data_dir, "int8 (tflite-micro)", max_fa_per_hour,
-                       stream_kwargs=stream_kwargs, log=lambda line: log(f"[export] {line}"))
+    test = stream_test(tflite_classifier(model, "micro", arena), labels, settings, data_dir, "int8 (tflite-micro)",
+                       max_fa_per_hour, stream_kwargs=stream_kwargs, log=lambda line: log(f"[export] {line}"))
     return test.calibration, test.summary
 
 

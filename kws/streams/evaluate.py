@@ -30,6 +30,7 @@ DEFAULT_BUDGETS = (2.0, 5.0, 10.0)  # false alarms per hour
 # issue's operating point (recall at <= 10 false alarms per hour); 2 and 5 are reported beside it.
 DEFAULT_CALIBRATION_FA_PER_HOUR = 10.0
 Classify = Callable[[np.ndarray], np.ndarray]
+STRIDE_MS = DEFAULT_RECOGNIZER.inference_stride_ms  # the inference stride streams are scored at unless told
 
 
 def cached_stream(data_dir: Path, split: str, seed: int, cache_dir: Path | None = None, **kwargs) -> Stream:
@@ -56,7 +57,8 @@ def data_stream_options(datamodule) -> dict:
     return options
 
 
-def window_scores(stream: Stream, classify: Classify, settings: FeatureSettings, stride_ms: int = DEFAULT_RECOGNIZER.inference_stride_ms) -> tuple[np.ndarray, np.ndarray]:
+def window_scores(stream: Stream, classify: Classify, settings: FeatureSettings,
+                  stride_ms: int = STRIDE_MS) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities [n, classes], times ms [n]) of every window of the stream, the front end's
     state carried through the whole recording."""
     blocks = (stream.audio[i:i + 60 * stream.sample_rate] for i in range(0, len(stream.audio), 60 * stream.sample_rate))
@@ -65,8 +67,8 @@ def window_scores(stream: Stream, classify: Classify, settings: FeatureSettings,
 
 
 def evaluate(classify: Classify, labels: Sequence[str], settings: FeatureSettings, data_dir: str | Path, budgets: Sequence[float] = DEFAULT_BUDGETS,
-             stride_ms: int = DEFAULT_RECOGNIZER.inference_stride_ms, tolerance_ms: int = 1000, seeds: dict[str, int] = STREAM_SEEDS, stream_kwargs: dict | None = None,
-             log=print) -> dict:
+             stride_ms: int = STRIDE_MS, tolerance_ms: int = 1000, seeds: dict[str, int] = STREAM_SEEDS,
+             stream_kwargs: dict | None = None, log=print) -> dict:
     """Sweep both streams, calibrate on validation, report test: a dict with everything. On a
     corpus that names its voices (the generated one), each budget's entry also holds ``voices``:
     keyword recall per voice family and dialect on both streams at its setting
@@ -81,7 +83,8 @@ def evaluate(classify: Classify, labels: Sequence[str], settings: FeatureSetting
         stream = cached_stream(data_dir, split, seed, **stream_kwargs)
         probabilities, times = window_scores(stream, classify, settings, stride_ms)
         out["streams"][split], out["scores"][split] = stream, (probabilities, times)
-        out["rows"][split] = sweep(probabilities, times, labels, stream.events, stream.duration_s, base=base, tolerance_ms=tolerance_ms)
+        out["rows"][split] = sweep(probabilities, times, labels, stream.events, stream.duration_s, base=base,
+                                   tolerance_ms=tolerance_ms)
         if log:
             log(f"{stream.summary()}; {len(times)} windows scored and swept in {time.perf_counter() - started:.1f} s")
     for budget in budgets:
@@ -106,19 +109,22 @@ def evaluate(classify: Classify, labels: Sequence[str], settings: FeatureSetting
 class StreamTest:
     results: dict  # evaluate()'s
     summary: dict  # model, streams, calibrated per budget: results.json's and report.json's stream_test
-    recognizer: RecognizerSettings | None  # chosen for calibrate_fa_per_hour on validation (float32 threshold); None: none within it
+    # chosen for calibrate_fa_per_hour on validation (float32 threshold); None: no setting within it
+    recognizer: RecognizerSettings | None
     calibration: dict | None  # the recognizer with how it was chosen and its numbers: report.json's recognizer
 
 
-def stream_test(classify: Classify, labels: Sequence[str], settings: FeatureSettings, data_dir: str | Path, model: str,
-                calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR, budgets: Sequence[float] = DEFAULT_BUDGETS,
-                stride_ms: int = DEFAULT_RECOGNIZER.inference_stride_ms, tolerance_ms: int = 1000, stream_kwargs: dict | None = None,
+def stream_test(classify: Classify, labels: Sequence[str], settings: FeatureSettings, data_dir: str | Path,
+                model: str, calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR,
+                budgets: Sequence[float] = DEFAULT_BUDGETS,
+                stride_ms: int = STRIDE_MS, tolerance_ms: int = 1000, stream_kwargs: dict | None = None,
                 out: Path | None = None, title: str = "", log=print) -> StreamTest:
     """The stream test of one model (``model``: its name in the tables) and the recognizer
     calibrated for it: what ``callbacks.StreamTest``, ``python -m kws stream-test`` and the export
     all run. ``out``: also write results.json, det.png and the sweeps there."""
     budgets = tuple(sorted({*map(float, budgets), float(calibrate_fa_per_hour)}))
-    results = evaluate(classify, labels, settings, data_dir, budgets, stride_ms, tolerance_ms, stream_kwargs=stream_kwargs, log=log)
+    results = evaluate(classify, labels, settings, data_dir, budgets, stride_ms, tolerance_ms,
+                       stream_kwargs=stream_kwargs, log=log)
     summary = dict(model=model, streams={s: st.summary() for s, st in results["streams"].items()},
                    calibrated={f"{b:g}": c for b, c in results["calibrated"].items()})
     if out is not None:
@@ -127,8 +133,9 @@ def stream_test(classify: Classify, labels: Sequence[str], settings: FeatureSett
     if chosen is None:
         return StreamTest(results, summary, None, None)
     recognizer = RecognizerSettings(**chosen["setting"]).float32_threshold()
-    calibration = {"settings": recognizer.to_dict(), "max_fa_per_hour": float(calibrate_fa_per_hour), "calibrated_on": "the validation stream",
-                   "model": model, "validation": chosen["validation"], "testing": chosen["testing"]}
+    calibration = {"settings": recognizer.to_dict(), "max_fa_per_hour": float(calibrate_fa_per_hour),
+                   "calibrated_on": "the validation stream", "model": model,
+                   "validation": chosen["validation"], "testing": chosen["testing"]}
     return StreamTest(results, summary, recognizer, calibration)
 
 
@@ -143,7 +150,8 @@ def table(results: dict, name: str) -> str:
             lines.append(f"| {float(budget):g} | - | - | no setting within the budget | | | | |")
             continue
         s, v, t = c["setting"], c["validation"], c["testing"]
-        lines.append(f"| {float(budget):g} | {s['detection_threshold']:.3f} | {s['average_window_ms']} | {100 * v['recall']:.1f} % | {v['fa_per_hour']:.1f} | "
+        lines.append(f"| {float(budget):g} | {s['detection_threshold']:.3f} | {s['average_window_ms']} | "
+                     f"{100 * v['recall']:.1f} % | {v['fa_per_hour']:.1f} | "
                      f"{100 * t['recall']:.1f} % | {t['fa_per_hour']:.1f} | {t['delay_median_ms']:.0f} ms |")
     voices = voice_table(results["calibrated"])
     return "\n".join(lines) + (f"\n\n{voices}" if voices else "")

@@ -26,7 +26,8 @@ import numpy as np
 from kws.streams.recognize import DEFAULT_RECOGNIZER, RecognizerSettings
 
 
-def replay(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str], setting: RecognizerSettings) -> list[tuple[str, float, int]]:
+def replay(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str],
+           setting: RecognizerSettings) -> list[tuple[str, float, int]]:
     """Detections ``(label, score, time_ms)`` that RecognizeCommands would report for these
     per-inference scores [n, classes] at times [n] (non-decreasing); ``setting.ignore`` labels
     are recognised but not reported."""
@@ -108,16 +109,19 @@ DEFAULT_WINDOWS = (200, 300, 500, 700, 1000)
 
 def sweep(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str], events, duration_s: float,
           thresholds: Sequence[float] = DEFAULT_THRESHOLDS, windows: Sequence[int] = DEFAULT_WINDOWS,
-          suppressions: Sequence[int] = (DEFAULT_RECOGNIZER.suppression_ms,), base: RecognizerSettings = DEFAULT_RECOGNIZER,
+          suppressions: Sequence[int] = (DEFAULT_RECOGNIZER.suppression_ms,),
+          base: RecognizerSettings = DEFAULT_RECOGNIZER,
           sample_rate: int = 16000, tolerance_ms: int = 1000) -> list[dict]:
     """One row per (window, suppression, threshold) over ``base`` (its minimum count, ignored
     labels and the stride the scores were taken at): the setting and :func:`score`'s numbers."""
     rows = []
     for window, suppression, threshold in itertools.product(windows, suppressions, thresholds):
-        setting = dataclasses.replace(base, detection_threshold=float(threshold), average_window_ms=int(window), suppression_ms=int(suppression))
+        setting = dataclasses.replace(base, detection_threshold=float(threshold), average_window_ms=int(window),
+                                      suppression_ms=int(suppression))
         result = score(replay(probabilities, times_ms, labels, setting), events, duration_s, sample_rate, tolerance_ms)
-        rows.append(dict(threshold=setting.detection_threshold, average_window_ms=setting.average_window_ms, suppression_ms=setting.suppression_ms,
-                         minimum_count=setting.minimum_count, inference_stride_ms=setting.inference_stride_ms, **result))
+        rows.append(dict(threshold=setting.detection_threshold, average_window_ms=setting.average_window_ms,
+                         suppression_ms=setting.suppression_ms, minimum_count=setting.minimum_count,
+                         inference_stride_ms=setting.inference_stride_ms, **result))
     return rows
 
 

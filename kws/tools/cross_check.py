@@ -42,7 +42,8 @@ from kws.audio.wav import read_wav
 from kws.deploy.listen import MICRO_SPEECH_LABELS, export_of, listen
 from kws.export.classifiers import ModelClassifier, pytorch_classifier, tflite_classifier
 from kws.streams.frontend import StreamingFeatures
-from kws.streams.recognize import DEFAULT_RECOGNIZER, RecognizeCommands, RecognizerSettings, add_recognizer_flags, given_flags
+from kws.streams.recognize import (DEFAULT_RECOGNIZER, RecognizeCommands, RecognizerSettings, add_recognizer_flags,
+                                   given_flags)
 from kws.streams.recordings import StreamEvent
 from kws.streams.scoring import keyword_events, match
 from kws.tools.cross_clips import (DEFAULT_PITCHES, DEFAULT_STRETCHES, SYNTHESIZERS, CrossCheckError, clip_set, list_voices, real_clips,
@@ -110,7 +111,9 @@ def stream_view(group: str, index: np.ndarray, clips: np.ndarray, rows: list[dic
         if truth[i] != "silence":
             events.append(StreamEvent(truth[i], rows[i]["word"], at + rows[i]["onset"], at + rows[i]["end"], rows[i]["path"]))
             owners.append(int(i))
-    detections = listen(to_int16(audio), classifier, labels, settings, recognizer.inference_stride_ms, RecognizeCommands.from_settings(labels, recognizer), log=None)
+    recognize = RecognizeCommands.from_settings(labels, recognizer)
+    detections = listen(to_int16(audio), classifier, labels, settings, recognizer.inference_stride_ms, recognize,
+                        log=None)
     keywords = keyword_events(events)
     owner = {(e.start, e.label): i for e, i in zip(events, owners)}
     hit, _, false_alarms = match([(d.label, d.score, d.time_ms) for d in detections], keywords, settings.sample_rate, args.tolerance_ms)
@@ -170,10 +173,13 @@ def load_model(args, parser) -> tuple[ModelClassifier, list[str], FeatureSetting
         parser.error("pass --ckpt (a checkpoint from `python -m kws fit`) or --tflite (an export's model_int8.tflite)")
     if not args.tflite:
         classifier, labels, settings = pytorch_classifier(args.ckpt)
-        calibrated = classifier.recognizer and RecognizerSettings.from_dict(classifier.recognizer, f"{args.ckpt} (kws_recognizer)")
+        kept = classifier.recognizer
+        calibrated = kept and RecognizerSettings.from_dict(kept, f"{args.ckpt} (kws_recognizer)")
         return classifier, labels, settings, calibrated, "float (PyTorch)"
     export = export_of(args.tflite)
-    labels, settings, recognizer = (export.labels, export.features, export.recognizer) if export else (MICRO_SPEECH_LABELS, FeatureSettings(), None)
+    labels, settings, recognizer = MICRO_SPEECH_LABELS, FeatureSettings(), None
+    if export:
+        labels, settings, recognizer = export.labels, export.features, export.recognizer
     if args.ckpt:
         _, labels, settings = pytorch_classifier(args.ckpt)
     classifier = tflite_classifier(args.tflite, args.runtime)
@@ -279,12 +285,14 @@ def run(args, classifier, labels, settings, recognizer, name, rows, folders, cli
             writer.writerow([str(folder / r["path"]), r["voice"], truth[i], predicted["fresh"][i], p[0], predicted["board"][i], p[1],
                              heard.get(i, ""), alarms.get(i, 0)])
     text = table(groups, keywords, name)
-    results = dict(model=name, source=args.tflite or args.ckpt, labels=list(labels), keywords=keywords, recognizer=recognizer.to_dict(),
+    results = dict(model=name, source=args.tflite or args.ckpt, labels=list(labels), keywords=keywords,
+                   recognizer=recognizer.to_dict(),
                    views={"fresh": "each clip from a fresh front-end state", "board": f"each clip after {args.lead_in_s:g} s of quiet noise",
                           "stream": f"each voice's clips {args.gap_s:g} s apart through listen"},
                    options={k: v for k, v in vars(args).items() if k not in ("ckpt", "tflite")}, groups=groups, table=text)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     print(text)
     shown = {k: v for k, v in recognizer.to_dict().items() if k != "ignore"}
-    print(f"recognizer: {', '.join(f'{k} {v:g}' for k, v in shown.items())}; {len(rows)} clips; results: {out}/results.json, {out}/clips.csv")
+    print(f"recognizer: {', '.join(f'{k} {v:g}' for k, v in shown.items())}; {len(rows)} clips; "
+          f"results: {out}/results.json, {out}/clips.csv")
     return results

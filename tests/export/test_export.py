@@ -31,8 +31,8 @@ from kws.export.int8_reference import Int8Graph
 from kws.training.module import KWSModule
 
 LABELS = ["silence", "unknown", "yes", "no"]
-ARTIFACTS = {"model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h", "model_ops.h", "micro_frontend_tables.h",
-             "report.json"}
+ARTIFACTS = {"model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h",
+             "model_settings.h", "model_ops.h", "micro_frontend_tables.h", "report.json"}
 
 
 @pytest.fixture(scope="module")
@@ -202,11 +202,12 @@ def test_model_settings_match_model_and_features(exported):
         assert recognizer == DEFAULT_RECOGNIZER.to_dict()
     assert np.float32(number("kDetectionThreshold")) == np.float32(recognizer["detection_threshold"])
     assert [number(n) for n in ("kAverageWindowMs", "kSuppressionMs", "kMinimumCount", "kInferenceStrideMs")] == \
-        [recognizer["average_window_ms"], recognizer["suppression_ms"], recognizer["minimum_count"], recognizer["inference_stride_ms"]]
+        [recognizer[k] for k in ("average_window_ms", "suppression_ms", "minimum_count", "inference_stride_ms")]
     assert recognizer["inference_stride_ms"] == 100 and {"silence", "unknown"} <= set(recognizer["ignore"])
     # The front end's tables beside it: the default settings' micro tables, byte for byte the
     # committed ones that setup.py compiles.
-    assert (out / "micro_frontend_tables.h").read_text() == (REPO / "firmware" / "default_tables" / "micro_frontend_tables.h").read_text()
+    default = REPO / "firmware" / "default_tables" / "micro_frontend_tables.h"
+    assert (out / "micro_frontend_tables.h").read_text() == default.read_text()
     assert re.findall(r'"(\w+)"', header.split("kCategoryLabels")[1].split(";")[0]) == LABELS
 
 
@@ -218,19 +219,23 @@ def test_stream_test_writes_its_calibration_into_the_export(exported, tmp_path):
     folder = tmp_path / "export"
     shutil.copytree(exported[0], folder)
     before = (folder / "model_settings.h").read_text()
-    run_kws("stream-test", "--export", str(folder), "--budgets", "2", "--calibrate_fa_per_hour", "100000", "--out", str(tmp_path / "st"))
+    run_kws("stream-test", "--export", str(folder), "--budgets", "2", "--calibrate_fa_per_hour", "100000",
+            "--out", str(tmp_path / "st"))
     report = json.loads((folder / "report.json").read_text())
     recognizer = report["recognizer"]
     assert recognizer["max_fa_per_hour"] == 100000 and recognizer["model"] == "int8 (tflite-micro)"
     assert set(report["stream_test"]["calibrated"]) == {"2", "100000"}
     header = (folder / "model_settings.h").read_text()
     values = dict(re.findall(r"constexpr \w+ (k\w+) = ([-\d.e+f]+);", header))
-    assert np.float32(values["kDetectionThreshold"].rstrip("f")) == np.float32(recognizer["settings"]["detection_threshold"])
+    threshold = np.float32(recognizer["settings"]["detection_threshold"])
+    assert np.float32(values["kDetectionThreshold"].rstrip("f")) == threshold
     assert int(values["kAverageWindowMs"]) == recognizer["settings"]["average_window_ms"]
     # Only the recognizer's part of the header changed; the rest of the folder is the export's.
     changed = [line for line in header.splitlines() if line not in before.splitlines()]
-    assert all(line.startswith(("constexpr int32_t kAverageWindowMs", "constexpr float kDetectionThreshold", "constexpr int32_t kSuppressionMs",
-                                "constexpr int kMinimumCount", "// calibrated", "// micro_speech")) for line in changed), changed
+    recognizer_lines = ("constexpr int32_t kAverageWindowMs", "constexpr float kDetectionThreshold",
+                        "constexpr int32_t kSuppressionMs", "constexpr int kMinimumCount", "// calibrated",
+                        "// micro_speech")
+    assert all(line.startswith(recognizer_lines) for line in changed), changed
     assert report["artifacts"]["model_settings.h"] == len(header.encode())
     assert (folder / "model_int8.tflite").read_bytes() == (exported[0] / "model_int8.tflite").read_bytes()
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]

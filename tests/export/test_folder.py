@@ -24,7 +24,8 @@ SETTINGS = FeatureSettings(num_features=32)
 def export(tmp_path):
     folder = tmp_path / "export"
     folder.mkdir()
-    report = report_inputs("test.ckpt", SETTINGS, LABELS, (0.1, -128), (0.05, 3), 9000, {"settings": DEFAULT_RECOGNIZER.to_dict(), "calibrated_on": None})
+    recognizer = {"settings": DEFAULT_RECOGNIZER.to_dict(), "calibrated_on": None}
+    report = report_inputs("test.ckpt", SETTINGS, LABELS, (0.1, -128), (0.05, 3), 9000, recognizer)
     report["artifacts"] = {"model_settings.h": 0}
     write_settings(folder, report)
     write_frontend_tables(folder, SETTINGS)
@@ -35,7 +36,8 @@ def export(tmp_path):
 
 
 def header_values(path) -> dict:
-    return {k: v.rstrip("f") for k, v in re.findall(r"(?:constexpr \w+|#define) (k\w+|MF_\w+)(?: =)? ([-\d.e+f]+)", path.read_text())}
+    pairs = re.findall(r"(?:constexpr \w+|#define) (k\w+|MF_\w+)(?: =)? ([-\d.e+f]+)", path.read_text())
+    return {k: v.rstrip("f") for k, v in pairs}
 
 
 def test_the_tables_are_the_models_own(export):
@@ -46,25 +48,29 @@ def test_the_tables_are_the_models_own(export):
     assert tables["MF_WINDOW_SAMPLES"] == settings["kFeatureDurationSamples"] == "480"
     assert tables["MF_STRIDE_SAMPLES"] == settings["kFeatureStrideSamples"] == "320"
     assert tables["MF_SAMPLE_RATE"] == settings["kAudioSampleFrequency"] == "16000"
-    assert (export / "micro_frontend_tables.h").read_text() != (REPO / "firmware" / "default_tables" / "micro_frontend_tables.h").read_text()
+    default = REPO / "firmware" / "default_tables" / "micro_frontend_tables.h"
+    assert (export / "micro_frontend_tables.h").read_text() != default.read_text()
     mfcc = write_frontend_tables(export / "mfcc", FeatureSettings(frontend="mfcc", num_features=20))
     assert mfcc.name == "mfcc_frontend_tables.h" and "#define MFCC_NUM_COEFFS 20\n" in mfcc.read_text()
 
 
 def test_read_export_takes_everything_from_the_folder(export):
     folder = read_export(export, firmware=True)
-    assert folder.labels == LABELS and folder.features == SETTINGS and folder.recognizer == DEFAULT_RECOGNIZER and not folder.calibrated
+    assert folder.labels == LABELS and folder.features == SETTINGS
+    assert folder.recognizer == DEFAULT_RECOGNIZER and not folder.calibrated
     assert folder.tables == export / "micro_frontend_tables.h"
-    assert int(header_values(export / "model_settings.h")["kInferenceStrideMs"]) == folder.recognizer.inference_stride_ms
+    stride = header_values(export / "model_settings.h")["kInferenceStrideMs"]
+    assert int(stride) == folder.recognizer.inference_stride_ms
 
 
 def test_an_incomplete_or_older_export_is_refused_with_the_fix(export, tmp_path):
     (export / "micro_frontend_tables.h").unlink()
     read_export(export)  # listen needs no tables
-    with pytest.raises(ExportError, match=r"lacks micro_frontend_tables.h.*re-export it: python -m kws export --ckpt test.ckpt"):
+    with pytest.raises(ExportError, match=r"lacks micro_frontend_tables.h.*re-export it: python -m kws export"):
         read_export(export, firmware=True)
     report = json.loads((export / "report.json").read_text())
-    report["recognizer"]["settings"] = {k: v for k, v in report["recognizer"]["settings"].items() if k not in ("inference_stride_ms", "ignore")}
+    older = {k: v for k, v in report["recognizer"]["settings"].items() if k not in ("inference_stride_ms", "ignore")}
+    report["recognizer"]["settings"] = older
     (export / "report.json").write_text(json.dumps(report))
     with pytest.raises(ExportError, match=r"lack \['inference_stride_ms', 'ignore'\].*re-export"):
         read_export(export)
@@ -75,23 +81,26 @@ def test_an_incomplete_or_older_export_is_refused_with_the_fix(export, tmp_path)
 def test_make_refuses_a_model_dir_without_its_tables(export):
     if shutil.which("make") is None:
         pytest.skip("no make")
-    proc = subprocess.run(["make", "-s", "-C", str(REPO / "firmware"), "model-dir", f"MODEL_DIR={export}"], capture_output=True, text=True)
+    command = ["make", "-s", "-C", str(REPO / "firmware"), "model-dir", f"MODEL_DIR={export}"]
+    proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (export / "micro_frontend_tables.h").unlink()
-    proc = subprocess.run(["make", "-s", "-C", str(REPO / "firmware"), "model-dir", f"MODEL_DIR={export}"], capture_output=True, text=True)
+    proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode != 0 and "has no micro_frontend_tables.h" in proc.stdout and "Re-export it" in proc.stdout
 
 
 def test_a_new_calibration_becomes_the_exports_recognizer(export, tmp_path):
-    new = RecognizerSettings(detection_threshold=0.55, average_window_ms=700, suppression_ms=1200, minimum_count=2).float32_threshold()
+    new = RecognizerSettings(detection_threshold=0.55, average_window_ms=700, suppression_ms=1200, minimum_count=2)
+    new = new.float32_threshold()
     calibration = {"settings": new.to_dict(), "max_fa_per_hour": 5.0, "calibrated_on": "the validation stream"}
     folder = write_recognizer(export, calibration, {"calibrated": {}})
     assert folder.recognizer == new and folder.calibrated
     values = header_values(export / "model_settings.h")
     assert np.float32(values["kDetectionThreshold"]) == np.float32(0.55)
-    assert (int(values["kAverageWindowMs"]), int(values["kSuppressionMs"]), int(values["kMinimumCount"])) == (700, 1200, 2)
+    assert [int(values[k]) for k in ("kAverageWindowMs", "kSuppressionMs", "kMinimumCount")] == [700, 1200, 2]
     report = json.loads((export / "report.json").read_text())
-    assert report["recognizer"] == calibration and report["artifacts"]["model_settings.h"] == (export / "model_settings.h").stat().st_size
+    assert report["recognizer"] == calibration
+    assert report["artifacts"]["model_settings.h"] == (export / "model_settings.h").stat().st_size
     assert sorted(p.name for p in export.iterdir() if p.name.startswith(".")) == []
     other = tmp_path / "not_an_export"
     other.mkdir()

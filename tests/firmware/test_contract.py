@@ -31,15 +31,18 @@ def exported(tiny_corpus, tmp_path_factory):
     dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), batch_size=64, num_features=CHANNELS)
     dm.prepare_data()
     dm.setup()
-    ckpt = trained_checkpoint(dm, dm.split_features("training"), folder / "model.ckpt", epochs=2, arch="tiny_conv", learning_rate=3e-3)
+    ckpt = trained_checkpoint(dm, dm.split_features("training"), folder / "model.ckpt", epochs=2, arch="tiny_conv",
+                              learning_rate=3e-3)
     report = export_checkpoint(ckpt, folder / "export", calibration_clips=100, log=lambda line: None)
     # A two-epoch model hears little at its calibrated threshold: a low one, written into the
     # folder as stream-test --export writes one, gives detections to compare.
-    low = RecognizerSettings(detection_threshold=0.4, average_window_ms=500, suppression_ms=500, minimum_count=2).float32_threshold()
-    write_recognizer(folder / "export", {"settings": low.to_dict(), "calibrated_on": "tests/firmware/test_contract.py"}, report["stream_test"])
+    low = RecognizerSettings(detection_threshold=0.4, average_window_ms=500, suppression_ms=500, minimum_count=2)
+    calibration = {"settings": low.float32_threshold().to_dict(), "calibrated_on": "tests/firmware/test_contract.py"}
+    write_recognizer(folder / "export", calibration, report["stream_test"])
     clips = sorted(tiny_corpus.glob("[a-z]*/*.wav"))[::5][:16]
     quiet = np.zeros(8000, np.int16)
-    write_wav(folder / "recording.wav", np.concatenate([np.concatenate([read_wav(c, 16000)[0], quiet]) for c in clips]), 16000)
+    audio = np.concatenate([np.concatenate([read_wav(c, 16000)[0], quiet]) for c in clips])
+    write_wav(folder / "recording.wav", audio, 16000)
     return folder
 
 
@@ -50,12 +53,14 @@ def test_a_32_channel_model_runs_on_the_board_as_listen_hears_it(exported):
     tables = (export / "micro_frontend_tables.h").read_text()
     settings = (export / "model_settings.h").read_text()
     assert "#define MF_NUM_CHANNELS 32\n" in tables and "constexpr int kFeatureSize = 32;" in settings
-    assert "constexpr float kDetectionThreshold = 0.4f;" in settings  # the folder's recognizer, as the firmware compiles it
+    # the folder's recognizer, as the firmware compiles it
+    assert "constexpr float kDetectionThreshold = 0.4f;" in settings
 
     lines = []
     results = simulate(export, exported / "recording.wav", kernels=("cmsis-nn",), log=lines.append)
     entry = results["kernels"]["cmsis-nn"]
-    assert entry["stream"]["identical"] and entry["stream"]["times_identical"] and entry["stream"]["detections_identical"], lines
+    stream = entry["stream"]
+    assert stream["identical"] and stream["times_identical"] and stream["detections_identical"], lines
     assert entry["clips"]["identical"], entry["clips"]
 
     # The build holds the export's tables and no other: staged from the folder, never generated.

@@ -34,7 +34,8 @@ def build(tmp: Path, name: str, sources: list[str], labels=LABELS, input_q=INPUT
     settings = tmp / f"{name}_settings"
     settings.mkdir()
     input_q = (float(np.float32(input_q[0])), input_q[1])  # a .tflite's scale is a float32
-    write_model_settings(settings, "tests/firmware/test_host.py", FeatureSettings(), labels, input_q, (0.146, 13), 10000)
+    write_model_settings(settings, "tests/firmware/test_host.py", FeatureSettings(), labels, input_q, (0.146, 13),
+                         10000)
     binary = tmp / name
     command = [GXX, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{settings}", f"-I{FIRMWARE}",
                *(str(FIRMWARE / s) for s in sources), "-o", str(binary)]

@@ -179,7 +179,8 @@ def test_dequantize_softmax_matches_listen(build):
 
 def test_frontend_must_be_named(tmp_path):
     """A model_settings.h naming no front end stops the build with a clear #error."""
-    write_model_settings(tmp_path, "tests/firmware/test_pipeline.py", FeatureSettings(), LABELS, INPUT_Q, OUTPUT_Q, 10000)
+    write_model_settings(tmp_path, "tests/firmware/test_pipeline.py", FeatureSettings(), LABELS, INPUT_Q, OUTPUT_Q,
+                         10000)
     settings = tmp_path / "model_settings.h"
     settings.write_text(settings.read_text().replace("#define KWS_FRONTEND_MICRO 1\n", ""))
     shutil.copy(SKETCH / "feature_provider.h", tmp_path / "feature_provider.h")
