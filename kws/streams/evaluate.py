@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from kws.audio.settings import FeatureSettings
-from kws.streams.frontend import stream_scores
-from kws.streams.recognize import DEFAULT_RECOGNIZER, IGNORED_LABELS, RecognizerSettings
+from kws.streams.frontend import STRIDE_MS, stream_scores
+from kws.streams.recognize import IGNORED_LABELS, RecognizerSettings
 from kws.streams.recordings import Stream, build_stream, split_files
 from kws.streams.scoring import calibrate, plot_det, recall_at, replay, score, setting_of, sweep, write_csv
 from kws.streams.voices import recall_by_voice, speaker_voices, voice_table
@@ -30,7 +30,6 @@ DEFAULT_BUDGETS = (2.0, 5.0, 10.0)  # false alarms per hour
 # issue's operating point (recall at <= 10 false alarms per hour); 2 and 5 are reported beside it.
 DEFAULT_CALIBRATION_FA_PER_HOUR = 10.0
 Classify = Callable[[np.ndarray], np.ndarray]
-STRIDE_MS = DEFAULT_RECOGNIZER.inference_stride_ms  # the inference stride streams are scored at unless told
 
 
 def cached_stream(data_dir: Path, split: str, seed: int, cache_dir: Path | None = None, **kwargs) -> Stream:
