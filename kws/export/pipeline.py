@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -46,8 +45,7 @@ from datamodules.layout import DataError  # noqa: E402
 from kws.audio.settings import FeatureSettings  # noqa: E402
 from kws.compression.quantization import quantizers  # noqa: E402
 from kws.export import ExportError  # noqa: E402
-from kws.export.c_sources import write_model_data, write_model_ops, write_model_settings  # noqa: E402
-from kws.export.c_sources import HEADER_NAMES, tables_header  # noqa: E402
+from kws.export.c_sources import HEADER_NAMES, tables_header, write_model_data, write_model_ops  # noqa: E402
 from kws.export.folder import REPORT, report_inputs, write_settings  # noqa: E402
 from kws.export.frontend_tables import write_frontend_tables  # noqa: E402
 from kws.export.convert import convert_tflite  # noqa: E402
