@@ -107,3 +107,18 @@ def test_a_new_calibration_becomes_the_exports_recognizer(export, tmp_path):
     with pytest.raises(ExportError, match="is not an export folder"):
         write_recognizer(other, calibration, {})
     assert list(other.iterdir()) == []
+
+
+def test_a_checkpoint_saved_before_the_stride_keeps_its_calibration():
+    """final.ckpt files written before the settings carried their stride were calibrated at the
+    stream test's one stride then, 100 ms: they load with it, and with the default ignored labels."""
+    from kws.training.module import KWSModule
+
+    module = KWSModule()
+    old = {"average_window_ms": 500, "detection_threshold": 0.75, "suppression_ms": 1500, "minimum_count": 3}
+    module.on_load_checkpoint({"kws_model_transforms": [], "kws_recognizer": old})
+    loaded = RecognizerSettings.from_dict(module.recognizer, "the checkpoint")
+    assert loaded == RecognizerSettings(0.75, 500, 1500, 3, inference_stride_ms=100, ignore=DEFAULT_RECOGNIZER.ignore)
+    saved = {}
+    module.on_save_checkpoint(saved)
+    assert saved["kws_recognizer"]["inference_stride_ms"] == 100
