@@ -44,7 +44,7 @@ export: install
 # (.ci/run installs them on Debian) and a TFLM source tree (TFLM_DIR).
 EXPORT ?= $(shell ls -td runs/csv/version_*/export_* 2>/dev/null | head -n 1)
 TFLM_DIR ?= ../shared/third_party/tflite-micro
-FIRMWARE_MAKE = $(MAKE) -C firmware MODEL_DIR="$(EXPORT)" TFLM_DIR="$(TFLM_DIR)" PYTHON="$(PY)"
+FIRMWARE_MAKE = $(MAKE) -C firmware MODEL_DIR="$(EXPORT)" TFLM_DIR="$(TFLM_DIR)"
 
 # The stream test of the newest export's int8 model through tflite-micro, as the board runs it
 # (keyword recall, false alarms per hour, DET curve), beside the export: <run>/stream_test_<export>/.

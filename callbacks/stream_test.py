@@ -27,9 +27,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from kws.streams.evaluate import DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, data_stream_options, evaluate, recognizer_settings, table, write
-from kws.streams.recognize import CALIBRATION_STRIDE_MS
-from kws.streams.scoring import Setting
+from kws.streams.evaluate import (DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, STRIDE_MS, data_stream_options,
+                                  stream_test, table)
 
 
 class StreamTest(L.Callback):
@@ -43,7 +42,9 @@ class StreamTest(L.Callback):
         folder: the output folder's name inside the log folder.
     """
 
-    def __init__(self, budgets: Sequence[float] = DEFAULT_BUDGETS, calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR, stride_ms: int = CALIBRATION_STRIDE_MS, folder: str = "stream_test"):
+    def __init__(self, budgets: Sequence[float] = DEFAULT_BUDGETS,
+                 calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR, stride_ms: int = STRIDE_MS,
+                 folder: str = "stream_test"):
         if not budgets or any(b <= 0 for b in budgets):
             raise ValueError(f"budgets must be positive false alarms per hour, got {budgets!r}")
         if calibrate_fa_per_hour not in budgets:
@@ -63,19 +64,20 @@ class StreamTest(L.Callback):
         def classify(x: np.ndarray) -> np.ndarray:
             return torch.softmax(model(torch.from_numpy(x)), -1).numpy().astype(np.float64)
 
+        out = Path(trainer.log_dir or trainer.default_root_dir) / self.folder
         try:
-            self.results = evaluate(classify, dm.labels, dm.features, dm.data_dir, self.budgets, self.stride_ms, log=rank_zero_info,
-                                    stream_kwargs=data_stream_options(dm))
+            test = stream_test(classify, dm.labels, dm.features, dm.data_dir, "float (PyTorch)",
+                               self.calibrate_fa_per_hour, self.budgets, self.stride_ms,
+                               stream_kwargs=data_stream_options(dm), out=out, log=rank_zero_info,
+                               title=f"stream test at the end of fit (epoch {trainer.current_epoch})")
         except (ValueError, OSError) as err:
             # Never lose the fit for its report: final.ckpt and the test still follow.
             rank_zero_warn(f"StreamTest: the stream test could not run ({err}); the model keeps no calibrated recognizer")
             return
-        out = Path(trainer.log_dir or trainer.default_root_dir) / self.folder
-        write(self.results, out, "float (PyTorch)", title=f"stream test at the end of fit (epoch {trainer.current_epoch})")
+        self.results = test.results
         rank_zero_info(f"{table(self.results, 'float (PyTorch)')}\nStream test: {out}")
-        chosen = self.results["calibrated"].get(self.calibrate_fa_per_hour)
-        if chosen is not None:
-            pl_module.recognizer = recognizer_settings(Setting(**chosen["setting"]))
+        if test.recognizer is not None:
+            pl_module.recognizer = test.recognizer.to_dict()
         self._log(trainer, out)
 
     def _log(self, trainer: L.Trainer, out: Path) -> None:

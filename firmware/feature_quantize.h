@@ -1,5 +1,5 @@
 // One front-end output value -> the int8 model input, from model_settings.h alone:
-//   feature = value * kFeatureScale                         (as in training, kws.features)
+//   feature = value * kFeatureScale                         (as in training, kws.audio.features)
 //   int8    = clamp(round(feature / kInputScale) + kInputZeroPoint, -128, 127)
 // with TFLite's rounding, half away from zero, computed exactly as kws/export.py's `quantize`
 // does it in numpy: float32 arithmetic throughout, trunc(q + copysign(0.5, feature)). (Not

@@ -21,7 +21,7 @@
  * than MF_SPECTRUM_SIZE bins), hence MF_FLOAT_SQRT only for MF_SPECTRUM_SIZE < 512.
  *
  * Bit-exactness is checked against the original per-frame implementation, and through it
- * against the Python reference, by tests/test_firmware_frontend.py and the host_test drivers. */
+ * against the Python reference, by tests/firmware/test_frontend.py and the host_test drivers. */
 #define MICRO_FRONTEND_TABLES_DEFINE
 #include "micro_frontend.h"
 

@@ -1,4 +1,4 @@
-// See recognize_commands.h. Mirrors kws/recognize.py RecognizeCommands.process line by line.
+// See recognize_commands.h. Mirrors kws/streams/recognize.py RecognizeCommands.process line by line.
 #include "recognize_commands.h"
 
 RecognizeCommands::RecognizeCommands(const char* const* labels, int num_categories, int silence_index,

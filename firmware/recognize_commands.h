@@ -1,4 +1,4 @@
-// Command recognizer: a C++ port of kws/recognize.py's RecognizeCommands, step for step.
+// Command recognizer: a C++ port of kws/streams/recognize.py's RecognizeCommands, step for step.
 //
 // One inference every stride gives class probabilities in [0, 1] (the softmax of the model's
 // dequantized outputs). Scores of the inferences at most average_window_ms old are averaged; the
@@ -9,7 +9,7 @@
 // command is "none".
 //
 // Plain C++17, no heap, no TFLM: the last kRecognizeMaxResults inferences live in a ring buffer.
-// tests/test_firmware_host.py checks it against the Python class on the same score sequences.
+// tests/firmware/test_host.py checks it against the Python class on the same score sequences.
 #ifndef KWS_RECOGNIZE_COMMANDS_H_
 #define KWS_RECOGNIZE_COMMANDS_H_
 

@@ -19,7 +19,6 @@ TOOLS = {
     "sweep": ("kws.tools.sweep", "compression studies: bits, sparsity, norms, structured"),
     "corpus": ("datamodules.synthetic", "generate the offline corpus (espeak-ng voices)"),
     "plot-features": ("kws.training.plots", "waveform, spectrum, spectrogram, mel, MFCC and micro features of a clip"),
-    "firmware-tables": ("kws.export.frontend_tables", "the C front ends' constant tables"),
     "arduino-library": ("kws.export.arduino", "an export folder as an Arduino library (.zip) for the Arduino IDE"),
     "firmware-sim": ("kws.deploy.firmware_sim", "the firmware in QEMU (Cortex-M4F) against the host, bit for bit"),
 }

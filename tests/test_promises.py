@@ -334,10 +334,14 @@ def test_export_replaces_only_its_own_files(tmp_path):
     (out / "src" / "main.c").write_text("int main(void) { return 0; }\n")
     (out / REPORT).write_text("{}")
     (out / "notes.txt").write_text("mine")
+    (out / "mfcc_frontend_tables.h").write_text("an earlier model's front end")
     with staging_folder(out) as folder:
-        for name in (*ARTIFACTS, REPORT):
+        for name in (*ARTIFACTS, "micro_frontend_tables.h", REPORT):
             (folder / name).write_text(f"new {name}")
     assert (out / "src" / "main.c").read_text().startswith("int main") and (out / "notes.txt").read_text() == "mine"
+    # the tables of the new model's front end only: the earlier model's would mislead a build
+    assert (out / "micro_frontend_tables.h").read_text() == "new micro_frontend_tables.h"
+    assert not (out / "mfcc_frontend_tables.h").exists()
     assert (out / REPORT).read_text() == f"new {REPORT}" and all((out / name).read_text() == f"new {name}" for name in ARTIFACTS)
     with pytest.raises(RuntimeError, match="verification failed"):
         with staging_folder(out) as folder:

@@ -1,4 +1,4 @@
-// Host test driver for QuantizeFeature (tests/test_firmware_host.py builds and runs it).
+// Host test driver for QuantizeFeature (tests/firmware/test_host.py builds and runs it).
 // stdin: uint16 front-end values, whitespace separated; stdout: their int8 model inputs, one a
 // line, with kFeatureScale / kInputScale / kInputZeroPoint of model_settings.h (include path).
 #include <cstdio>

@@ -1,10 +1,10 @@
-// Host test driver for RecognizeCommands (tests/test_firmware_host.py builds and runs it).
+// Host test driver for RecognizeCommands (tests/firmware/test_host.py builds and runs it).
 //
 //   recognize_main [average_window_ms threshold suppression_ms minimum_count [no-ignore]]
 //
 // stdin: one inference per line, "time_ms s_0 ... s_{kCategoryCount-1}" (scores as floats).
 // stdout: one line per detection, "Heard <label> (<score, 2 decimals>) @<time>ms", as
-// kws.recognize.Detection prints. Labels and the ignored silence/unknown indices come from
+// kws.streams.recognize.Detection prints. Labels and the ignored silence/unknown indices come from
 // model_settings.h (on the include path); "no-ignore" ignores nothing. Exit status 1 on bad
 // arguments or input, 3 if the ring buffer overflowed (the Python class would keep all results).
 #include <cstdio>

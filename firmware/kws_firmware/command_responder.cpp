@@ -26,7 +26,7 @@ void SetupResponder() {
 }
 
 void RespondToCommand(void*, const Detection& d) {
-  // Same text as kws.recognize.Detection / python -m kws listen.
+  // Same text as kws.streams.recognize.Detection / python -m kws listen.
   Serial.print("Heard ");
   Serial.print(d.label);
   Serial.print(" (");

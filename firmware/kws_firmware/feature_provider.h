@@ -4,7 +4,7 @@
 // sample index since the start of capture. Each new 20 ms step of audio gives one frame: the
 // front end the model was trained on, each value quantized with QuantizeFeature
 // (feature_quantize.h) from model_settings.h, the window slid by one frame. model_settings.h
-// picks the front end at compile time, exactly as kws.listen.stream_features computes it:
+// picks the front end at compile time, exactly as kws.deploy.listen.stream_features computes it:
 //   KWS_FRONTEND_MICRO: the C micro front end (micro_frontend.c, uint16 values; noise estimate /
 //     PCAN state carried across frames, never reset between windows);
 //   KWS_FRONTEND_MFCC: the C MFCC front end (mfcc_frontend.c, float coefficients; no state
@@ -13,7 +13,7 @@
 //
 // Frame k covers samples [k * kFeatureStrideSamples, k * kFeatureStrideSamples +
 // kFeatureDurationSamples); its end time is (k * stride + duration) * 1000 / rate ms, as in
-// kws.listen.windows.
+// kws.deploy.listen.windows.
 #ifndef KWS_FEATURE_PROVIDER_H_
 #define KWS_FEATURE_PROVIDER_H_
 
@@ -74,7 +74,7 @@ class FeatureProvider {
   const int8_t* window() const { return window_; }  // kFeatureCount x kFeatureSize, oldest first
   int64_t frames() const { return frames_; }        // frames computed (and skipped) so far
   int64_t dropped_frames() const { return dropped_; }
-  // End of the last computed frame, in ms since the start (kws.listen.windows' time).
+  // End of the last computed frame, in ms since the start (kws.deploy.listen.windows' time).
   int32_t last_frame_end_ms() const;
   static int64_t FrameStartSample(int64_t frame) { return frame * kFeatureStrideSamples; }
 

@@ -22,7 +22,7 @@ int Pipeline::Poll(int64_t available_samples, int64_t oldest_available_sample, A
     }
     frontend_stats_.Add(Now() - t0);
 
-    // Frame index e = frames - 1; kws.listen.windows runs e = 48, 48 + k, 48 + 2k, ...
+    // Frame index e = frames - 1; kws.deploy.listen.windows runs e = 48, 48 + k, 48 + 2k, ...
     const int64_t frames = features_.frames();
     if (frames < kFeatureCount || (frames - kFeatureCount) % frames_per_inference_ != 0) continue;
 

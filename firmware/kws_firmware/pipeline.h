@@ -1,10 +1,10 @@
-// The streaming pipeline of `python -m kws listen` (kws/listen.py), stage by stage, with no
+// The streaming pipeline of `python -m kws listen` (kws/deploy/listen.py), stage by stage, with no
 // Arduino or TFLM dependency: the model and the clock are callbacks.
 //
 //   audio -> FeatureProvider (one frame per 20 ms of audio, window slid) -> every stride_ms, once
 //   the window is full, the model on the 49 x 40 int8 window -> probabilities -> RecognizeCommands.
 //
-// Inference times are kws.listen.windows' times: the end of the window's last frame, first at
+// Inference times are kws.deploy.listen.windows' times: the end of the window's last frame, first at
 // 990 ms (frame 48), then every stride_ms. Every due window is run, even when Poll catches up on
 // several frames at once, so results do not depend on how the audio arrives.
 #ifndef KWS_PIPELINE_H_
@@ -20,7 +20,7 @@
 // The model: kFeatureElementCount int8 inputs -> kCategoryCount probabilities. False on error.
 typedef bool (*ModelFn)(void* context, const int8_t* features, float* probabilities);
 
-// int8 logits -> softmax probabilities, as kws.listen: logit = (q - zero_point) * scale, then a
+// int8 logits -> softmax probabilities, as kws.deploy.listen: logit = (q - zero_point) * scale, then a
 // max-subtracted softmax in double.
 inline void DequantizeSoftmax(const int8_t* q, int n, float scale, int zero_point, float* probabilities) {
   double logits[kRecognizeMaxCategories];

@@ -12,6 +12,10 @@ and runs them on a recording (firmware/README.md). Then:
   reproduces the firmware's, per op;
 - footprint: flash and RAM per part, from the ELF's map file.
 
+Both sides read the export folder and nothing else (:mod:`kws.export.folder`): the firmware
+its C files (model_settings.h with the recognizer and its stride, the front end's tables), the
+host its report.json (labels, features, the same recognizer) and model_int8.tflite.
+
 One line per kernel set says whether outputs and detections are identical; the details go into
 the export's ``report.json`` (key ``firmware``).
 """
@@ -26,8 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from kws.audio.settings import FeatureSettings
-from kws.deploy.listen import listen, tflite_classifier, tflite_settings
-from kws.streams.recognize import RECOGNIZER_DEFAULTS, RecognizeCommands
+from kws.deploy.listen import listen, tflite_classifier
+from kws.export import ExportError
+from kws.export.folder import read_export
+from kws.streams.recognize import RecognizeCommands, RecognizerSettings
 
 KERNELS = ("reference", "cmsis-nn")
 REPO = Path(__file__).resolve().parents[2]
@@ -55,14 +61,17 @@ def compare_outputs(firmware: np.ndarray, host: np.ndarray) -> dict:
             "max_difference": int(difference.max()) if firmware.shape == host.shape and difference.size else None}
 
 
-def host_stream(export: Path, recording: Path, settings: FeatureSettings, labels: list[str], recognizer: dict, stride_ms: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def host_stream(export: Path, recording: Path, settings: FeatureSettings, labels: list[str],
+                recognizer: RecognizerSettings) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """listen --model micro on the recording: (times, int8 outputs, detection lines)."""
     from kws.audio.wav import wav_blocks
 
     times, outputs = [], []
     classify = tflite_classifier(export / "model_int8.tflite", "micro")
-    detections = listen(wav_blocks(recording, settings.sample_rate, 10 * settings.sample_rate), classify, labels, settings, stride_ms,
-                        RecognizeCommands(labels, **recognizer), log=None, outputs=lambda t, raw: (times.append(t), outputs.append(raw)))
+    blocks = wav_blocks(recording, settings.sample_rate, 10 * settings.sample_rate)
+    recognize = RecognizeCommands.from_settings(labels, recognizer)
+    detections = listen(blocks, classify, labels, settings, recognizer.inference_stride_ms, recognize, log=None,
+                        outputs=lambda t, raw: (times.append(t), outputs.append(raw)))
     return np.concatenate(times), np.concatenate(outputs), [str(d) for d in detections]
 
 
@@ -106,23 +115,23 @@ def test_recording(report: dict, path: Path, clips: int = 30) -> Path:
     return path
 
 
-def simulate(export: Path, recording: Path, kernels: tuple[str, ...] = KERNELS, stride_ms: int = 100, clips: bool = True, log=print) -> dict:
-    report = json.loads((export / "report.json").read_text())
-    labels, settings, calibrated = tflite_settings(export / "model_int8.tflite")  # listen's reading of report.json
-    # The export's calibrated recognizer (what model_settings.h holds), else micro_speech's defaults.
-    recognizer = calibrated or RECOGNIZER_DEFAULTS
-    model = (export / "model_int8.tflite").read_bytes()
+def simulate(export: Path, recording: Path, kernels: tuple[str, ...] = KERNELS, clips: bool = True, log=print) -> dict:
+    folder = read_export(export, firmware=True)  # the firmware reads the same folder's model_settings.h
+    report, recognizer = folder.report, folder.recognizer
+    model = folder.model.read_bytes()
     build = REPO / "firmware" / "build"
-    host_times, host_outputs, host_detections = host_stream(export, recording, settings, labels, recognizer, stride_ms)
+    host_times, host_outputs, host_detections = host_stream(export, recording, folder.features, folder.labels,
+                                                            recognizer)
     inputs = test_clip_inputs(report) if clips else None
-    results = {"recording": str(recording), "stride_ms": stride_ms, "recognizer": recognizer, "kernels": {}}
+    results = {"recording": str(recording), "stride_ms": recognizer.inference_stride_ms,
+               "recognizer": recognizer.to_dict(), "kernels": {}}
     with tempfile.TemporaryDirectory() as scratch:
         windows = Path(scratch) / "test_clips.int8"
         if inputs is not None:
             windows.write_bytes(inputs.astype(np.int8).tobytes())
             host_clips = _host_clip_outputs(model, inputs)
         for k in kernels:
-            variables = {"MODEL_DIR": str(export), "KERNELS": k, "STRIDE_MS": str(stride_ms)}
+            variables = {"MODEL_DIR": str(export), "KERNELS": k}
             make("firmware-sim", RECORDING=str(recording), **variables)
             out = build / k / "sim" / recording.stem
             times, outputs = read_outputs(out / "inferences.txt")
@@ -176,16 +185,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--export", required=True, help="a folder written by `python -m kws export`")
     parser.add_argument("--recording", default=None, help="a 16 kHz mono WAV the firmware and listen both hear (default: 30 test-split clips with quiet between them)")
     parser.add_argument("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS), help="TFLM kernel sets (default: both)")
-    parser.add_argument("--stride_ms", type=int, default=100)
     parser.add_argument("--no_clips", action="store_true", help="skip the per-clip comparison on the test split")
     args = parser.parse_args(argv)
     export = Path(args.export)
-    if not (export / "report.json").is_file():
-        parser.exit(2, f"error: {export} holds no report.json: pass a folder written by `python -m kws export`\n")
     try:
-        recording = Path(args.recording) if args.recording else test_recording(json.loads((export / "report.json").read_text()), export.parent / "firmware_test_recording.wav")
-        results = simulate(export, recording, tuple(args.kernels), args.stride_ms, clips=not args.no_clips)
-    except (RuntimeError, OSError, ValueError) as err:
+        folder = read_export(export, firmware=True)
+        recording = Path(args.recording) if args.recording else None
+        recording = recording or test_recording(folder.report, export.parent / "firmware_test_recording.wav")
+        results = simulate(export, recording, tuple(args.kernels), clips=not args.no_clips)
+    except (ExportError, RuntimeError, OSError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
     report = json.loads((export / "report.json").read_text())
     report["firmware"] = results

@@ -49,7 +49,6 @@ LAYOUT_VERSION = "1.0.0"  # bumped when the library's layout or API changes
 TFLM_LIBRARY = "Arduino_TensorFlowLite"  # tensorflow/tflite-micro-arduino-examples' library.properties name
 MODEL_FILES = ("model_data.cc", "model_data.h", "model_settings.h", "model_ops.h")
 SHARED_FILES = ("feature_quantize.h", "recognize_commands.h", "recognize_commands.cc")
-TABLES_FIX = "python -m kws firmware-tables{flag} {export}"
 CATEGORIES = ("Display", "Communication", "Signal Input/Output", "Sensors", "Device Control", "Timing",
               "Data Storage", "Data Processing", "Other")
 REQUIRED_PROPERTIES = ("name", "version", "author", "maintainer", "sentence", "paragraph", "category", "url",
@@ -99,9 +98,9 @@ def model_info(export_dir: Path) -> dict:
     frontend = frontends[0].lower()
     tables = f"{frontend}_frontend_tables.h"
     if not (export_dir / tables).is_file():
-        fix = TABLES_FIX.format(flag=" --frontend mfcc" if frontend == "mfcc" else "", export=export_dir)
-        raise ExportError(f"{export_dir} has no {tables} (the {frontend} front end's tables): re-export with this "
-                          f"version of kws, or write it with `{fix}`")
+        raise ExportError(f"{export_dir} has no {tables} (the {frontend} front end's tables, written by the export "
+                          "since it became the deploy contract): re-export it with `python -m kws export --ckpt "
+                          f"<its checkpoint> --out {export_dir}`")
     return {"frontend": frontend, "tables": tables, "labels": json.loads(f"[{labels.group(1)}]"), "model": model,
             "sha256": hashlib.sha256(model).hexdigest(), "source": source.group(1)}
 

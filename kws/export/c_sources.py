@@ -1,6 +1,7 @@
 """The C sources the firmware compiles with the model: the int8 model as an aligned array,
-``model_settings.h`` (front end, framing, labels, quantization, arena) and ``model_ops.h`` (the op
-resolver), all generated so that nothing is typed twice."""
+``model_settings.h`` (front end, framing, labels, quantization, arena, the recognizer and its
+inference stride), ``model_ops.h`` (the op resolver) and the front end's tables, all generated so
+that nothing is typed twice."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,8 @@ from pathlib import Path
 from typing import Sequence
 
 from kws.audio.settings import FeatureSettings
-from kws.streams.recognize import CALIBRATION_STRIDE_MS, RECOGNIZER_DEFAULTS
+from kws.export import ExportError
+from kws.streams.recognize import DEFAULT_RECOGNIZER, RecognizerSettings
 from kws.utils.c_source import GENERATED, c_array, c_float
 
 TOOL = "python -m kws export"
@@ -17,6 +19,18 @@ RESOLVER_METHODS = {
     "BATCH_MATMUL": "BatchMatMul", "LOG_SOFTMAX": "LogSoftmax", "L2_NORMALIZATION": "L2Normalization",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM",
 }
+
+
+# The front ends' tables headers, as firmware/micro_frontend.h and mfcc_frontend.h include them
+# (written by kws.export.frontend_tables).
+HEADER_NAMES = {"micro": "micro_frontend_tables.h", "mfcc": "mfcc_frontend_tables.h"}
+
+
+def tables_header(frontend: str) -> str:
+    """The tables header of a front end's C code: micro_frontend_tables.h, mfcc_frontend_tables.h."""
+    if frontend not in HEADER_NAMES:
+        raise ExportError(f"no C front end {frontend!r} in the firmware; it has {sorted(HEADER_NAMES)}")
+    return HEADER_NAMES[frontend]
 
 
 def write_model_data(model: bytes, folder: Path, source: str) -> None:
@@ -34,14 +48,30 @@ def write_model_data(model: bytes, folder: Path, source: str) -> None:
     )
 
 
+def ignored_indices(labels: Sequence[str], recognizer: RecognizerSettings) -> tuple[int, int]:
+    """(kSilenceIndex, kUnknownIndex): the labels the recognizer ignores, in the two slots the C
+    recognizer has (-1: none)."""
+    slots = {"silence": -1, "unknown": -1}
+    for index, label in enumerate(labels):
+        if label in recognizer.ignore:
+            slot = "silence" if "silence" in label else "unknown"
+            if slots[slot] != -1:
+                ignored = [name for name in labels if name in recognizer.ignore]
+                raise ExportError(f"the recognizer ignores {ignored}: the firmware's recognizer "
+                                  "(firmware/recognize_commands.h) has one silence and one unknown slot")
+            slots[slot] = index
+    return slots["silence"], slots["unknown"]
+
+
 def write_model_settings(folder: Path, source: str, settings: FeatureSettings, labels: Sequence[str], input_q: tuple[float, int], output_q: tuple[float, int], arena: int,
-                         recognizer: dict | None = None, stride_ms: int = CALIBRATION_STRIDE_MS) -> None:
+                         recognizer: RecognizerSettings = DEFAULT_RECOGNIZER, calibrated: bool = False) -> None:
     """model_settings.h: the feature front end, the labels, the int8 model's quantization and the
-    command recognizer's settings (``recognizer``: calibrated for this model; None: the defaults),
-    so that the firmware and the host share one definition of each."""
-    rec = {**RECOGNIZER_DEFAULTS, **(recognizer or {})}
-    rec_source = "calibrated for this model on the validation stream (report.json: recognizer)" if recognizer else "micro_speech's defaults (no calibration)"
-    silence, unknown = (labels.index(name) if name in labels else -1 for name in ("silence", "unknown"))
+    command recognizer's settings with its inference stride (``calibrated``: for this model, else
+    the defaults), so that the firmware and the host share one definition of each."""
+    rec = recognizer
+    rec_source = ("calibrated for this model on the validation stream (report.json: recognizer)" if calibrated
+                  else "micro_speech's defaults (no calibration)")
+    silence, unknown = ignored_indices(labels, recognizer)
     label_list = ", ".join(json.dumps(label) for label in labels)
     text = f"""{GENERATED.format(tool=TOOL, source=source)}#ifndef KWS_MODEL_SETTINGS_H_
 #define KWS_MODEL_SETTINGS_H_
@@ -52,7 +82,7 @@ def write_model_settings(folder: Path, source: str, settings: FeatureSettings, l
 #define KWS_FRONTEND_{settings.frontend.upper()} 1
 constexpr char kFrontEnd[] = "{settings.frontend}";
 
-// Audio framing (kws.features.FeatureSettings).
+// Audio framing (kws.audio.settings.FeatureSettings).
 constexpr int kAudioSampleFrequency = {settings.sample_rate};
 constexpr int kClipDurationMs = {settings.clip_ms};
 constexpr int kClipSamples = {settings.clip_samples};
@@ -78,12 +108,13 @@ constexpr const char* kCategoryLabels[kCategoryCount] = {{{label_list}}};
 constexpr int kSilenceIndex = {silence};
 constexpr int kUnknownIndex = {unknown};
 
-// Command recognizer (kws/streams/recognize.py, firmware/recognize_commands.h): {rec_source}.
-constexpr int32_t kInferenceStrideMs = {stride_ms};
-constexpr int32_t kAverageWindowMs = {rec["average_window_ms"]};
-constexpr float kDetectionThreshold = {c_float(rec["detection_threshold"])};
-constexpr int32_t kSuppressionMs = {rec["suppression_ms"]};
-constexpr int kMinimumCount = {rec["minimum_count"]};
+// Command recognizer (kws.streams.recognize.RecognizerSettings, firmware/recognize_commands.h):
+// {rec_source}. kSilenceIndex / kUnknownIndex are the labels it ignores.
+constexpr int32_t kInferenceStrideMs = {rec.inference_stride_ms};
+constexpr int32_t kAverageWindowMs = {rec.average_window_ms};
+constexpr float kDetectionThreshold = {c_float(rec.detection_threshold)};
+constexpr int32_t kSuppressionMs = {rec.suppression_ms};
+constexpr int kMinimumCount = {rec.minimum_count};
 
 // Smallest tflite-micro tensor arena that ran the model on the export host, reference kernels;
 // add a margin for optimized kernels' scratch buffers (see report.json).

@@ -17,14 +17,16 @@ FULLY_CONNECTED (TinyConv), or RESHAPE, CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL
 FULLY_CONNECTED (DS-CNN) -- no TRANSPOSE or PAD.
 
 Artifacts: model.onnx, model_float.tflite, model_int8.tflite, model_data.cc/.h (the int8 model as
-a C array), model_settings.h (features, labels and the int8 input quantization, all generated),
-model_ops.h (a MicroMutableOpResolver for the model's ops) and report.json.
+a C array), model_settings.h (features, labels, the int8 quantization, the recognizer and its
+inference stride, all generated), model_ops.h (a MicroMutableOpResolver for the model's ops),
+``<frontend>_frontend_tables.h`` (the C front end's tables for the model's own feature settings)
+and report.json. The folder is the whole deploy contract: the firmware build, firmware-sim,
+listen and the Arduino library read it and nothing else.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -43,7 +45,10 @@ from datamodules.layout import DataError  # noqa: E402
 from kws.audio.settings import FeatureSettings  # noqa: E402
 from kws.compression.quantization import quantizers  # noqa: E402
 from kws.export import ExportError  # noqa: E402
-from kws.export.c_sources import write_model_data, write_model_ops, write_model_settings  # noqa: E402
+from kws.export.arduino import write_arduino_library  # noqa: E402
+from kws.export.c_sources import HEADER_NAMES, tables_header, write_model_data, write_model_ops  # noqa: E402
+from kws.export.folder import REPORT, report_inputs, write_settings  # noqa: E402
+from kws.export.frontend_tables import write_frontend_tables  # noqa: E402
 from kws.export.convert import convert_tflite  # noqa: E402
 from kws.export.graph import export_onnx, plain_float_model  # noqa: E402
 from kws.export.qat_int8 import qat_int8_model  # noqa: E402
@@ -51,7 +56,8 @@ from kws.export.qat_verify import verify_qat, weight_report  # noqa: E402
 from kws.export.report import format_report  # noqa: E402
 from kws.export.tflite import TFLiteRunner, evaluate_tflite, quantize, tensor_arena_size, tflite_ops  # noqa: E402
 from kws.export.verify import runtime_accuracies, verify  # noqa: E402
-from kws.streams.evaluate import DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, data_stream_options  # noqa: E402
+from kws.streams.evaluate import DEFAULT_CALIBRATION_FA_PER_HOUR, data_stream_options  # noqa: E402
+from kws.streams.recognize import DEFAULT_RECOGNIZER  # noqa: E402
 from kws.training.checkpoints import CheckpointError, load_checkpoint  # noqa: E402
 
 DEFAULT_CALIBRATION_CLIPS = 1000
@@ -62,7 +68,13 @@ Log = Callable[[str], None]
 
 
 ARTIFACTS = ("model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h", "model_ops.h")
-REPORT = "report.json"
+# Besides ARTIFACTS, an export holds one of these: the tables of its model's front end.
+FRONTEND_TABLES = tuple(HEADER_NAMES.values())
+
+
+def artifacts(frontend: str) -> tuple[str, ...]:
+    """The files of an export of a model with this front end (report.json aside)."""
+    return (*ARTIFACTS, tables_header(frontend))
 
 
 @contextlib.contextmanager
@@ -85,7 +97,10 @@ def staging_folder(out_dir: Path) -> Iterator[Path]:
         out_dir.mkdir(exist_ok=True)
         # The old report goes first: an export interrupted while its files are replaced has none.
         (out_dir / REPORT).unlink(missing_ok=True)
-        for name in (*ARTIFACTS, REPORT):
+        for name in FRONTEND_TABLES:  # another front end's tables, of an earlier export, would mislead
+            if not (staging / name).is_file():
+                (out_dir / name).unlink(missing_ok=True)
+        for name in (*ARTIFACTS, *(t for t in FRONTEND_TABLES if (staging / t).is_file()), REPORT):
             os.replace(staging / name, out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -114,9 +129,9 @@ def export_model(
     ``datamodule`` gives the feature settings, the calibration clips (``calibration_clips``
     training clips, no augmentation) and the test split every runtime is measured on;
     ``recognizer_fa_per_hour``: the int8 model (tflite-micro) is streamed through the validation
-    and test recordings of the data (:mod:`kws.streams.evaluate`), and the recognizer settings
-    with the best keyword recall on validation within that many false alarms per hour go into
-    model_settings.h and report.json (None: micro_speech's defaults, no stream test);
+    and test recordings of the data (:func:`kws.streams.evaluate.stream_test`), and the recognizer
+    settings with the best keyword recall on validation within that many false alarms per hour go
+    into model_settings.h and report.json (None: micro_speech's defaults, no stream test);
     ``compare``: other .tflite classifiers to evaluate on the same test features (same labels).
     """
     out_dir = Path(out_dir)
@@ -171,18 +186,23 @@ def export_model(
                 compared[str(path)] = {views[0]: other["accuracy"]}
                 if fresh is not None:
                     compared[str(path)]["fresh"] = evaluate_tflite(path, *fresh)["accuracy"]
-        recognizer, stream_test = None, None
+        recognizer, stream_test = {"settings": DEFAULT_RECOGNIZER.to_dict(), "calibrated_on": None}, None
         if recognizer_fa_per_hour is not None:
             with _step(log, "stream test of the int8 model (tflite-micro) and the recognizer's calibration"):
                 try:
-                    recognizer, stream_test = calibrate_int8(int8_tflite, labels, settings, datamodule.data_dir, recognizer_fa_per_hour, arena["bytes"], log,
+                    calibrated, stream_test = calibrate_int8(int8_tflite, labels, settings, datamodule.data_dir,
+                                                             recognizer_fa_per_hour, arena["bytes"], log,
                                                              data_stream_options(datamodule))
+                    recognizer = calibrated or recognizer
                 except (ValueError, OSError) as err:
                     raise ExportError(f"the stream test of the int8 model (the recognizer's calibration) failed: {err}") from err
         ops = tflite_ops(int8_tflite)
         write_model_data(int8_tflite, folder, source)
-        write_model_settings(folder, source, settings, labels, int8.input_quantization, int8.output_quantization, arena["bytes"], recognizer and recognizer["settings"])
+        inputs = report_inputs(source, settings, labels, int8.input_quantization, int8.output_quantization,
+                               arena["bytes"], recognizer)
+        write_settings(folder, inputs)
         write_model_ops(ops, folder, source, int8=int8.input["dtype"] == np.int8)
+        write_frontend_tables(folder, settings)
 
         notes = []
         unwanted = sorted(set(ops) & set(UNWANTED_OPS))
@@ -201,15 +221,12 @@ def export_model(
             "source": source,
             "out_dir": str(out_dir),
             "labels": labels,
-            "features": {**dataclasses.asdict(settings), "frames": settings.num_frames, "feature_scale": settings.feature_scale},
+            "features": inputs["features"],
             "calibration": {"split": "training", "clips": len(calibration), "augmentation": False},
             "artifacts": {},
             "ops": ops,
             "float_ops": tflite_ops(float_tflite),
-            "int8": {
-                "input_scale": int8.input_quantization[0], "input_zero_point": int8.input_quantization[1],
-                "output_scale": int8.output_quantization[0], "output_zero_point": int8.output_quantization[1],
-            },
+            "int8": inputs["int8"],
             "tensor_arena": arena,
             **results,
             "compared": compared,
@@ -218,31 +235,25 @@ def export_model(
             "qat_input_ranges": {name: [float(q.act_min), float(q.act_max)] for name, q in qat.items()},
             "notes": notes,
         }
-        report["artifacts"] = {name: (folder / name).stat().st_size for name in ARTIFACTS}
+        report["artifacts"] = {name: (folder / name).stat().st_size for name in artifacts(settings.frontend)}
         (folder / REPORT).write_text(json.dumps(report, indent=2))
     log(format_report(report))
+    # The verified folder as an Arduino library (arduino/<name>/ and its .zip), from the folder's files.
+    write_arduino_library(out_dir, log=log)
     return report
 
 
 def calibrate_int8(model: bytes, labels: list[str], settings: FeatureSettings, data_dir: Path, max_fa_per_hour: float, arena: int, log: Log,
                    stream_kwargs: dict | None = None) -> tuple[dict | None, dict]:
-    """(the recognizer calibrated on the validation stream for ``max_fa_per_hour``, the stream
-    test's numbers on both streams at every budget), the int8 model running in tflite-micro as on
-    the board."""
+    """(the recognizer calibrated on the validation stream for ``max_fa_per_hour`` or None,
+    the stream test's numbers on both streams at every budget), the int8 model running in
+    tflite-micro as on the board: the stream test of callbacks.StreamTest and stream-test."""
     from kws.export.classifiers import tflite_classifier
-    from kws.streams.evaluate import evaluate, recognizer_settings
-    from kws.streams.scoring import Setting
+    from kws.streams.evaluate import stream_test
 
-    classify = tflite_classifier(model, "micro", arena)
-    budgets = tuple(sorted({*DEFAULT_BUDGETS, max_fa_per_hour}))
-    results = evaluate(classify, labels, settings, data_dir, budgets, log=lambda line: log(f"[export] {line}"), stream_kwargs=stream_kwargs)
-    calibrated = {f"{b:g}": c for b, c in results["calibrated"].items()}
-    stream_test = {"model": "int8 (tflite-micro)", "streams": {s: st.summary() for s, st in results["streams"].items()}, "calibrated": calibrated}
-    chosen = results["calibrated"].get(max_fa_per_hour)
-    if chosen is None:
-        return None, stream_test
-    return {"settings": recognizer_settings(Setting(**chosen["setting"])), "max_fa_per_hour": max_fa_per_hour, "calibrated_on": "the validation stream",
-            "validation": chosen["validation"], "testing": chosen["testing"]}, stream_test
+    test = stream_test(tflite_classifier(model, "micro", arena), labels, settings, data_dir, "int8 (tflite-micro)",
+                       max_fa_per_hour, stream_kwargs=stream_kwargs, log=lambda line: log(f"[export] {line}"))
+    return test.calibration, test.summary
 
 
 def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, config: str | Path | None = None, **kwargs) -> dict:

@@ -73,7 +73,7 @@ def stream_lines(report: dict) -> list[str]:
         return []
     lines = ["", table(stream, "int8 (tflite-micro) stream test")]
     lines += [str(summary) for summary in stream["streams"].values()]
-    if recognizer:
+    if recognizer and recognizer.get("calibrated_on"):
         r = recognizer["settings"]
         lines.append(f"recognizer (report.json, model_settings.h; listen's default): <= {recognizer['max_fa_per_hour']:g} false alarms/h on validation -> "
                      f"threshold {r['detection_threshold']:.3f}, average window {r['average_window_ms']} ms, suppression {r['suppression_ms']} ms, minimum count {r['minimum_count']}")

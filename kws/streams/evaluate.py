@@ -12,12 +12,14 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
 from kws.audio.settings import FeatureSettings
-from kws.streams.frontend import stream_scores
+from kws.streams.frontend import STRIDE_MS, stream_scores
+from kws.streams.recognize import IGNORED_LABELS, RecognizerSettings
 from kws.streams.recordings import Stream, build_stream, split_files
 from kws.streams.scoring import calibrate, plot_det, recall_at, replay, score, setting_of, sweep, write_csv
 from kws.streams.voices import recall_by_voice, speaker_voices, voice_table
@@ -54,7 +56,8 @@ def data_stream_options(datamodule) -> dict:
     return options
 
 
-def window_scores(stream: Stream, classify: Classify, settings: FeatureSettings, stride_ms: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def window_scores(stream: Stream, classify: Classify, settings: FeatureSettings,
+                  stride_ms: int = STRIDE_MS) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities [n, classes], times ms [n]) of every window of the stream, the front end's
     state carried through the whole recording."""
     blocks = (stream.audio[i:i + 60 * stream.sample_rate] for i in range(0, len(stream.audio), 60 * stream.sample_rate))
@@ -63,22 +66,24 @@ def window_scores(stream: Stream, classify: Classify, settings: FeatureSettings,
 
 
 def evaluate(classify: Classify, labels: Sequence[str], settings: FeatureSettings, data_dir: str | Path, budgets: Sequence[float] = DEFAULT_BUDGETS,
-             stride_ms: int = 100, tolerance_ms: int = 1000, seeds: dict[str, int] = STREAM_SEEDS, stream_kwargs: dict | None = None,
-             log=print) -> dict:
+             stride_ms: int = STRIDE_MS, tolerance_ms: int = 1000, seeds: dict[str, int] = STREAM_SEEDS,
+             stream_kwargs: dict | None = None, log=print) -> dict:
     """Sweep both streams, calibrate on validation, report test: a dict with everything. On a
     corpus that names its voices (the generated one), each budget's entry also holds ``voices``:
     keyword recall per voice family and dialect on both streams at its setting
     (:mod:`kws.streams.voices`)."""
     data_dir, stream_kwargs = Path(data_dir), dict(stream_kwargs or {})
     voices = speaker_voices(data_dir)
-    stream_kwargs.setdefault("keywords", tuple(label for label in labels if label not in ("silence", "unknown")))
+    stream_kwargs.setdefault("keywords", tuple(label for label in labels if label not in IGNORED_LABELS))
+    base = RecognizerSettings(inference_stride_ms=stride_ms)
     out = {"streams": {}, "rows": {}, "scores": {}, "calibrated": {}}
     for split, seed in seeds.items():
         started = time.perf_counter()
         stream = cached_stream(data_dir, split, seed, **stream_kwargs)
         probabilities, times = window_scores(stream, classify, settings, stride_ms)
         out["streams"][split], out["scores"][split] = stream, (probabilities, times)
-        out["rows"][split] = sweep(probabilities, times, labels, stream.events, stream.duration_s, tolerance_ms=tolerance_ms)
+        out["rows"][split] = sweep(probabilities, times, labels, stream.events, stream.duration_s, base=base,
+                                   tolerance_ms=tolerance_ms)
         if log:
             log(f"{stream.summary()}; {len(times)} windows scored and swept in {time.perf_counter() - started:.1f} s")
     for budget in budgets:
@@ -89,7 +94,7 @@ def evaluate(classify: Classify, labels: Sequence[str], settings: FeatureSetting
         test = out["streams"]["testing"]
         probabilities, times = out["scores"]["testing"]
         result = score(replay(probabilities, times, labels, setting_of(chosen)), test.events, test.duration_s, tolerance_ms=tolerance_ms)
-        out["calibrated"][budget] = dict(setting=setting_of(chosen).__dict__, validation=chosen, testing=result,
+        out["calibrated"][budget] = dict(setting=setting_of(chosen).to_dict(), validation=chosen, testing=result,
                                          testing_oracle_recall=recall_at(out["rows"]["testing"], budget))
         if voices:
             # Which voices the calibrated setting misses: the per-family view the one recall hides.
@@ -99,11 +104,38 @@ def evaluate(classify: Classify, labels: Sequence[str], settings: FeatureSetting
     return out
 
 
-def recognizer_settings(setting) -> dict:
-    """RecognizeCommands' keyword arguments for a swept setting, the threshold rounded to float32
-    (what the firmware's float compares against, so board and host decide alike)."""
-    return {"average_window_ms": int(setting.average_window_ms), "detection_threshold": float(np.float32(setting.threshold)),
-            "suppression_ms": int(setting.suppression_ms), "minimum_count": int(setting.minimum_count)}
+@dataclass
+class StreamTest:
+    results: dict  # evaluate()'s
+    summary: dict  # model, streams, calibrated per budget: results.json's and report.json's stream_test
+    # chosen for calibrate_fa_per_hour on validation (float32 threshold); None: no setting within it
+    recognizer: RecognizerSettings | None
+    calibration: dict | None  # the recognizer with how it was chosen and its numbers: report.json's recognizer
+
+
+def stream_test(classify: Classify, labels: Sequence[str], settings: FeatureSettings, data_dir: str | Path,
+                model: str, calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR,
+                budgets: Sequence[float] = DEFAULT_BUDGETS,
+                stride_ms: int = STRIDE_MS, tolerance_ms: int = 1000, stream_kwargs: dict | None = None,
+                out: Path | None = None, title: str = "", log=print) -> StreamTest:
+    """The stream test of one model (``model``: its name in the tables) and the recognizer
+    calibrated for it: what ``callbacks.StreamTest``, ``python -m kws stream-test`` and the export
+    all run. ``out``: also write results.json, det.png and the sweeps there."""
+    budgets = tuple(sorted({*map(float, budgets), float(calibrate_fa_per_hour)}))
+    results = evaluate(classify, labels, settings, data_dir, budgets, stride_ms, tolerance_ms,
+                       stream_kwargs=stream_kwargs, log=log)
+    summary = dict(model=model, streams={s: st.summary() for s, st in results["streams"].items()},
+                   calibrated={f"{b:g}": c for b, c in results["calibrated"].items()})
+    if out is not None:
+        write(results, Path(out), model, title=title)
+    chosen = results["calibrated"].get(float(calibrate_fa_per_hour))
+    if chosen is None:
+        return StreamTest(results, summary, None, None)
+    recognizer = RecognizerSettings(**chosen["setting"]).float32_threshold()
+    calibration = {"settings": recognizer.to_dict(), "max_fa_per_hour": float(calibrate_fa_per_hour),
+                   "calibrated_on": "the validation stream", "model": model,
+                   "validation": chosen["validation"], "testing": chosen["testing"]}
+    return StreamTest(results, summary, recognizer, calibration)
 
 
 def table(results: dict, name: str) -> str:
@@ -117,7 +149,8 @@ def table(results: dict, name: str) -> str:
             lines.append(f"| {float(budget):g} | - | - | no setting within the budget | | | | |")
             continue
         s, v, t = c["setting"], c["validation"], c["testing"]
-        lines.append(f"| {float(budget):g} | {s['threshold']:.3f} | {s['average_window_ms']} | {100 * v['recall']:.1f} % | {v['fa_per_hour']:.1f} | "
+        lines.append(f"| {float(budget):g} | {s['detection_threshold']:.3f} | {s['average_window_ms']} | "
+                     f"{100 * v['recall']:.1f} % | {v['fa_per_hour']:.1f} | "
                      f"{100 * t['recall']:.1f} % | {t['fa_per_hour']:.1f} | {t['delay_median_ms']:.0f} ms |")
     voices = voice_table(results["calibrated"])
     return "\n".join(lines) + (f"\n\n{voices}" if voices else "")

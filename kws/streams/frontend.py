@@ -14,8 +14,10 @@ import numpy as np
 
 from kws.audio import micro_frontend_c
 from kws.audio.settings import MICRO_FEATURE_SCALE, FeatureSettings
+from kws.streams.recognize import DEFAULT_RECOGNIZER
 
 Classifier = Callable[[np.ndarray], np.ndarray]  # flat features [n, frames * features] -> probabilities [n, classes]
+STRIDE_MS = DEFAULT_RECOGNIZER.inference_stride_ms
 
 
 class StreamingFeatures:
@@ -68,7 +70,7 @@ class WindowStream:
     """Every ``stride_ms``, the last ``num_frames`` frames as one flat window, with its time: the
     end of its last frame in ms from the start, the first window being the first full one."""
 
-    def __init__(self, settings: FeatureSettings, stride_ms: int = 100):
+    def __init__(self, settings: FeatureSettings, stride_ms: int = STRIDE_MS):
         if stride_ms <= 0 or stride_ms % settings.stride_ms:
             raise ValueError(f"stride_ms must be a positive multiple of the {settings.stride_ms} ms frame step, got {stride_ms}")
         self.settings, self.step = settings, stride_ms // settings.stride_ms
@@ -92,7 +94,8 @@ class WindowStream:
         return x, times
 
 
-def stream_windows(blocks: Iterable[np.ndarray], settings: FeatureSettings, stride_ms: int = 100) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def stream_windows(blocks: Iterable[np.ndarray], settings: FeatureSettings,
+                   stride_ms: int = STRIDE_MS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(windows, end times) block by block over a stream of int16 sample blocks."""
     features, windows = StreamingFeatures(settings), WindowStream(settings, stride_ms)
     for block in blocks:
@@ -101,7 +104,8 @@ def stream_windows(blocks: Iterable[np.ndarray], settings: FeatureSettings, stri
             yield x, t
 
 
-def stream_scores(blocks: Iterable[np.ndarray], classify: Classifier, settings: FeatureSettings, stride_ms: int = 100) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def stream_scores(blocks: Iterable[np.ndarray], classify: Classifier, settings: FeatureSettings,
+                  stride_ms: int = STRIDE_MS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(class probabilities [n, classes], window end times ms [n]) block by block."""
     for x, t in stream_windows(blocks, settings, stride_ms):
         yield classify(x), t

@@ -20,16 +20,62 @@ Differences from TFLM, all deliberate:
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+# Labels recognised (they reset the previous command) but never reported: the model's silence
+# and unknown classes, under the names micro_speech and the Speech Commands folders give them.
+IGNORED_LABELS = ("silence", "unknown", "_silence_", "_unknown_")
 
-# RecognizeCommands' settings when no calibration is at hand (TFLM micro_speech's).
-CALIBRATION_STRIDE_MS = 100  # the inference stride recognizer settings are calibrated at (listen's and the firmware's)
-RECOGNIZER_DEFAULTS = {"average_window_ms": 1000, "detection_threshold": 0.8, "suppression_ms": 1500, "minimum_count": 3}
+
+@dataclass(frozen=True)
+class RecognizerSettings:
+    """Everything the command recognizer needs besides the labels: the one definition that the
+    export writes into model_settings.h and report.json, and that listen, the stream test, the
+    firmware check and the board all read. The defaults are TFLM micro_speech's.
+
+    The averaging window and ``minimum_count`` count inferences, so a setting holds only at the
+    ``inference_stride_ms`` it was calibrated at."""
+
+    detection_threshold: float = 0.8  # minimum averaged probability of the top class
+    average_window_ms: int = 1000
+    suppression_ms: int = 1500
+    minimum_count: int = 3
+    inference_stride_ms: int = 100  # time between inferences: listen's, the stream test's and the board's
+    ignore: tuple[str, ...] = IGNORED_LABELS
+
+    def __post_init__(self):
+        object.__setattr__(self, "ignore", tuple(self.ignore))  # a list from JSON stays hashable
+        positive = min(self.average_window_ms, self.inference_stride_ms) > 0
+        if not positive or self.suppression_ms < 0 or self.minimum_count < 1:
+            raise ValueError("recognizer settings: average_window_ms and inference_stride_ms must be > 0, "
+                             f"suppression_ms >= 0 and minimum_count >= 1, got {self}")
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "ignore": list(self.ignore)}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str) -> RecognizerSettings:
+        """The settings stored at ``where`` (report.json, a checkpoint); every field is required."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing, unknown = [n for n in names if n not in data], sorted(set(data) - set(names))
+        if missing or unknown:
+            faults = [f"lack {missing}"] * bool(missing) + [f"hold unknown {unknown}"] * bool(unknown)
+            raise ValueError(f"{where}: the recognizer settings {' and '.join(faults)}; they were written by another "
+                             "version of kws: re-export the model (python -m kws export)")
+        return cls(**data)
+
+    def float32_threshold(self) -> RecognizerSettings:
+        """The threshold rounded to float32: what the firmware's float compares against, so board
+        and host decide alike."""
+        return dataclasses.replace(self, detection_threshold=float(np.float32(self.detection_threshold)))
+
+
+DEFAULT_RECOGNIZER = RecognizerSettings()
 
 
 @dataclass(frozen=True)
@@ -59,11 +105,11 @@ class RecognizeCommands:
     def __init__(
         self,
         labels: Sequence[str],
-        average_window_ms: int = 1000,
-        detection_threshold: float = 0.8,
-        suppression_ms: int = 1500,
-        minimum_count: int = 3,
-        ignore: Sequence[str] = ("silence", "unknown", "_silence_", "_unknown_"),
+        average_window_ms: int = DEFAULT_RECOGNIZER.average_window_ms,
+        detection_threshold: float = DEFAULT_RECOGNIZER.detection_threshold,
+        suppression_ms: int = DEFAULT_RECOGNIZER.suppression_ms,
+        minimum_count: int = DEFAULT_RECOGNIZER.minimum_count,
+        ignore: Sequence[str] = DEFAULT_RECOGNIZER.ignore,
     ):
         if average_window_ms <= 0 or suppression_ms < 0 or minimum_count < 1:
             raise ValueError("average_window_ms must be > 0, suppression_ms >= 0 and minimum_count >= 1")
@@ -72,6 +118,12 @@ class RecognizeCommands:
         self.suppression_ms, self.minimum_count = suppression_ms, minimum_count
         self.ignore = set(ignore)
         self.reset()
+
+    @classmethod
+    def from_settings(cls, labels: Sequence[str], settings: RecognizerSettings) -> RecognizeCommands:
+        """The recognizer of ``settings`` (its stride is the caller's to keep: process() takes times)."""
+        return cls(labels, settings.average_window_ms, settings.detection_threshold, settings.suppression_ms,
+                   settings.minimum_count, settings.ignore)
 
     def reset(self) -> None:
         self._results: deque[tuple[int, np.ndarray]] = deque()
@@ -99,3 +151,23 @@ class RecognizeCommands:
             return None
         self.previous_label, self.previous_time_ms = label, time_ms
         return None if label in self.ignore else Detection(label, score, time_ms)
+
+
+# The command-line flags of the settings (listen, cross-check): one per field, named after it;
+# the older spellings stay as aliases.
+FLAG_ALIASES = {"detection_threshold": ("--threshold",), "inference_stride_ms": ("--stride_ms",)}
+
+
+def add_recognizer_flags(group, fields: Sequence[str] | None = None) -> None:
+    """``--<field>`` options (default None: not given) on an argparse parser or group."""
+    for field in dataclasses.fields(RecognizerSettings):
+        if field.name != "ignore" and (fields is None or field.name in fields):
+            group.add_argument(f"--{field.name}", *FLAG_ALIASES.get(field.name, ()), dest=field.name,
+                               type=type(field.default), default=None,
+                               help=f"(default: the model's, else {field.default})")
+
+
+def given_flags(args) -> dict:
+    """The settings given on the command line: field -> value."""
+    fields = dataclasses.fields(RecognizerSettings)
+    return {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name, None) is not None}

@@ -16,28 +16,21 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-IGNORE = ("silence", "unknown", "_silence_", "_unknown_")
+from kws.streams.recognize import DEFAULT_RECOGNIZER, RecognizerSettings
 
 
-@dataclass(frozen=True)
-class Setting:
-    threshold: float
-    average_window_ms: int = 1000
-    suppression_ms: int = 1500
-    minimum_count: int = 3
-
-
-def replay(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str], setting: Setting,
-           ignore: Iterable[str] = IGNORE) -> list[tuple[str, float, int]]:
+def replay(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str],
+           setting: RecognizerSettings) -> list[tuple[str, float, int]]:
     """Detections ``(label, score, time_ms)`` that RecognizeCommands would report for these
-    per-inference scores [n, classes] at times [n] (non-decreasing)."""
+    per-inference scores [n, classes] at times [n] (non-decreasing); ``setting.ignore`` labels
+    are recognised but not reported."""
     p = np.asarray(probabilities, np.float64)
     t = np.asarray(times_ms, np.int64)
     first = np.searchsorted(t, t - setting.average_window_ms, side="left")  # oldest kept: t_i - t_j <= window
@@ -46,8 +39,8 @@ def replay(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str
     average = (sums[1:] - sums[first]) / count[:, None]
     top = average.argmax(1)
     best = average[np.arange(len(t)), top]
-    candidates = np.flatnonzero((count >= setting.minimum_count) & (best >= setting.threshold))
-    ignored = {i for i, l in enumerate(labels) if l in set(ignore)}
+    candidates = np.flatnonzero((count >= setting.minimum_count) & (best >= setting.detection_threshold))
+    ignored = {i for i, l in enumerate(labels) if l in set(setting.ignore)}
     previous, previous_time, out = -1, None, []
     for i in candidates.tolist():
         label, now = int(top[i]), int(t[i])
@@ -116,15 +109,19 @@ DEFAULT_WINDOWS = (200, 300, 500, 700, 1000)
 
 def sweep(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str], events, duration_s: float,
           thresholds: Sequence[float] = DEFAULT_THRESHOLDS, windows: Sequence[int] = DEFAULT_WINDOWS,
-          suppressions: Sequence[int] = (1500,), minimum_count: int = 3, sample_rate: int = 16000,
-          tolerance_ms: int = 1000) -> list[dict]:
-    """One row per (window, suppression, threshold): the setting and :func:`score`'s numbers."""
+          suppressions: Sequence[int] = (DEFAULT_RECOGNIZER.suppression_ms,),
+          base: RecognizerSettings = DEFAULT_RECOGNIZER,
+          sample_rate: int = 16000, tolerance_ms: int = 1000) -> list[dict]:
+    """One row per (window, suppression, threshold) over ``base`` (its minimum count, ignored
+    labels and the stride the scores were taken at): the setting and :func:`score`'s numbers."""
     rows = []
     for window, suppression, threshold in itertools.product(windows, suppressions, thresholds):
-        setting = Setting(float(threshold), int(window), int(suppression), minimum_count)
+        setting = dataclasses.replace(base, detection_threshold=float(threshold), average_window_ms=int(window),
+                                      suppression_ms=int(suppression))
         result = score(replay(probabilities, times_ms, labels, setting), events, duration_s, sample_rate, tolerance_ms)
-        rows.append(dict(threshold=setting.threshold, average_window_ms=setting.average_window_ms,
-                         suppression_ms=setting.suppression_ms, minimum_count=minimum_count, **result))
+        rows.append(dict(threshold=setting.detection_threshold, average_window_ms=setting.average_window_ms,
+                         suppression_ms=setting.suppression_ms, minimum_count=setting.minimum_count,
+                         inference_stride_ms=setting.inference_stride_ms, **result))
     return rows
 
 
@@ -137,8 +134,11 @@ def calibrate(rows: Sequence[dict], max_fa_per_hour: float) -> dict | None:
     return max(within, key=lambda r: (r["recall"], -r["fa_per_hour"], r["threshold"]))
 
 
-def setting_of(row: dict) -> Setting:
-    return Setting(row["threshold"], row["average_window_ms"], row["suppression_ms"], row["minimum_count"])
+def setting_of(row: dict, base: RecognizerSettings = DEFAULT_RECOGNIZER) -> RecognizerSettings:
+    """The recognizer settings of a :func:`sweep` row (ignored labels: ``base``'s)."""
+    return dataclasses.replace(base, detection_threshold=row["threshold"], average_window_ms=row["average_window_ms"],
+                               suppression_ms=row["suppression_ms"], minimum_count=row["minimum_count"],
+                               inference_stride_ms=row["inference_stride_ms"])
 
 
 def recall_at(rows: Sequence[dict], max_fa_per_hour: float) -> float:

@@ -99,7 +99,8 @@ def bench_runtimes(
     if min_run_time <= 0:
         raise ValueError(f"min_run_time must be > 0 seconds, got {min_run_time}")
     size = input_shape[0] * input_shape[1]
-    high = 26.0  # the micro front end's features span roughly 0..26 (uint16 output * MICRO_FEATURE_SCALE, kws.features)
+    # the micro front end's features span roughly 0..26 (uint16 output * MICRO_FEATURE_SCALE, kws.audio.settings)
+    high = 26.0
     rng = np.random.default_rng(0)
     calibration_source = "given features"
     if calibration is None:

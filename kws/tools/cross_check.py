@@ -14,8 +14,8 @@ data. Each clip is scored three ways:
   evaluation clips are featurized alike, :mod:`datamodules.lead_in`). A stateless front end
   (mfcc) sees no difference;
 - ``stream``: each voice's clips one after another, ``--gap_s`` apart over that quiet noise,
-  through :func:`kws.deploy.listen.listen` (a window every 100 ms, the model's calibrated
-  recognizer): a keyword is heard when its label is detected between its start and its end +
+  through :func:`kws.deploy.listen.listen` (the model's calibrated recognizer, at its inference
+  stride): a keyword is heard when its label is detected between its start and its end +
   ``--tolerance_ms`` (as the stream test counts); any other detection is a false alarm.
 
 Per voice, per family (flite, festival, real, noise) and for all synthetic voices: the recall of
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import zlib
 from pathlib import Path
@@ -38,10 +39,11 @@ from datamodules.noise_parts import noise_part
 from datamodules.synthetic import DEFAULT_UNKNOWN_WORDS, real_noise_dir
 from kws.audio.settings import FeatureSettings
 from kws.audio.wav import read_wav
-from kws.deploy.listen import MICRO_SPEECH_LABELS, listen, tflite_settings
+from kws.deploy.listen import MICRO_SPEECH_LABELS, export_of, listen
 from kws.export.classifiers import ModelClassifier, pytorch_classifier, tflite_classifier
 from kws.streams.frontend import StreamingFeatures
-from kws.streams.recognize import RECOGNIZER_DEFAULTS, RecognizeCommands
+from kws.streams.recognize import (DEFAULT_RECOGNIZER, RecognizeCommands, RecognizerSettings, add_recognizer_flags,
+                                   given_flags)
 from kws.streams.recordings import StreamEvent
 from kws.streams.scoring import keyword_events, match
 from kws.tools.cross_clips import (DEFAULT_PITCHES, DEFAULT_STRETCHES, SYNTHESIZERS, CrossCheckError, clip_set, list_voices, real_clips,
@@ -94,7 +96,7 @@ def board_rows(clips: np.ndarray, settings: FeatureSettings, parts: list[np.ndar
 
 
 def stream_view(group: str, index: np.ndarray, clips: np.ndarray, rows: list[dict], truth: list[str], classifier, labels, settings,
-                recognizer: dict, parts, args) -> tuple[dict[int, bool], dict[int, int]]:
+                recognizer: RecognizerSettings, parts, args) -> tuple[dict[int, bool], dict[int, int]]:
     """({clip index: heard} of the group's keyword clips, {clip index: false alarms}): the group's
     clips in a seeded order, ``gap_s`` apart over quiet noise, through listen. A false alarm
     belongs to the clip whose start last preceded it (on its word or in the quiet after it)."""
@@ -109,7 +111,9 @@ def stream_view(group: str, index: np.ndarray, clips: np.ndarray, rows: list[dic
         if truth[i] != "silence":
             events.append(StreamEvent(truth[i], rows[i]["word"], at + rows[i]["onset"], at + rows[i]["end"], rows[i]["path"]))
             owners.append(int(i))
-    detections = listen(to_int16(audio), classifier, labels, settings, args.stride_ms, RecognizeCommands(labels, **recognizer), log=None)
+    recognize = RecognizeCommands.from_settings(labels, recognizer)
+    detections = listen(to_int16(audio), classifier, labels, settings, recognizer.inference_stride_ms, recognize,
+                        log=None)
     keywords = keyword_events(events)
     owner = {(e.start, e.label): i for e, i in zip(events, owners)}
     hit, _, false_alarms = match([(d.label, d.score, d.time_ms) for d in detections], keywords, settings.sample_rate, args.tolerance_ms)
@@ -163,15 +167,19 @@ def table(groups: dict[str, dict], keywords: list[str], name: str) -> str:
     return "\n".join(lines)
 
 
-def load_model(args, parser) -> tuple[ModelClassifier, list[str], FeatureSettings, dict | None, str]:
+def load_model(args, parser) -> tuple[ModelClassifier, list[str], FeatureSettings, RecognizerSettings | None, str]:
     """(classifier, labels, features, calibrated recognizer or None, name) from --ckpt / --tflite."""
     if not args.ckpt and not args.tflite:
         parser.error("pass --ckpt (a checkpoint from `python -m kws fit`) or --tflite (an export's model_int8.tflite)")
     if not args.tflite:
         classifier, labels, settings = pytorch_classifier(args.ckpt)
-        return classifier, labels, settings, classifier.recognizer, "float (PyTorch)"
-    found = tflite_settings(args.tflite)
-    labels, settings, recognizer = found if found else (MICRO_SPEECH_LABELS, FeatureSettings(), None)
+        kept = classifier.recognizer
+        calibrated = kept and RecognizerSettings.from_dict(kept, f"{args.ckpt} (kws_recognizer)")
+        return classifier, labels, settings, calibrated, "float (PyTorch)"
+    export = export_of(args.tflite)
+    labels, settings, recognizer = MICRO_SPEECH_LABELS, FeatureSettings(), None
+    if export:
+        labels, settings, recognizer = export.labels, export.features, export.recognizer
     if args.ckpt:
         _, labels, settings = pytorch_classifier(args.ckpt)
     classifier = tflite_classifier(args.tflite, args.runtime)
@@ -217,10 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--noise_volume", type=float, default=0.01, help="the background recordings' level in that quiet noise")
     parser.add_argument("--floor_rms", type=float, default=2.0, help="its Gaussian floor, int16 units (a microphone's)")
     parser.add_argument("--gap_s", type=float, default=1.5, help="quiet between clips in the stream view")
-    parser.add_argument("--stride_ms", type=int, default=100)
     parser.add_argument("--tolerance_ms", type=int, default=1000, help="a keyword is heard when detected before its end + this")
-    parser.add_argument("--threshold", type=float, help="the recognizer's threshold (default: the model's calibrated one)")
-    parser.add_argument("--average_window_ms", type=int, help="the recognizer's averaging window (default: the model's calibrated one)")
+    add_recognizer_flags(parser, ("detection_threshold", "average_window_ms", "inference_stride_ms"))
     args = parser.parse_args(argv)
     if args.lead_in_s < 0 or args.gap_s < 0 or args.noise_volume < 0 or args.floor_rms < 0:
         parser.error("--lead_in_s, --gap_s, --noise_volume and --floor_rms must be >= 0")
@@ -233,8 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
         if settings.sample_rate != 16000:
             raise CrossCheckError(f"the model takes {settings.sample_rate} Hz audio; the cross-check's clips are 16 kHz")
         keywords = [label for label in labels if canonical(label) not in ("silence", "unknown")]
-        recognizer = {**RECOGNIZER_DEFAULTS, **(calibrated or {})}
-        recognizer.update({k: v for k, v in (("detection_threshold", args.threshold), ("average_window_ms", args.average_window_ms)) if v is not None})
+        recognizer = dataclasses.replace(calibrated or DEFAULT_RECOGNIZER, **given_flags(args))
         rows, folders = collect(args, keywords)
         clips = np.stack([read_wav(f / r["path"], settings.sample_rate)[0][: settings.clip_samples] for r, f in zip(rows, folders)])
         parts = [noise_part(read_wav(p, settings.sample_rate)[0], "testing") for p in sorted(real_noise_dir().glob("*.wav"))]
@@ -280,11 +285,14 @@ def run(args, classifier, labels, settings, recognizer, name, rows, folders, cli
             writer.writerow([str(folder / r["path"]), r["voice"], truth[i], predicted["fresh"][i], p[0], predicted["board"][i], p[1],
                              heard.get(i, ""), alarms.get(i, 0)])
     text = table(groups, keywords, name)
-    results = dict(model=name, source=args.tflite or args.ckpt, labels=list(labels), keywords=keywords, recognizer=recognizer,
+    results = dict(model=name, source=args.tflite or args.ckpt, labels=list(labels), keywords=keywords,
+                   recognizer=recognizer.to_dict(),
                    views={"fresh": "each clip from a fresh front-end state", "board": f"each clip after {args.lead_in_s:g} s of quiet noise",
                           "stream": f"each voice's clips {args.gap_s:g} s apart through listen"},
                    options={k: v for k, v in vars(args).items() if k not in ("ckpt", "tflite")}, groups=groups, table=text)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     print(text)
-    print(f"recognizer: {', '.join(f'{k} {v:g}' for k, v in recognizer.items())}; {len(rows)} clips; results: {out}/results.json, {out}/clips.csv")
+    shown = {k: v for k, v in recognizer.to_dict().items() if k != "ignore"}
+    print(f"recognizer: {', '.join(f'{k} {v:g}' for k, v in shown.items())}; {len(rows)} clips; "
+          f"results: {out}/results.json, {out}/clips.csv")
     return results

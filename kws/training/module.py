@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from datamodules.classes import EVAL_VIEWS
 from kws.models import ARCHITECTURES, build_model
 from kws.models.surgery import parameters_in_plain_order, replay_transforms
+from kws.streams.recognize import RecognizerSettings
 from kws.training.checkpoint_file import check_compatible, read_checkpoint
 from kws.training.results import format_table, per_class_table
 from kws.utils.seeding import step_seed
@@ -84,7 +85,8 @@ class KWSModule(L.LightningModule):
         # Structural changes made by compression callbacks, replayed on load (kws.models.surgery).
         self.model_transforms: list[dict] = []
         # The command recognizer's settings calibrated for this model on a validation stream
-        # (callbacks.StreamTest), saved with it: listen uses them unless told otherwise.
+        # (callbacks.StreamTest), saved with it: listen uses them unless told otherwise
+        # (kws.streams.recognize.RecognizerSettings.to_dict()).
         self.recognizer: dict | None = None
         if init_from:
             self._init_from(init_from)
@@ -236,6 +238,10 @@ class KWSModule(L.LightningModule):
         self.model_transforms = []
         replay_transforms(self, checkpoint.get("kws_model_transforms", []))
         self.recognizer = checkpoint.get("kws_recognizer")
+        if self.recognizer is not None and "inference_stride_ms" not in self.recognizer:
+            # Saved before the settings carried their stride and ignored labels: calibrated at the
+            # one stride the stream test then had (100 ms), with the default ignored labels.
+            self.recognizer = RecognizerSettings(**self.recognizer, inference_stride_ms=100).to_dict()
 
     def configure_optimizers(self):
         hp = self.hparams

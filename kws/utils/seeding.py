@@ -12,7 +12,7 @@ iterators). So nothing in training draws from a stream carried across steps:
 
 The seed is ``seed_everything``'s (``PL_GLOBAL_SEED``): a run is reproducible for a given number
 of processes, and a resumed run gives the weights of an uninterrupted one
-(tests/test_distributed.py). Different numbers of processes draw different augmentation and
+(tests/training/test_distributed.py). Different numbers of processes draw different augmentation and
 dropout (the rank is part of the seed); without those they train on the same batches.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ from kws.audio.wav import read_wav, write_wav
 from kws.audio.features import FeatureSettings
 from kws.deploy.listen import main, stream_features, windows
 from kws.training.module import KWSModule
-from kws.streams.recognize import Detection, RecognizeCommands
+from kws.streams.recognize import DEFAULT_RECOGNIZER, Detection, RecognizeCommands, RecognizerSettings
 
 LABELS = ["silence", "unknown", "yes", "no"]
 YES, NO, SILENCE = [0, 0, 1, 0], [0, 0, 0, 1], [1, 0, 0, 0]
@@ -154,7 +154,9 @@ def test_labels_and_features_from_the_export_report(recording, micro_speech_dir,
     """A .tflite in an export folder: labels and features come from its report.json."""
     (tmp_path / "model_int8.tflite").write_bytes((micro_speech_dir / "micro_speech_quantized.tflite").read_bytes())
     features = {**dataclasses.asdict(FeatureSettings()), "frames": 49, "feature_scale": 10 / 256}
-    (tmp_path / "report.json").write_text(json.dumps({"labels": ["silence", "unknown", "ja", "nein"], "features": features}))
+    recognizer = {"settings": DEFAULT_RECOGNIZER.to_dict(), "calibrated_on": None}
+    report = {"labels": ["silence", "unknown", "ja", "nein"], "features": features, "recognizer": recognizer}
+    (tmp_path / "report.json").write_text(json.dumps(report))
     detections = main([str(recording), "--model", "micro", "--tflite", str(tmp_path / "model_int8.tflite"), "--threshold", "0.7"])
     assert [d.label for d in detections] == ["ja", "nein"]
 
@@ -163,8 +165,10 @@ def test_the_recognizer_calibrated_by_the_export_is_the_default(recording, micro
     """report.json's recognizer (what the export calibrated) is listen's default; flags override it."""
     (tmp_path / "model_int8.tflite").write_bytes((micro_speech_dir / "micro_speech_quantized.tflite").read_bytes())
     features = {**dataclasses.asdict(FeatureSettings()), "frames": 49, "feature_scale": 10 / 256}
-    strict = {"average_window_ms": 1000, "detection_threshold": 0.99, "suppression_ms": 1500, "minimum_count": 3}
-    (tmp_path / "report.json").write_text(json.dumps({"labels": ["silence", "unknown", "yes", "no"], "features": features, "recognizer": {"settings": strict}}))
+    strict = RecognizerSettings(detection_threshold=0.99).to_dict()
+    report = {"labels": ["silence", "unknown", "yes", "no"], "features": features,
+              "recognizer": {"settings": strict, "calibrated_on": "the validation stream"}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
     model = ["--model", "micro", "--tflite", str(tmp_path / "model_int8.tflite")]
     assert main([str(recording), *model]) == []  # 0.99: nothing reaches it
     assert "detection_threshold 0.99" in capsys.readouterr().err
@@ -172,6 +176,12 @@ def test_the_recognizer_calibrated_by_the_export_is_the_default(recording, micro
     assert [d.label for d in heard] == ["yes", "no"] and "overridden" in capsys.readouterr().err
     main([str(recording), *model, "--stride_ms", "200"])
     assert "calibrated at --stride_ms 100" in capsys.readouterr().err
+    # An export written before the settings carried their stride is refused, not completed with defaults.
+    del report["recognizer"]["settings"]["inference_stride_ms"]
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    with pytest.raises(SystemExit):
+        main([str(recording), *model])
+    assert "lack ['inference_stride_ms']" in capsys.readouterr().err
 
 
 def test_listen_command_line(recording, micro_speech_dir):

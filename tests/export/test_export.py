@@ -15,11 +15,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import Export, QuantizationAwareTraining
-from tests.helpers import run_kws, trained_checkpoint
+from tests.helpers import REPO, run_kws, trained_checkpoint
 from datamodules import SpeechCommandsDataModule
 from datamodules.synthetic import generate_corpus
 from kws.audio.wav import read_wav
-from kws.streams.recognize import CALIBRATION_STRIDE_MS, RECOGNIZER_DEFAULTS
+from kws.streams.recognize import DEFAULT_RECOGNIZER
 from kws.export import ExportError
 from kws.export.c_sources import resolver_method
 from kws.export.graph import float_tinyconv, same_padding_taps, TFLiteGraph
@@ -31,7 +31,8 @@ from kws.export.int8_reference import Int8Graph
 from kws.training.module import KWSModule
 
 LABELS = ["silence", "unknown", "yes", "no"]
-ARTIFACTS = {"model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h", "model_ops.h", "report.json"}
+ARTIFACTS = {"model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h",
+             "model_settings.h", "model_ops.h", "micro_frontend_tables.h", "report.json"}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,8 @@ def _no_leftovers(folder: Path) -> list[str]:
 
 def test_export_writes_every_artifact_and_reports(exported):
     out, report, console = exported
-    assert {p.name for p in out.iterdir()} == ARTIFACTS
+    assert {p.name for p in out.iterdir()} == ARTIFACTS | {"arduino"}
+    assert [p.name for p in (out / "arduino").glob("*.zip")] == ["kws_yes_no_inferencing.zip"]  # the library, packaged
     assert not _no_leftovers(out.parent)
     assert report["artifacts"] == {name: (out / name).stat().st_size for name in ARTIFACTS - {"report.json"}}
     assert report["calibration"] == {"split": "training", "clips": 100, "augmentation": False}
@@ -193,13 +195,53 @@ def test_model_settings_match_model_and_features(exported):
     }
     assert {name: number(name) for name in expected} == expected
     assert 'constexpr char kFrontEnd[] = "micro";' in header
-    # The recognizer the export calibrated on the validation stream (else micro_speech's defaults).
+    # The recognizer the export calibrated on the validation stream (else micro_speech's defaults),
+    # the same in report.json and model_settings.h, its inference stride included.
     assert "stream_test" in report and set(report["stream_test"]["calibrated"]) == {"2", "5", "10"}
-    recognizer = (report["recognizer"] or {}).get("settings", RECOGNIZER_DEFAULTS)
+    recognizer = report["recognizer"]["settings"]
+    if report["recognizer"]["calibrated_on"] is None:
+        assert recognizer == DEFAULT_RECOGNIZER.to_dict()
     assert np.float32(number("kDetectionThreshold")) == np.float32(recognizer["detection_threshold"])
     assert [number(n) for n in ("kAverageWindowMs", "kSuppressionMs", "kMinimumCount", "kInferenceStrideMs")] == \
-        [recognizer["average_window_ms"], recognizer["suppression_ms"], recognizer["minimum_count"], CALIBRATION_STRIDE_MS]
+        [recognizer[k] for k in ("average_window_ms", "suppression_ms", "minimum_count", "inference_stride_ms")]
+    assert recognizer["inference_stride_ms"] == 100 and {"silence", "unknown"} <= set(recognizer["ignore"])
+    # The front end's tables beside it: the default settings' micro tables, byte for byte the
+    # committed ones that setup.py compiles.
+    default = REPO / "firmware" / "default_tables" / "micro_frontend_tables.h"
+    assert (out / "micro_frontend_tables.h").read_text() == default.read_text()
     assert re.findall(r'"(\w+)"', header.split("kCategoryLabels")[1].split(";")[0]) == LABELS
+
+
+def test_stream_test_writes_its_calibration_into_the_export(exported, tmp_path):
+    """`stream-test --export` scores the export's int8 model and makes the recognizer it calibrates
+    the export's own: model_settings.h and report.json both; a folder that is not an export is refused."""
+    import shutil
+
+    folder = tmp_path / "export"
+    shutil.copytree(exported[0], folder)
+    before = (folder / "model_settings.h").read_text()
+    run_kws("stream-test", "--export", str(folder), "--budgets", "2", "--calibrate_fa_per_hour", "100000",
+            "--out", str(tmp_path / "st"))
+    report = json.loads((folder / "report.json").read_text())
+    recognizer = report["recognizer"]
+    assert recognizer["max_fa_per_hour"] == 100000 and recognizer["model"] == "int8 (tflite-micro)"
+    assert set(report["stream_test"]["calibrated"]) == {"2", "100000"}
+    header = (folder / "model_settings.h").read_text()
+    values = dict(re.findall(r"constexpr \w+ (k\w+) = ([-\d.e+f]+);", header))
+    threshold = np.float32(recognizer["settings"]["detection_threshold"])
+    assert np.float32(values["kDetectionThreshold"].rstrip("f")) == threshold
+    assert int(values["kAverageWindowMs"]) == recognizer["settings"]["average_window_ms"]
+    # Only the recognizer's part of the header changed; the rest of the folder is the export's.
+    changed = [line for line in header.splitlines() if line not in before.splitlines()]
+    recognizer_lines = ("constexpr int32_t kAverageWindowMs", "constexpr float kDetectionThreshold",
+                        "constexpr int32_t kSuppressionMs", "constexpr int kMinimumCount", "// calibrated",
+                        "// micro_speech")
+    assert all(line.startswith(recognizer_lines) for line in changed), changed
+    assert report["artifacts"]["model_settings.h"] == len(header.encode())
+    assert (folder / "model_int8.tflite").read_bytes() == (exported[0] / "model_int8.tflite").read_bytes()
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    refused = run_kws("stream-test", "--export", str(tmp_path / "st"), "--out", str(tmp_path / "st2"), check=False)
+    assert refused.returncode == 2 and "is not an export folder" in refused.stderr
 
 
 def test_rewritten_graph_is_exact():
@@ -326,7 +368,7 @@ def test_callback_exports_the_qat_model_at_fit_end(datamodule, tmp_path):
     assert export.error is None
     out = tmp_path / "export"
     report = json.loads((out / "report.json").read_text())
-    assert {p.name for p in out.iterdir()} == ARTIFACTS and not _no_leftovers(tmp_path)
+    assert {p.name for p in out.iterdir()} == ARTIFACTS | {"arduino"} and not _no_leftovers(tmp_path)
     assert set(report["accuracy"]) == {"pytorch_float", "pytorch_qat", "onnxruntime", "tflite_float", "tflite_int8", "tflite_micro"}
     assert any("QAT-trained model: the int8 model holds QAT's own scales" in note for note in report["notes"])
     assert report["qat_int8"]["scales"]["equal"]

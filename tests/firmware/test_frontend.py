@@ -136,8 +136,10 @@ def test_tables_header_is_self_contained(tmp_path):
 
 
 def test_the_committed_default_tables_are_the_generated_ones(tmp_path):
-    """firmware/default_tables/micro_frontend_tables.h (what the training library and the firmware
-    build without Python compile) is what kws.export.frontend_tables writes for the default config."""
+    """firmware/default_tables/micro_frontend_tables.h (what setup.py compiles into the training
+    library) is what kws.export.frontend_tables writes for the default config."""
     write_micro_frontend_tables(tmp_path)
     committed = (FIRMWARE / "default_tables" / "micro_frontend_tables.h").read_text()
-    assert committed == (tmp_path / "micro_frontend_tables.h").read_text(), "regenerate it: python -m kws firmware-tables firmware/default_tables"
+    assert committed == (tmp_path / "micro_frontend_tables.h").read_text(), (
+        "regenerate it: python -c 'from kws.export.frontend_tables import write_micro_frontend_tables as w; "
+        "w(\"firmware/default_tables\")'")

@@ -34,7 +34,8 @@ def build(tmp: Path, name: str, sources: list[str], labels=LABELS, input_q=INPUT
     settings = tmp / f"{name}_settings"
     settings.mkdir()
     input_q = (float(np.float32(input_q[0])), input_q[1])  # a .tflite's scale is a float32
-    write_model_settings(settings, "tests/test_firmware_host.py", FeatureSettings(), labels, input_q, (0.146, 13), 10000)
+    write_model_settings(settings, "tests/firmware/test_host.py", FeatureSettings(), labels, input_q, (0.146, 13),
+                         10000)
     binary = tmp / name
     command = [GXX, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{settings}", f"-I{FIRMWARE}",
                *(str(FIRMWARE / s) for s in sources), "-o", str(binary)]
@@ -141,7 +142,7 @@ def test_feature_quantization_matches_export(tmp_path, input_q):
     proc = subprocess.run([str(binary)], input="\n".join(map(str, values)), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     cpp = np.array(proc.stdout.split(), dtype=np.int64)
-    # Python: the front end's output scaled as kws.features does (torch, float32), then the input
+    # Python: the front end's output scaled as kws.audio.features does (torch, float32), then the input
     # quantization kws.export applies to features (TFLiteRunner.run) with the .tflite's float32 scale.
     features = (torch.from_numpy(values.astype(np.int32)).to(torch.float32) * MICRO_FEATURE_SCALE).numpy()
     python = quantize(features, float(np.float32(input_q[0])), input_q[1], np.int8).astype(np.int64)

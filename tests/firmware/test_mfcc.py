@@ -2,7 +2,7 @@
 mfcc_frontend_tables.h written by kws.export.frontend_tables, against build_frontend(FeatureSettings(
 frontend="mfcc")) (torchaudio's MFCC).
 
-Tolerance: atol 2e-3 on the coefficients (rtol 1e-4), the same as tests/test_features.py allows
+Tolerance: atol 2e-3 on the coefficients (rtol 1e-4), the same as tests/audio/test_features.py allows
 between torchaudio and the hand computation: both sides are float32 but the FFTs differ (radix-2
 here, pocketfft/MKL in torch), and log(mel + 1e-6) amplifies relative rounding in near-silent bands.
 Each clip runs both window by window (ProcessWindow) and as a whole clip (ProcessClip)."""

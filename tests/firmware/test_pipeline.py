@@ -6,7 +6,7 @@ chunks, polled as loop() does. The int8 window at each inference is compared wit
 49-frame windows of kws.deploy.listen.windows at the same times, quantized by kws.export.tflite.quantize with
 the model's input quantization. Built twice, once per front end, as model_settings.h picks it:
 
-- micro (micro_frontend.c, bit-exact with kws.micro_frontend): tolerance none.
+- micro (micro_frontend.c, bit-exact with kws.audio.micro_frontend): tolerance none.
 - mfcc (mfcc_frontend.c, float, within ~5e-4 of torchaudio, not bit-exact): an int8 value may
   differ only where listen's feature lies within MFCC_TOLERANCE of a rounding boundary, and then
   by one step; see test_firmware_windows_match_listen for the measured counts.
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.skipif(GCC is None or GXX is None, reason="gcc/g++ not 
 INPUT_Q = (0.101868875, -128)  # micro: a real export's (micro_speech's features, 0..26)
 OUTPUT_Q = (0.14601111, 13)
 LABELS = ["silence", "unknown", "yes", "no"]
-# Largest |C - torch| MFCC coefficient allowed here: twice tests/test_firmware_mfcc.py's worst
+# Largest |C - torch| MFCC coefficient allowed here: twice tests/firmware/test_mfcc.py's worst
 # measured difference (5e-4, pure tones; about 7e-5 on the micro_speech clips).
 MFCC_TOLERANCE = 1e-3
 
@@ -78,7 +78,7 @@ def build(request, tmp_path_factory) -> Build:
     else:
         write_mfcc_frontend_tables(tmp, settings)
         input_q = mfcc_input_q(stream_features(recording(), settings))
-    write_model_settings(tmp, "tests/test_firmware_pipeline.py", settings, LABELS, input_q, OUTPUT_Q, 10000)
+    write_model_settings(tmp, "tests/firmware/test_pipeline.py", settings, LABELS, input_q, OUTPUT_Q, 10000)
     # The sketch's pure C++ sources, copied beside the generated headers so that a model_settings.h
     # copied into the sketch folder (the documented Arduino step) cannot shadow this one.
     for name in ("feature_provider.h", "feature_provider.cpp", "pipeline.h", "pipeline.cpp", "timing_stats.h"):
@@ -163,7 +163,7 @@ def test_firmware_windows_match_listen(build, tmp_path, stride_ms):
 
 
 def test_dequantize_softmax_matches_listen(build):
-    """DequantizeSoftmax (the board's int8 output -> probabilities) against kws.listen: the
+    """DequantizeSoftmax (the board's int8 output -> probabilities) against kws.deploy.listen: the
     runner's dequantization in float32, then softmax in float64."""
     rng = np.random.default_rng(3)
     q = np.concatenate([rng.integers(-128, 128, (300, len(LABELS))), [[-128] * 4, [127] * 4, [127, -128, -128, -128]]]).astype(np.int8)
@@ -179,7 +179,8 @@ def test_dequantize_softmax_matches_listen(build):
 
 def test_frontend_must_be_named(tmp_path):
     """A model_settings.h naming no front end stops the build with a clear #error."""
-    write_model_settings(tmp_path, "tests/test_firmware_pipeline.py", FeatureSettings(), LABELS, INPUT_Q, OUTPUT_Q, 10000)
+    write_model_settings(tmp_path, "tests/firmware/test_pipeline.py", FeatureSettings(), LABELS, INPUT_Q, OUTPUT_Q,
+                         10000)
     settings = tmp_path / "model_settings.h"
     settings.write_text(settings.read_text().replace("#define KWS_FRONTEND_MICRO 1\n", ""))
     shutil.copy(SKETCH / "feature_provider.h", tmp_path / "feature_provider.h")

@@ -6,9 +6,9 @@ import pytest
 
 from datamodules.noise_parts import SPLIT_FRACTIONS, noise_part
 from datamodules.word_extent import word_extent, word_extents
-from kws.streams.recognize import RecognizeCommands
+from kws.streams.recognize import RecognizeCommands, RecognizerSettings
 from kws.streams.recordings import StreamEvent, build_stream
-from kws.streams.scoring import Setting, calibrate, replay, score
+from kws.streams.scoring import calibrate, replay, score
 
 LABELS = ["silence", "unknown", "yes", "no"]
 
@@ -27,8 +27,9 @@ def test_replay_equals_recognize_commands(trial):
     rng = np.random.default_rng(trial)
     p = bursty_scores(rng)
     times = np.arange(len(p)) * 100 + 40
-    setting = Setting(float(rng.choice([0.3, 0.5, 0.8])), int(rng.choice([200, 300, 1000])), int(rng.choice([0, 500, 1500])), int(rng.choice([1, 3, 5])))
-    recognizer = RecognizeCommands(LABELS, setting.average_window_ms, setting.threshold, setting.suppression_ms, setting.minimum_count)
+    setting = RecognizerSettings(float(rng.choice([0.3, 0.5, 0.8])), int(rng.choice([200, 300, 1000])),
+                                 int(rng.choice([0, 500, 1500])), int(rng.choice([1, 3, 5])))
+    recognizer = RecognizeCommands.from_settings(LABELS, setting)
     expected = [(d.label, d.score, d.time_ms) for s, t in zip(p, times) if (d := recognizer.process(s, int(t)))]
     got = replay(p, times, LABELS, setting)
     assert [(l, t) for l, _, t in got] == [(l, t) for l, _, t in expected]

@@ -14,6 +14,7 @@ import pytest
 from datamodules.word_extent import word_extent
 from kws.audio.settings import FeatureSettings
 from kws.audio.wav import read_wav, write_wav
+from kws.streams.recognize import RecognizerSettings
 from kws.tools import cross_clips
 from kws.tools.cross_check import board_rows, main, metrics, stream_view, table, window_features
 from kws.tools.cross_clips import CrossCheckError, clip_set, list_voices, real_clips, real_speech_dir, require
@@ -127,8 +128,9 @@ def test_stream_view_hears_keywords_and_attributes_false_alarms():
     rows = [dict(path=f"{w}/x_nohash_{i}.wav", word=w, family="flite", voice="flite/x", onset=4800, end=11200) for i, w in enumerate(["yes", "no", "cat"])]
     rows.append(dict(path="_noise_/f_nohash_0.wav", word="_noise_", family="noise", voice="noise/background", onset=0, end=16000))
     truth = ["yes", "no", "unknown", "silence"]
-    args = type("Args", (), dict(seed=0, lead_in_s=2.0, gap_s=1.5, noise_volume=0.0, floor_rms=2.0, stride_ms=100, tolerance_ms=1000))
-    recognizer = {"average_window_ms": 300, "detection_threshold": 0.7, "suppression_ms": 1500, "minimum_count": 3}
+    args = type("Args", (), dict(seed=0, lead_in_s=2.0, gap_s=1.5, noise_volume=0.0, floor_rms=2.0, tolerance_ms=1000))
+    recognizer = RecognizerSettings(detection_threshold=0.7, average_window_ms=300, suppression_ms=1500,
+                                    minimum_count=3, inference_stride_ms=100)
     heard, alarms = stream_view("flite/x", np.arange(4), clips, rows, truth, Loud(), ["silence", "unknown", "yes", "no"], FeatureSettings(),
                                 recognizer, [np.zeros(16000, np.int16)], args)
     assert heard == {0: True, 1: False}  # the "no" was heard as yes: a miss, and a false alarm on it

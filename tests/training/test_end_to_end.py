@@ -54,7 +54,8 @@ def test_fit_trains_and_tests(fitted, tiny_corpus):
     assert "stream/recall@10" in open(run_dir / "metrics.csv").readline()
     chosen = stream["calibrated"]["10.0"]
     kept = final.get("kws_recognizer")
-    assert (kept is None) if not chosen else (kept["detection_threshold"] == pytest.approx(chosen["setting"]["threshold"]))
+    threshold = chosen and chosen["setting"]["detection_threshold"]
+    assert (kept is None) if not chosen else (kept["detection_threshold"] == pytest.approx(threshold))
 
 
 def test_checkpoint_reloads_and_retests(fitted):

@@ -3,7 +3,8 @@
 // Pipeline and inference.cpp, and the results go to host files through semihosting instead of
 // Serial and the LEDs.
 //
-//   kws_sim stream RECORDING OUT_DIR [stride_ms]
+//   kws_sim stream RECORDING OUT_DIR
+//     one inference every kInferenceStrideMs (model_settings.h), as the sketch
 //     OUT_DIR/inferences.txt  one line per inference: "time_ms o0 .. o{n-1}" (raw int8 outputs)
 //     OUT_DIR/detections.txt  "Heard yes (0.93) @1234ms", the text of `python -m kws listen`
 //   kws_sim windows INPUT OUTPUT
@@ -64,7 +65,7 @@ void OnDetection(void*, const Detection& d) {
   fprintf(g_detections, "%s\n", line);
 }
 
-int Stream(const char* recording, const char* out_dir, int stride_ms) {
+int Stream(const char* recording, const char* out_dir) {
   if (const char* error = OpenRecording(recording)) return Fail(error, recording);
   g_inferences = OpenOut(out_dir, "inferences.txt");
   g_detections = OpenOut(out_dir, "detections.txt");
@@ -75,8 +76,7 @@ int Stream(const char* recording, const char* out_dir, int stride_ms) {
   hooks.model = RunInference;
   hooks.on_inference = OnInference;
   hooks.on_detection = OnDetection;
-  PipelineConfig config;
-  config.stride_ms = stride_ms;
+  PipelineConfig config;  // stride and recognizer from model_settings.h, as the .ino's
   static Pipeline pipeline(hooks, config);
   if (!pipeline.ok()) return Fail("invalid pipeline configuration");
   if (!SetupAudio()) return Fail("PDM.begin failed");
@@ -127,12 +127,12 @@ int main() {
   if (const char* error = SetupInference()) return Fail(error);
 
   int status;
-  if (argc >= 4 && strcmp(argv[1], "stream") == 0) {
-    status = Stream(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 100);
+  if (argc == 4 && strcmp(argv[1], "stream") == 0) {
+    status = Stream(argv[2], argv[3]);
   } else if (argc == 4 && strcmp(argv[1], "windows") == 0) {
     status = Windows(argv[2], argv[3]);
   } else {
-    return Fail("usage: kws_sim stream RECORDING OUT_DIR [stride_ms] | kws_sim windows INPUT OUTPUT");
+    return Fail("usage: kws_sim stream RECORDING OUT_DIR | kws_sim windows INPUT OUTPUT");
   }
   printf("arena_used_bytes: %u of %u\n", static_cast<unsigned>(InferenceArenaUsedBytes()),
          static_cast<unsigned>(InferenceArenaSize()));
