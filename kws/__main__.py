@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         print(usage())
         return
     if argv[0] in TOOLS:
-        importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:])
+        run_tool(argv[0], argv[1:])
         return
     if argv[0] not in LIGHTNING and not argv[0].startswith("-"):
         close = difflib.get_close_matches(argv[0], [*LIGHTNING, *TOOLS], n=1)
@@ -46,6 +46,31 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: unknown command '{argv[0]}': {hint}choose from {', '.join([*LIGHTNING, *TOOLS])}", file=sys.stderr)
         sys.exit(2)
     run_lightning(argv)
+
+
+def run_tool(name: str, argv: list[str]) -> None:
+    """A tool's main. Its own checks end in one ``error:`` line and exit code 2 (argparse's);
+    anything they miss ends here the same way, exit code 1 (``KWS_DEBUG=1`` shows the traceback),
+    and Ctrl-C in exit code 130, the shell's, with one line instead of a traceback."""
+    try:
+        importlib.import_module(TOOLS[name][0]).main(argv)
+    except KeyboardInterrupt:
+        if os.environ.get("KWS_DEBUG"):
+            traceback.print_exc()
+        print(f"error: python -m kws {name} interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001  an error a tool's checks missed: still one line
+        report_error(err)
+        sys.exit(1)
+
+
+def report_error(err: Exception) -> None:
+    if os.environ.get("KWS_DEBUG"):
+        traceback.print_exc()
+    own = type(err).__module__.split(".")[0] in ("kws", "datamodules", "callbacks") or isinstance(err, (ValueError, OSError))
+    print(f"error: {err if own else f'{type(err).__name__}: {err}'}", file=sys.stderr)
+    if not os.environ.get("KWS_DEBUG"):
+        print("(set KWS_DEBUG=1 for the traceback)", file=sys.stderr)
 
 
 def run_lightning(argv: list[str]) -> None:
@@ -56,13 +81,7 @@ def run_lightning(argv: list[str]) -> None:
 
         cli_main(None if argv == sys.argv[1:] else argv)  # None: Lightning reads sys.argv itself, without a warning
     except Exception as err:  # noqa: BLE001  every failure of a run ends here
-        if os.environ.get("KWS_DEBUG"):
-            traceback.print_exc()
-        own = type(err).__module__.split(".")[0] in ("kws", "datamodules", "callbacks") or isinstance(err, (ValueError, OSError))
-        message = str(err) if own else f"{type(err).__name__}: {err}"
-        print(f"error: {message}", file=sys.stderr)
-        if not os.environ.get("KWS_DEBUG"):
-            print("(set KWS_DEBUG=1 for the traceback)", file=sys.stderr)
+        report_error(err)
         sys.exit(1)
 
 

@@ -106,6 +106,34 @@ def test_nan_in_a_float_wav_is_named(tmp_path, micro_speech_dir, tool):
     one_clear_error(proc, str(path), "NaN")
 
 
+def test_listen_outputs_on_a_full_disk_names_the_file_and_keeps_the_earlier_one(tmp_path, micro_speech_dir, monkeypatch,
+                                                                                capsys):
+    import errno
+    import io
+
+    from kws.deploy import listen
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        writelines = write
+
+    real_open = open
+    monkeypatch.setattr(listen, "open", lambda path, mode="r": (real_open(path, mode).close(), Full())[1],
+                        raising=False)
+    write_wav(tmp_path / "rec.wav", (1000 * np.sin(np.arange(2 * 16000) / 5)).astype(np.int16), 16000)
+    outputs = tmp_path / "outputs.txt"
+    outputs.write_text("an earlier run's outputs\n")
+    with pytest.raises(SystemExit) as info:
+        listen.main([str(tmp_path / "rec.wav"), "--model", "int8", "--tflite",
+                     str(micro_speech_dir / "micro_speech_quantized.tflite"), "--outputs", str(outputs)])
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert info.value.code == 2 and error.startswith("error:") and str(outputs) in error and "space" in error, error
+    assert outputs.read_text() == "an earlier run's outputs\n"  # not a cut or empty file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs.txt", "rec.wav"]  # no temporary left
+
+
 def test_sample_rate_the_front_end_cannot_use_names_the_user_option():
     with pytest.raises(ValueError) as info:
         build_frontend(FeatureSettings(sample_rate=8000))

@@ -17,7 +17,11 @@ its C files (model_settings.h with the recognizer and its stride, the front end'
 host its report.json (labels, features, the same recognizer) and model_int8.tflite.
 
 One line per kernel set says whether outputs and detections are identical; the details go into
-the export's ``report.json`` (key ``firmware``).
+the export's ``report.json`` (key ``firmware``). Exit code 1 when they differ anywhere.
+
+The recording is what listen takes (any rate-matching mono WAV, 8/16/24/32-bit or float): it is
+read once here and handed to both sides as a 16-bit PCM copy, the one format the board's
+simulator reads. The folder and the recording are checked before anything is built.
 """
 from __future__ import annotations
 
@@ -30,13 +34,17 @@ from pathlib import Path
 import numpy as np
 
 from kws.audio.settings import FeatureSettings
+from kws.audio.wav import AudioError, read_wav, write_wav
 from kws.deploy.listen import listen, tflite_classifier
 from kws.export import ExportError
-from kws.export.folder import read_export
+from kws.export.folder import read_export, reexport_hint
+from kws.export.tflite import read_model
 from kws.streams.recognize import RecognizeCommands, RecognizerSettings
 
 KERNELS = ("reference", "cmsis-nn")
 REPO = Path(__file__).resolve().parents[2]
+REPORT_NAME = "report.json"
+RATE_FIX = "(firmware-sim takes the rate the model was trained on, as the board's microphone delivers it)"
 
 
 def make(target: str, **variables: str) -> subprocess.CompletedProcess:
@@ -115,17 +123,32 @@ def test_recording(report: dict, path: Path, clips: int = 30) -> Path:
     return path
 
 
+def pcm16_copy(recording: Path, settings: FeatureSettings, scratch: Path) -> Path:
+    """The recording as 16-bit PCM in ``scratch`` (same name: the board's results go to
+    build/<kernels>/sim/<name>), after listen's checks (rate, channels, truncation, NaN) and one
+    of its own: at least one window, the board's first inference."""
+    samples, rate = read_wav(recording, settings.sample_rate, rate_fix=RATE_FIX)
+    if len(samples) < settings.clip_samples:
+        raise AudioError(f"{recording}: {len(samples) * 1000 // rate} ms long, shorter than one {settings.clip_ms} ms "
+                         f"window, the board's first inference: firmware-sim needs a recording of at least "
+                         f"{settings.clip_ms} ms")
+    copy = scratch / f"{recording.stem}.wav"
+    write_wav(copy, samples, rate)
+    return copy
+
+
 def simulate(export: Path, recording: Path, kernels: tuple[str, ...] = KERNELS, clips: bool = True, log=print) -> dict:
     folder = read_export(export, firmware=True)  # the firmware reads the same folder's model_settings.h
     report, recognizer = folder.report, folder.recognizer
-    model = folder.model.read_bytes()
+    model = read_model(folder.model, reexport_hint(export, report))
     build = REPO / "firmware" / "build"
-    host_times, host_outputs, host_detections = host_stream(export, recording, folder.features, folder.labels,
-                                                            recognizer)
-    inputs = test_clip_inputs(report) if clips else None
     results = {"recording": str(recording), "stride_ms": recognizer.inference_stride_ms,
                "recognizer": recognizer.to_dict(), "kernels": {}}
     with tempfile.TemporaryDirectory() as scratch:
+        recording = pcm16_copy(recording, folder.features, Path(scratch))
+        host_times, host_outputs, host_detections = host_stream(export, recording, folder.features, folder.labels,
+                                                                recognizer)
+        inputs = test_clip_inputs(report) if clips else None
         windows = Path(scratch) / "test_clips.int8"
         if inputs is not None:
             windows.write_bytes(inputs.astype(np.int8).tobytes())
@@ -180,22 +203,39 @@ def summary_line(kernels: str, entry: dict) -> str:
     return text
 
 
+def agrees(entry: dict) -> bool:
+    """The board computed what the host computed: every output, time, detection and clip."""
+    s = entry["stream"]
+    return s["identical"] and s["times_identical"] and s["detections_identical"] and entry.get("clips", s)["identical"]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m kws firmware-sim", description="Build the firmware for Cortex-M4F, run it in QEMU on a recording and the test clips, and compare with the host (listen --model micro).")
     parser.add_argument("--export", required=True, help="a folder written by `python -m kws export`")
-    parser.add_argument("--recording", default=None, help="a 16 kHz mono WAV the firmware and listen both hear (default: 30 test-split clips with quiet between them)")
+    parser.add_argument("--recording", default=None, help="a mono WAV at the model's rate (16 kHz), at least 1 s, that the firmware and listen both hear (default: 30 test-split clips with quiet between them)")
     parser.add_argument("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS), help="TFLM kernel sets (default: both)")
     parser.add_argument("--no_clips", action="store_true", help="skip the per-clip comparison on the test split")
     args = parser.parse_args(argv)
     export = Path(args.export)
     try:
+        # Everything the build reads is checked first: a bad file is named, not found by the compiler.
         folder = read_export(export, firmware=True)
+        read_model(folder.model, reexport_hint(export, folder.report))
+        if args.recording:
+            with tempfile.TemporaryDirectory() as scratch:
+                pcm16_copy(Path(args.recording), folder.features, Path(scratch))
         recording = Path(args.recording) if args.recording else None
         recording = recording or test_recording(folder.report, export.parent / "firmware_test_recording.wav")
         results = simulate(export, recording, tuple(args.kernels), clips=not args.no_clips)
+        report = {**folder.report, "firmware": results}
+        staged = export / f".{REPORT_NAME}.tmp"
+        staged.write_text(json.dumps(report, indent=2))
+        staged.replace(export / REPORT_NAME)  # a full disk never leaves half a report
     except (ExportError, RuntimeError, OSError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
-    report = json.loads((export / "report.json").read_text())
-    report["firmware"] = results
-    (export / "report.json").write_text(json.dumps(report, indent=2))
+    differ = [k for k, entry in results["kernels"].items() if not agrees(entry)]
+    if differ:
+        parser.exit(1, f"error: the board does not compute what the host computes ({', '.join(differ)}; details in "
+                       f"{export / REPORT_NAME}, key firmware): the firmware or this folder is at fault -- "
+                       f"{reexport_hint(export, folder.report)}, and if they still differ, see firmware/README.md\n")
     return results

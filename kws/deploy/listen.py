@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -103,6 +104,23 @@ def export_of(tflite: str | Path) -> ExportFolder | None:
     return read_export(folder) if (folder / REPORT).is_file() else None
 
 
+@contextlib.contextmanager
+def staged_file(path: Path) -> Iterator:
+    """A text file written beside ``path`` and renamed onto it when the block succeeds: a full
+    disk or an error never leaves a cut file, nor destroys the one there before. Write errors
+    name ``path``."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(staged, "w") as sink:
+            yield sink
+        os.replace(staged, path)
+    except OSError as err:
+        raise ValueError(f"cannot write --outputs {path} ({err.strerror or err}): it is left as it was; free some "
+                         "space or choose another --outputs") from err
+    finally:
+        staged.unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> list[Detection]:
     from kws.audio.wav import wav_info
     from kws.export import ExportError
@@ -171,8 +189,12 @@ def main(argv: list[str] | None = None) -> list[Detection]:
                   f"{options.inference_stride_ms} its settings may hear more or less: pass --threshold / "
                   "--average_window_ms / --minimum_count for this stride", file=sys.stderr)
         recognizer = RecognizeCommands.from_settings(labels, options)
-        with open(args.outputs, "w") if args.outputs else contextlib.nullcontext() as sink:
-            write = (lambda times, raw: sink.writelines(f"{t} {' '.join(str(v) for v in row)}\n" for t, row in zip(times, raw.tolist()))) if sink else None
+        if not args.outputs:
+            return listen(blocks, classify, labels, settings, options.inference_stride_ms, recognizer)
+        with staged_file(Path(args.outputs)) as sink:
+            def write(times, raw):
+                sink.writelines(f"{t} {' '.join(str(v) for v in row)}\n" for t, row in zip(times, raw.tolist()))
+
             return listen(blocks, classify, labels, settings, options.inference_stride_ms, recognizer, outputs=write)
     except (ExportError, ValueError, OSError) as err:  # ValueError: also the checkpoint's and the audio's errors
         parser.exit(2, f"error: {err}\n")

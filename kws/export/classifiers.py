@@ -57,9 +57,9 @@ def module_classifier(module) -> ModelClassifier:
 def tflite_classifier(model: bytes | str | Path, runtime: str = "litert", arena_size: int | None = None) -> ModelClassifier:
     """A .tflite model (its bytes or its path) run window by window in ``runtime`` (litert,
     litert-reference, micro: tflite-micro as the board)."""
-    from kws.export.tflite import TFLiteRunner, tflite_ops
+    from kws.export.tflite import TFLiteRunner, read_model, tflite_ops
 
-    model = model if isinstance(model, bytes) else Path(model).read_bytes()
+    model = model if isinstance(model, bytes) else read_model(model)
     runner = TFLiteRunner(model, runtime=runtime, arena_size=arena_size)
     has_softmax = tflite_ops(model)[-1:] == ["SOFTMAX"]
 

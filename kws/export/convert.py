@@ -4,13 +4,37 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from kws.export import ExportError
 from kws.export.graph import INPUT_NAME
 from kws.utils.redirect import stderr_to
+
+
+@contextlib.contextmanager
+def noted_interrupt() -> Iterator[list]:
+    """Ctrl-C noted, not only raised: onnx2tf wraps its steps in bare ``except:`` clauses that
+    swallow KeyboardInterrupt (an export once ran to the end and exited 0 after Ctrl-C), so the
+    caller checks the list after it returns. Off the main thread (no signals there), a no-op."""
+    interrupted: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def handler(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def convert_tflite(onnx_path: Path, calibration: np.ndarray, work: Path) -> tuple[bytes, bytes]:
@@ -26,7 +50,7 @@ def convert_tflite(onnx_path: Path, calibration: np.ndarray, work: Path) -> tupl
 
     try:
         # onnx2tf's and TensorFlow's chatter (stdout, and C++ logging on stderr) is shown only on failure
-        with contextlib.redirect_stdout(console), stderr_to(stderr):
+        with noted_interrupt() as interrupted, contextlib.redirect_stdout(console), stderr_to(stderr):
             import onnx2tf
             import tensorflow as tf
 
@@ -44,7 +68,11 @@ def convert_tflite(onnx_path: Path, calibration: np.ndarray, work: Path) -> tupl
                 non_verbose=True,
             )
     except (Exception, SystemExit) as err:  # onnx2tf exits on conversion errors
+        if interrupted:  # Ctrl-C, which onnx2tf turned into an error or an exit
+            raise KeyboardInterrupt("during the TFLite conversion") from err
         raise ExportError(f"onnx2tf failed ({err!r}):\n{output()}") from err
+    if interrupted:  # Ctrl-C, which onnx2tf swallowed: stop now
+        raise KeyboardInterrupt("during the TFLite conversion")
     stem = onnx_path.stem
     paths = out / f"{stem}_float32.tflite", out / f"{stem}_full_integer_quant.tflite"
     missing = [p.name for p in paths if not p.is_file()]

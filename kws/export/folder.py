@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -85,7 +86,37 @@ def read_export(folder: str | Path, firmware: bool = False) -> ExportFolder:
     if missing:
         raise ExportError(f"{folder} lacks {', '.join(missing)}: the export predates them or was altered; "
                           f"{reexport_hint(folder, report)}")
+    if firmware:
+        check_settings(folder, report)
     return export
+
+
+# model_settings.h's values: `constexpr <type> kName[...] = value;` and `#define KWS_FRONTEND_X 1`.
+_CONSTANT = re.compile(r"^(?:constexpr [^=]*?\b(k\w+)(?:\[\w*\])? = (.*);|#define (KWS_FRONTEND_\w+) (\S+))", re.M)
+
+
+def _constants(text: str) -> dict[str, str]:
+    return {m[1] or m[3]: m[2] or m[4] for m in _CONSTANT.finditer(text)}
+
+
+def check_settings(folder: Path, report: dict) -> None:
+    """model_settings.h holds the values report.json gives it (:func:`write_settings`): a damaged
+    or edited header is named here, before the firmware is built from it -- not in a screen of
+    compiler errors, nor as a board that silently computes something else than the host."""
+    path = folder / SETTINGS
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            write_settings(Path(scratch), report)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ExportError(f"{folder / REPORT} lacks what {SETTINGS} is written from ({err!r}); "
+                              f"{reexport_hint(folder, report)}") from err
+        expected = _constants((Path(scratch) / SETTINGS).read_text())
+    found = _constants(path.read_text(errors="replace"))
+    differ = [name for name in expected if found.get(name) != expected[name]]
+    if differ:
+        shown = ", ".join(f"{name} {found.get(name, 'missing')} (report.json: {expected[name]})" for name in differ[:3])
+        raise ExportError(f"{path} does not hold what {REPORT} says -- {shown}{', ...' if len(differ) > 3 else ''}: "
+                          f"it is damaged or was edited; {reexport_hint(folder, report)}")
 
 
 def report_inputs(source: str, settings: FeatureSettings, labels: list[str], input_q, output_q, arena: int,

@@ -239,7 +239,12 @@ def export_model(
         (folder / REPORT).write_text(json.dumps(report, indent=2))
     log(format_report(report))
     # The verified folder as an Arduino library (arduino/<name>/ and its .zip), from the folder's files.
-    write_arduino_library(out_dir, log=log)
+    try:
+        write_arduino_library(out_dir, log=log)
+    except OSError as err:
+        raise ExportError(f"{out_dir} holds the new, verified export, but its Arduino library could not be written "
+                          f"({err.strerror or err}); free some space and run: python -m kws arduino-library "
+                          f"--export {out_dir}") from err
     return report
 
 
@@ -256,13 +261,17 @@ def calibrate_int8(model: bytes, labels: list[str], settings: FeatureSettings, d
     return test.calibration, test.summary
 
 
+def default_out(ckpt: Path) -> Path:
+    """``<run folder>/export_<checkpoint name>``."""
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return run / f"export_{ckpt.stem}"
+
+
 def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, config: str | Path | None = None, **kwargs) -> dict:
     """Load a checkpoint (and its data) and export it; ``out_dir`` defaults to
     ``<run folder>/export_<checkpoint name>``."""
     ckpt = Path(ckpt)
-    if out_dir is None:
-        run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-        out_dir = run / f"export_{ckpt.stem}"
+    out_dir = default_out(ckpt) if out_dir is None else out_dir
     try:
         module, datamodule = load_checkpoint(ckpt, config)
     except CheckpointError as err:
@@ -286,7 +295,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibration_clips", type=int, default=DEFAULT_CALIBRATION_CLIPS, help="training clips that calibrate the int8 model")
     parser.add_argument("--compare", action="append", default=[], metavar="TFLITE", help="another .tflite classifier to evaluate on the same test clips (repeatable)")
     args = parser.parse_args(argv)
+    out = Path(args.out) if args.out else default_out(Path(args.ckpt))
     try:
-        export_checkpoint(args.ckpt, args.out, args.config, calibration_clips=args.calibration_clips, compare=args.compare)
+        export_checkpoint(args.ckpt, out, args.config, calibration_clips=args.calibration_clips, compare=args.compare)
     except ExportError as err:
         parser.exit(2, f"error: {err}\n")
+    except OSError as err:  # a full disk, most often: the staging folder kept the earlier export whole
+        where = f" ({err.filename})" if err.filename else ""
+        parser.exit(2, f"error: the export to {out} failed: {err.strerror or err}{where}; {out} is left as it was: "
+                       "free some space (or choose another --out) and export again\n")
+    except KeyboardInterrupt:
+        if os.environ.get("KWS_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        parser.exit(130, f"error: export interrupted: {out} is left as it was\n")

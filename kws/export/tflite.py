@@ -32,6 +32,25 @@ def parse_model(model: bytes):
     return parsed, [[names[codes[op.opcodeIndex]] for op in graph.operators or []] for graph in parsed.subgraphs]
 
 
+def read_model(path: str | Path, fix: str = "export it again (python -m kws export) or copy it whole") -> bytes:
+    """The bytes of the .tflite model at ``path``, checked by LiteRT's flatbuffer verifier first:
+    a cut or garbage file would otherwise fail deep in a parser (struct.error) naming no file, or
+    worse, inside tflite-micro, which does not verify."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = Path(path)
+    try:
+        model = path.read_bytes()
+    except OSError as err:
+        raise ExportError(f"{path}: cannot read the model ({err.strerror or err})") from err
+    try:
+        Interpreter(model_content=model, num_threads=1)
+        parse_model(model)
+    except Exception as err:  # noqa: BLE001  whatever the flatbuffer readers raise, the file is named
+        raise ExportError(f"{path}: not a valid .tflite model, cut or damaged ({err}); {fix}") from err
+    return model
+
+
 def tflite_ops(model: bytes) -> list[str]:
     """The builtin op of every operator of the model's subgraphs, in execution order."""
     return [op for graph in parse_model(model)[1] for op in graph]

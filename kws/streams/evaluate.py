@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -35,12 +36,16 @@ Classify = Callable[[np.ndarray], np.ndarray]
 def cached_stream(data_dir: Path, split: str, seed: int, cache_dir: Path | None = None, **kwargs) -> Stream:
     """The stream of (split, seed, kwargs), built once and kept in ``<cache_dir>/streams``
     (default ``<data_dir>/.cache``); the key covers the split's file list, so a changed corpus
-    builds anew."""
+    builds anew, and so is a cache that cannot be read (with a warning naming it)."""
     files = split_files(data_dir, split, kwargs.get("split_percentages", (10.0, 10.0)), kwargs.get("holdout_dialect"))
     key = hashlib.sha1(json.dumps([split, seed, sorted(kwargs.items()), files], default=str).encode()).hexdigest()[:10]
     path = Path(cache_dir or data_dir / ".cache") / "streams" / f"{split}-{seed}-{key}"
     if path.with_suffix(".json").is_file():
-        return Stream.load(path)
+        try:
+            return Stream.load(path)
+        except (ValueError, KeyError, TypeError, OSError) as err:  # ValueError: bad JSON, a cut .wav (AudioError)
+            # a killed writer or a full disk: the cache is only a cache, rebuilt as the audio cache is
+            warnings.warn(f"the stream cache {path}.json/.wav is damaged ({err}); building it again")
     stream = build_stream(data_dir, split, seed, **kwargs)
     stream.save(path)
     return stream

@@ -30,16 +30,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from kws.streams.evaluate import (DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, STRIDE_MS, data_stream_options,
                                   stream_test, table)
 
 
+def writable_folder(out: Path) -> None:
+    """Create ``out`` and write a probe file in it: a folder the results cannot go to is named
+    at once, not after the whole stream test."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".probe."):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write the results to --out {out} ({err.strerror or err}); "
+                         "choose another --out") from err
+
+
 def main(argv: list[str] | None = None) -> dict:
     from kws.export import ExportError
     from kws.export.classifiers import module_classifier, tflite_classifier
     from kws.export.folder import read_export, write_recognizer
+    from kws.export.tflite import read_model
     from kws.training.checkpoints import load_checkpoint
 
     parser = argparse.ArgumentParser(prog="python -m kws stream-test", description=__doc__.split("\n\n")[0])
@@ -64,7 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.export and (args.tflite or args.runtime != "micro"):
         parser.error("--export scores the export's own int8 model in tflite-micro: drop --tflite / --runtime")
     try:
-        # A folder that is not an export is refused here, before any work.
+        # A bad --out, --tflite or export folder is refused here, before any work.
+        writable_folder(Path(args.out))
+        if args.tflite:
+            read_model(args.tflite)
         export = read_export(args.export) if args.export else None
         ckpt = args.ckpt or (export.report["source"] if export else None)
         if not ckpt:
