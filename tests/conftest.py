@@ -1,4 +1,5 @@
 """Shared fixtures. Reference files in ../shared are read directly (they are not shipped)."""
+
 import os
 from pathlib import Path
 
@@ -24,4 +25,11 @@ def tiny_corpus(tmp_path_factory) -> Path:
     from datamodules.synthetic import generate_corpus
 
     root = tmp_path_factory.mktemp("corpus") / "synthetic"
-    return generate_corpus(root, num_speakers=20, clips_per_word=60, unknown_clips_per_word=6, unknown_words=("cat", "dog", "bed", "bird", "go"), progress=False)
+    return generate_corpus(
+        root,
+        num_speakers=20,
+        clips_per_word=60,
+        unknown_clips_per_word=6,
+        unknown_words=("cat", "dog", "bed", "bird", "go"),
+        progress=False,
+    )

@@ -10,6 +10,7 @@ stream to the next (the micro front end's noise estimate; the MFCC has none: ``N
   (:mod:`kws.audio.micro_frontend`), scaled by 10/256 as TensorFlow's speech_commands recipe does.
 - ``mfcc``: torchaudio's MFCC with the same framing (:mod:`kws.audio.mfcc`).
 """
+
 from __future__ import annotations
 
 import torch

@@ -16,6 +16,7 @@ stride, and :class:`kws.streams.recognize.RecognizeCommands` turning the scores 
 - The labels, features and recognizer settings (stride included) are the model's own: an export
   folder's report.json (:mod:`kws.export.folder`), or the checkpoint's; flags override them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,14 @@ from kws.audio.settings import FeatureSettings
 from kws.export.classifiers import ModelClassifier, pytorch_classifier, tflite_classifier
 from kws.streams.frontend import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_windows
 from kws.export.folder import REPORT, ExportFolder, read_export
-from kws.streams.recognize import (DEFAULT_RECOGNIZER, Detection, RecognizeCommands, RecognizerSettings,
-                                   add_recognizer_flags, given_flags)
+from kws.streams.recognize import (
+    DEFAULT_RECOGNIZER,
+    Detection,
+    RecognizeCommands,
+    RecognizerSettings,
+    add_recognizer_flags,
+    given_flags,
+)
 
 # micro_speech's labels: what a .tflite with no report.json beside it (the reference model) uses.
 MICRO_SPEECH_LABELS = ["silence", "unknown", "yes", "no"]
@@ -93,7 +100,12 @@ def recordings(paths: list[str], sample_rate: int, gap: int, floor_rms: float = 
     for path in paths:
         if gap:
             yield np.round(rng.normal(0.0, floor_rms, gap)).astype(np.int16)
-        yield from wav_blocks(path, sample_rate, 10 * sample_rate, rate_fix="(listen takes the rate the model was trained on, as the board's microphone delivers it)")
+        yield from wav_blocks(
+            path,
+            sample_rate,
+            10 * sample_rate,
+            rate_fix="(listen takes the rate the model was trained on, as the board's microphone delivers it)",
+        )
 
 
 def export_of(tflite: str | Path) -> ExportFolder | None:
@@ -107,23 +119,55 @@ def main(argv: list[str] | None = None) -> list[Detection]:
     from kws.audio.wav import wav_info
     from kws.export import ExportError
 
-    parser = argparse.ArgumentParser(prog="python -m kws listen", description="Detect keywords in a long 16 kHz recording as the firmware would: streaming features, an inference every stride, averaged and suppressed detections.")
-    parser.add_argument("wav", nargs="+", help="the recording (16-bit PCM WAV, mono); several are played one after another, --gap_s apart")
-    parser.add_argument("--gap_s", type=float, default=1.5, help="with several recordings: the quiet before each (a faint noise floor, as a microphone's)")
-    parser.add_argument("--model", choices=("pytorch", "int8", "micro"), default=None,
-                        help="pytorch (default; micro with --export): the checkpoint's float model; int8: the .tflite "
-                             "through LiteRT; micro: through tflite-micro")
-    parser.add_argument("--ckpt", help="a checkpoint from `python -m kws fit` (the model for --model pytorch; labels and features otherwise)")
-    parser.add_argument("--export", help="an export folder (`python -m kws export`): its model_int8.tflite, labels, "
-                                         "features and recognizer")
-    parser.add_argument("--tflite", help="the int8 model (model_int8.tflite); labels and features from --ckpt, else "
-                                         "its export folder's report.json, else micro_speech's")
+    parser = argparse.ArgumentParser(
+        prog="python -m kws listen",
+        description="Detect keywords in a long 16 kHz recording as the firmware would: streaming features, an inference every stride, averaged and suppressed detections.",
+    )
+    parser.add_argument(
+        "wav",
+        nargs="+",
+        help="the recording (16-bit PCM WAV, mono); several are played one after another, --gap_s apart",
+    )
+    parser.add_argument(
+        "--gap_s",
+        type=float,
+        default=1.5,
+        help="with several recordings: the quiet before each (a faint noise floor, as a microphone's)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=("pytorch", "int8", "micro"),
+        default=None,
+        help="pytorch (default; micro with --export): the checkpoint's float model; int8: the .tflite "
+        "through LiteRT; micro: through tflite-micro",
+    )
+    parser.add_argument(
+        "--ckpt",
+        help="a checkpoint from `python -m kws fit` (the model for --model pytorch; labels and features otherwise)",
+    )
+    parser.add_argument(
+        "--export",
+        help="an export folder (`python -m kws export`): its model_int8.tflite, labels, features and recognizer",
+    )
+    parser.add_argument(
+        "--tflite",
+        help="the int8 model (model_int8.tflite); labels and features from --ckpt, else "
+        "its export folder's report.json, else micro_speech's",
+    )
     parser.add_argument("--labels", nargs="+", help="class names in output order (overrides the above)")
-    recognizer = parser.add_argument_group("the recognizer and its stride (default: the model's -- its export folder's "
-                                           "report.json, or the checkpoint's -- else micro_speech's)")
+    recognizer = parser.add_argument_group(
+        "the recognizer and its stride (default: the model's -- its export folder's "
+        "report.json, or the checkpoint's -- else micro_speech's)"
+    )
     add_recognizer_flags(recognizer)
-    parser.add_argument("--arena_size", type=int, default=None, help="tflite-micro tensor arena bytes (default: the runtime's)")
-    parser.add_argument("--outputs", default=None, help="write every inference's time (ms) and raw model outputs (int8 for an int8 model), a line each, to this file: what the firmware simulation writes")
+    parser.add_argument(
+        "--arena_size", type=int, default=None, help="tflite-micro tensor arena bytes (default: the runtime's)"
+    )
+    parser.add_argument(
+        "--outputs",
+        default=None,
+        help="write every inference's time (ms) and raw model outputs (int8 for an int8 model), a line each, to this file: what the firmware simulation writes",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -158,7 +202,9 @@ def main(argv: list[str] | None = None) -> list[Detection]:
         gap = int(args.gap_s * settings.sample_rate) if len(args.wav) > 1 else 0
         frames = sum(wav_info(path).frames + gap for path in args.wav)
         if frames < settings.clip_samples:
-            raise ValueError(f"{', '.join(args.wav)}: the recording is {frames} samples, shorter than one {settings.clip_ms} ms window")
+            raise ValueError(
+                f"{', '.join(args.wav)}: the recording is {frames} samples, shorter than one {settings.clip_ms} ms window"
+            )
         blocks = recordings(args.wav, settings.sample_rate, gap)
         given = given_flags(args)
         options = dataclasses.replace(base, **given)
@@ -167,12 +213,23 @@ def main(argv: list[str] | None = None) -> list[Detection]:
         print(f"recognizer: {', '.join(f'{k} {v:g}' for k, v in shown.items())} ({origin})", file=sys.stderr)
         if calibrated and options.inference_stride_ms != base.inference_stride_ms:
             # minimum_count and the averaging window count inferences: at another stride they mean other things.
-            print(f"warning: the recognizer was calibrated at --stride_ms {base.inference_stride_ms}; at "
-                  f"{options.inference_stride_ms} its settings may hear more or less: pass --threshold / "
-                  "--average_window_ms / --minimum_count for this stride", file=sys.stderr)
+            print(
+                f"warning: the recognizer was calibrated at --stride_ms {base.inference_stride_ms}; at "
+                f"{options.inference_stride_ms} its settings may hear more or less: pass --threshold / "
+                "--average_window_ms / --minimum_count for this stride",
+                file=sys.stderr,
+            )
         recognizer = RecognizeCommands.from_settings(labels, options)
         with open(args.outputs, "w") if args.outputs else contextlib.nullcontext() as sink:
-            write = (lambda times, raw: sink.writelines(f"{t} {' '.join(str(v) for v in row)}\n" for t, row in zip(times, raw.tolist()))) if sink else None
+            write = (
+                (
+                    lambda times, raw: sink.writelines(
+                        f"{t} {' '.join(str(v) for v in row)}\n" for t, row in zip(times, raw.tolist())
+                    )
+                )
+                if sink
+                else None
+            )
             return listen(blocks, classify, labels, settings, options.inference_stride_ms, recognizer, outputs=write)
     except (ExportError, ValueError, OSError) as err:  # ValueError: also the checkpoint's and the audio's errors
         parser.exit(2, f"error: {err}\n")

@@ -23,6 +23,7 @@ inference stride, all generated), model_ops.h (a MicroMutableOpResolver for the 
 and report.json. The folder is the whole deploy contract: the firmware build, firmware-sim,
 listen and the Arduino library read it and nothing else.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,15 @@ UNWANTED_OPS = ("TRANSPOSE", "PAD")
 Log = Callable[[str], None]
 
 
-ARTIFACTS = ("model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h", "model_ops.h")
+ARTIFACTS = (
+    "model.onnx",
+    "model_float.tflite",
+    "model_int8.tflite",
+    "model_data.cc",
+    "model_data.h",
+    "model_settings.h",
+    "model_ops.h",
+)
 # Besides ARTIFACTS, an export holds one of these: the tables of its model's front end.
 FRONTEND_TABLES = tuple(HEADER_NAMES.values())
 
@@ -169,15 +178,21 @@ def export_model(
             int8 = TFLiteRunner(int8_tflite, "litert-reference")
             if int8.input_quantization is None or int8.output_quantization is None:
                 raise ExportError("the int8 model's input or output is not quantized")
-            arena = tensor_arena_size(int8_tflite, quantize(test_x[:1], *int8.input_quantization, int8.input["dtype"]), work)
+            arena = tensor_arena_size(
+                int8_tflite, quantize(test_x[:1], *int8.input_quantization, int8.input["dtype"]), work
+            )
         with _step(log, f"evaluation of every runtime on {len(test_y)} test clips"):
-            results = verify(module, float_model, folder / "model.onnx", float_tflite, int8_tflite, test_x, test_y, arena["bytes"])
+            results = verify(
+                module, float_model, folder / "model.onnx", float_tflite, int8_tflite, test_x, test_y, arena["bytes"]
+            )
             results["accuracy_views"] = {views[0]: results["accuracy"]}
             results["int8_weights"] = weight_report(module.model, int8_tflite)
             if qat and qat_problem is None:
                 results["qat_int8"] = verify_qat(module.model, int8_tflite, test_x, arena["bytes"])
             if fresh is not None:
-                results["accuracy_views"]["fresh"] = runtime_accuracies(module, float_model, folder / "model.onnx", float_tflite, int8_tflite, *fresh, arena["bytes"])
+                results["accuracy_views"]["fresh"] = runtime_accuracies(
+                    module, float_model, folder / "model.onnx", float_tflite, int8_tflite, *fresh, arena["bytes"]
+                )
             compared = {}  # path -> {view: accuracy}
             for path in compare:
                 other = evaluate_tflite(path, test_x, test_y)
@@ -190,16 +205,26 @@ def export_model(
         if recognizer_fa_per_hour is not None:
             with _step(log, "stream test of the int8 model (tflite-micro) and the recognizer's calibration"):
                 try:
-                    calibrated, stream_test = calibrate_int8(int8_tflite, labels, settings, datamodule.data_dir,
-                                                             recognizer_fa_per_hour, arena["bytes"], log,
-                                                             data_stream_options(datamodule))
+                    calibrated, stream_test = calibrate_int8(
+                        int8_tflite,
+                        labels,
+                        settings,
+                        datamodule.data_dir,
+                        recognizer_fa_per_hour,
+                        arena["bytes"],
+                        log,
+                        data_stream_options(datamodule),
+                    )
                     recognizer = calibrated or recognizer
                 except (ValueError, OSError) as err:
-                    raise ExportError(f"the stream test of the int8 model (the recognizer's calibration) failed: {err}") from err
+                    raise ExportError(
+                        f"the stream test of the int8 model (the recognizer's calibration) failed: {err}"
+                    ) from err
         ops = tflite_ops(int8_tflite)
         write_model_data(int8_tflite, folder, source)
-        inputs = report_inputs(source, settings, labels, int8.input_quantization, int8.output_quantization,
-                               arena["bytes"], recognizer)
+        inputs = report_inputs(
+            source, settings, labels, int8.input_quantization, int8.output_quantization, arena["bytes"], recognizer
+        )
         write_settings(folder, inputs)
         write_model_ops(ops, folder, source, int8=int8.input["dtype"] == np.int8)
         write_frontend_tables(folder, settings)
@@ -209,8 +234,10 @@ def export_model(
         if unwanted:
             notes.append(f"the int8 graph holds {unwanted}: onnx2tf could not map this model's padding/layout directly")
         if qat and qat_problem is None:
-            notes.append("QAT-trained model: the int8 model holds QAT's own scales, zero points and integer weights "
-                         "(kws.export.qat_int8), not the calibration's; see qat_int8 for the checks")
+            notes.append(
+                "QAT-trained model: the int8 model holds QAT's own scales, zero points and integer weights "
+                "(kws.export.qat_int8), not the calibration's; see qat_int8 for the checks"
+            )
         elif qat:
             notes.append(
                 f"QAT-trained model that TFLite int8 cannot hold exactly ({qat_problem}): the float weights "
@@ -243,20 +270,38 @@ def export_model(
     return report
 
 
-def calibrate_int8(model: bytes, labels: list[str], settings: FeatureSettings, data_dir: Path, max_fa_per_hour: float, arena: int, log: Log,
-                   stream_kwargs: dict | None = None) -> tuple[dict | None, dict]:
+def calibrate_int8(
+    model: bytes,
+    labels: list[str],
+    settings: FeatureSettings,
+    data_dir: Path,
+    max_fa_per_hour: float,
+    arena: int,
+    log: Log,
+    stream_kwargs: dict | None = None,
+) -> tuple[dict | None, dict]:
     """(the recognizer calibrated on the validation stream for ``max_fa_per_hour`` or None,
     the stream test's numbers on both streams at every budget), the int8 model running in
     tflite-micro as on the board: the stream test of callbacks.StreamTest and stream-test."""
     from kws.export.classifiers import tflite_classifier
     from kws.streams.evaluate import stream_test
 
-    test = stream_test(tflite_classifier(model, "micro", arena), labels, settings, data_dir, "int8 (tflite-micro)",
-                       max_fa_per_hour, stream_kwargs=stream_kwargs, log=lambda line: log(f"[export] {line}"))
+    test = stream_test(
+        tflite_classifier(model, "micro", arena),
+        labels,
+        settings,
+        data_dir,
+        "int8 (tflite-micro)",
+        max_fa_per_hour,
+        stream_kwargs=stream_kwargs,
+        log=lambda line: log(f"[export] {line}"),
+    )
     return test.calibration, test.summary
 
 
-def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, config: str | Path | None = None, **kwargs) -> dict:
+def export_checkpoint(
+    ckpt: str | Path, out_dir: str | Path | None = None, config: str | Path | None = None, **kwargs
+) -> dict:
     """Load a checkpoint (and its data) and export it; ``out_dir`` defaults to
     ``<run folder>/export_<checkpoint name>``."""
     ckpt = Path(ckpt)
@@ -271,7 +316,9 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, confi
     try:
         datamodule.setup()  # not prepare_data: export reads the data the model was trained on, never generates or downloads it
     except DataError as err:
-        raise ExportError(f"{err}\n(export needs the data the checkpoint was trained on: point --config's data.data_dir at it)") from err
+        raise ExportError(
+            f"{err}\n(export needs the data the checkpoint was trained on: point --config's data.data_dir at it)"
+        ) from err
     return export_model(module, datamodule, out_dir, source=str(ckpt), **kwargs)
 
 
@@ -281,12 +328,33 @@ def main(argv: list[str] | None = None) -> None:
         description="Export a checkpoint to ONNX, TFLite float/int8 and the firmware's C sources, verifying every runtime on the test split.",
     )
     parser.add_argument("--ckpt", required=True, help="a checkpoint saved by `python -m kws fit`")
-    parser.add_argument("--out", default=None, help="output folder (default: <run folder>/export_<checkpoint name>); replaced only by a verified export")
-    parser.add_argument("--config", default=None, help="a fit config whose `data:` section overrides the checkpoint's data settings (e.g. data_dir)")
-    parser.add_argument("--calibration_clips", type=int, default=DEFAULT_CALIBRATION_CLIPS, help="training clips that calibrate the int8 model")
-    parser.add_argument("--compare", action="append", default=[], metavar="TFLITE", help="another .tflite classifier to evaluate on the same test clips (repeatable)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: <run folder>/export_<checkpoint name>); replaced only by a verified export",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="a fit config whose `data:` section overrides the checkpoint's data settings (e.g. data_dir)",
+    )
+    parser.add_argument(
+        "--calibration_clips",
+        type=int,
+        default=DEFAULT_CALIBRATION_CLIPS,
+        help="training clips that calibrate the int8 model",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="TFLITE",
+        help="another .tflite classifier to evaluate on the same test clips (repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
-        export_checkpoint(args.ckpt, args.out, args.config, calibration_clips=args.calibration_clips, compare=args.compare)
+        export_checkpoint(
+            args.ckpt, args.out, args.config, calibration_clips=args.calibration_clips, compare=args.compare
+        )
     except ExportError as err:
         parser.exit(2, f"error: {err}\n")

@@ -22,6 +22,7 @@ Definitions (see :func:`profile_model` for the full list):
   A BatchNorm (DS-CNN) is folded into the convolution before it on export: its int8 bytes are
   the int32 bias it becomes there (4 per channel); its FLOPs fold away too (none counted).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,10 @@ OTHER = "(other)"  # parameters or FLOPs outside every layer (e.g. ops in a pare
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """All parameters, and those not exactly zero (pruned weights are zeros)."""
     params = list(model.parameters())
-    return {"parameters": sum(p.numel() for p in params), "nonzero_parameters": sum(int((p != 0).sum()) for p in params)}
+    return {
+        "parameters": sum(p.numel() for p in params),
+        "nonzero_parameters": sum(int((p != 0).sum()) for p in params),
+    }
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -213,17 +217,37 @@ def profile_layers(model: nn.Module, input_shape: Sequence[int]) -> dict:
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             # Folded into the convolution before it on export: its int8 model holds an int32 bias.
             sizes["bytes_int8"] = sizes["bytes_int8_nonzero"] = 4 * module.num_features
-        rows.append({
-            "name": name or type(model).__name__, "type": _type_name(module), "output_shape": calls.output_shape,
-            **sizes, "flops": matmul_flops + calls.bias_adds,
-            "activation_bytes": calls.output_bytes, "live_bytes": calls.live_bytes, "calls": calls.calls,
-        })
+        rows.append(
+            {
+                "name": name or type(model).__name__,
+                "type": _type_name(module),
+                "output_shape": calls.output_shape,
+                **sizes,
+                "flops": matmul_flops + calls.bias_adds,
+                "activation_bytes": calls.output_bytes,
+                "live_bytes": calls.live_bytes,
+                "calls": calls.calls,
+            }
+        )
     other_params = [(n.rpartition(".")[2], p.detach()) for n, p in model.named_parameters() if id(p) not in covered]
     other_flops = trace.total_flops - sum(r["flops"] for r in rows)
     if other_params or other_flops:
-        rows.append({"name": OTHER, "type": "", "output_shape": None, **_sizes(other_params), "flops": other_flops,
-                     "activation_bytes": 0, "live_bytes": 0, "calls": 0})
-    total = {key: sum(r[key] for r in rows) for key in ("parameters", "nonzero_parameters", "bytes_float32", "bytes_int8", "bytes_int8_nonzero", "flops")}
+        rows.append(
+            {
+                "name": OTHER,
+                "type": "",
+                "output_shape": None,
+                **_sizes(other_params),
+                "flops": other_flops,
+                "activation_bytes": 0,
+                "live_bytes": 0,
+                "calls": 0,
+            }
+        )
+    total = {
+        key: sum(r[key] for r in rows)
+        for key in ("parameters", "nonzero_parameters", "bytes_float32", "bytes_int8", "bytes_int8_nonzero", "flops")
+    }
     total["activation_bytes"] = trace.activation_bytes
     total["peak_activation_bytes"] = max([trace.input_bytes, *(r["live_bytes"] for r in rows)])
     total["input_bytes"] = trace.input_bytes
@@ -289,13 +313,20 @@ def profile_model(
     devices = default_devices() if devices is None else list(devices)
     work = copy.deepcopy(model).cpu()
     result = profile_layers(work, input_shape)
-    result["latency"] = {"statistic": "median", "timer": "torch.utils.benchmark.Timer.blocked_autorange", "min_run_time_s": min_run_time, "batch_sizes": [int(b) for b in batch_sizes]}
+    result["latency"] = {
+        "statistic": "median",
+        "timer": "torch.utils.benchmark.Timer.blocked_autorange",
+        "min_run_time_s": min_run_time,
+        "batch_sizes": [int(b) for b in batch_sizes],
+    }
     result["latency_ms"] = {}
     with torch_threads(threads):
         result["devices"] = {device: _device_name(device) for device in devices}
         for device in devices:
             on_device = copy.deepcopy(work)
-            result["latency_ms"][device] = {str(int(b)): latency_ms(on_device, input_shape, int(b), device, min_run_time) for b in batch_sizes}
+            result["latency_ms"][device] = {
+                str(int(b)): latency_ms(on_device, input_shape, int(b), device, min_run_time) for b in batch_sizes
+            }
             del on_device
     return result
 
@@ -323,20 +354,39 @@ def format_profile_table(profile: dict) -> str:
     rows = []
     for row in [*profile["layers"], {**profile["total"], "name": "total", "type": "", "output_shape": None}]:
         shape = row["output_shape"]
-        rows.append((
-            row["name"], row["type"], "x".join(map(str, shape)) if shape and all(isinstance(s, int) for s in shape) else ("" if shape is None else str(shape)),
-            f"{row['parameters']:,}", f"{row['nonzero_parameters']:,}", human_bytes(row["bytes_float32"]), human_bytes(row["bytes_int8"]),
-            human_count(row["flops"]), human_bytes(row["activation_bytes"]),
-        ))
+        rows.append(
+            (
+                row["name"],
+                row["type"],
+                "x".join(map(str, shape))
+                if shape and all(isinstance(s, int) for s in shape)
+                else ("" if shape is None else str(shape)),
+                f"{row['parameters']:,}",
+                f"{row['nonzero_parameters']:,}",
+                human_bytes(row["bytes_float32"]),
+                human_bytes(row["bytes_int8"]),
+                human_count(row["flops"]),
+                human_bytes(row["activation_bytes"]),
+            )
+        )
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     left = {0, 1, 2}
 
     def line(cells) -> str:
-        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     rule = "-" * len(line(head))
     total = profile["total"]
-    lines = [f"Model profile (input {'x'.join(map(str, profile['input_shape']))})", line(head), rule, *map(line, rows[:-1]), rule, line(rows[-1])]
+    lines = [
+        f"Model profile (input {'x'.join(map(str, profile['input_shape']))})",
+        line(head),
+        rule,
+        *map(line, rows[:-1]),
+        rule,
+        line(rows[-1]),
+    ]
     lines.append(
         f"peak activations {human_bytes(total['peak_activation_bytes'])} (largest input + output of one layer, float32, batch 1); "
         f"int8 = int8 weights + int32 biases, nonzero only: {human_bytes(total['bytes_int8_nonzero'])}"
@@ -376,16 +426,49 @@ def main(argv: list[str] | None = None) -> dict:
         description="Parameters, bytes (float32/int8), FLOPs, activation memory and latency of a model, per layer and in total.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ckpt", help="a checkpoint saved by `python -m kws fit` (pruned and rebuilt models show their smaller figures)")
-    source.add_argument("--config", help="a fit config (conf.yaml): profile the untrained model its model: and data: sections build")
-    parser.add_argument("--out", default=None, help="JSON output (default: <checkpoint>.profile.json beside the checkpoint, or <trainer.default_root_dir or runs>/profile.json)")
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=list(DEFAULT_BATCH_SIZES), help="batch sizes timed (default: 1 256)")
-    parser.add_argument("--min_run_time", type=float, default=DEFAULT_MIN_RUN_TIME, help="seconds of timed forward passes per batch size and device (the median is reported)")
-    parser.add_argument("--devices", nargs="+", default=None, help="devices timed (default: cpu, and cuda when available)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads while timing (default: torch's; 1 is steadier on a busy machine)")
+    source.add_argument(
+        "--ckpt",
+        help="a checkpoint saved by `python -m kws fit` (pruned and rebuilt models show their smaller figures)",
+    )
+    source.add_argument(
+        "--config", help="a fit config (conf.yaml): profile the untrained model its model: and data: sections build"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON output (default: <checkpoint>.profile.json beside the checkpoint, or <trainer.default_root_dir or runs>/profile.json)",
+    )
+    parser.add_argument(
+        "--batch_sizes",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_BATCH_SIZES),
+        help="batch sizes timed (default: 1 256)",
+    )
+    parser.add_argument(
+        "--min_run_time",
+        type=float,
+        default=DEFAULT_MIN_RUN_TIME,
+        help="seconds of timed forward passes per batch size and device (the median is reported)",
+    )
+    parser.add_argument(
+        "--devices", nargs="+", default=None, help="devices timed (default: cpu, and cuda when available)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads while timing (default: torch's; 1 is steadier on a busy machine)",
+    )
     args = parser.parse_args(argv)
-    if args.min_run_time <= 0 or any(b < 1 for b in args.batch_sizes) or (args.threads is not None and args.threads < 1):
-        parser.error(f"need --min_run_time > 0, --batch_sizes >= 1 and --threads >= 1, got {args.min_run_time}, {args.batch_sizes}, {args.threads}")
+    if (
+        args.min_run_time <= 0
+        or any(b < 1 for b in args.batch_sizes)
+        or (args.threads is not None and args.threads < 1)
+    ):
+        parser.error(
+            f"need --min_run_time > 0, --batch_sizes >= 1 and --threads >= 1, got {args.min_run_time}, {args.batch_sizes}, {args.threads}"
+        )
     if args.devices and any(torch.device(d).type == "cuda" for d in args.devices) and not torch.cuda.is_available():
         parser.error("--devices names cuda, but no CUDA device is available")
     try:
@@ -397,7 +480,9 @@ def main(argv: list[str] | None = None) -> dict:
             module, config = load_config_model(args.config)
             root = config_section(config, "trainer", args.config).get("default_root_dir") or "runs"
             out = Path(args.out) if args.out else Path(root) / "profile.json"
-        profile = profile_model(module.model, module_input_shape(module), args.batch_sizes, args.devices, args.min_run_time, args.threads)
+        profile = profile_model(
+            module.model, module_input_shape(module), args.batch_sizes, args.devices, args.min_run_time, args.threads
+        )
         profile["source"] = str(args.ckpt or args.config)
     except CheckpointError as err:
         parser.exit(2, f"error: {err}\n")

@@ -1,6 +1,7 @@
 """Lightning's CSVLogger, but a fit resumed into its ``version_N`` folder keeps the earlier epochs'
 rows of ``metrics.csv``: Lightning's writer deletes the file when it finds the folder in use
 (``_check_log_dir_exists``), so a resumed run's metrics.csv would start at the resumed epoch."""
+
 from __future__ import annotations
 
 import csv

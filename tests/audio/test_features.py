@@ -1,4 +1,5 @@
 """Front-end contract and the MFCC front end against torchaudio used directly."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """Parameter and FLOP counts against hand-computed values."""
+
 import torch
 
 from kws.models import TinyConv
