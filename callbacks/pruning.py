@@ -11,7 +11,8 @@ so parameters, FLOPs, file size and latency really fall. The pruning itself is
     trainer:
       callbacks:
         - class_path: callbacks.Pruning
-          init_args: {amount: 0.8, method: unstructured, scope: global, schedule: gradual, start_epoch: 2, end_epoch: 20}
+          init_args:
+            {amount: 0.8, method: unstructured, scope: global, schedule: gradual, start_epoch: 2, end_epoch: 20}
 
 (Add it to the ``callbacks`` list of conf.yaml: a list in a second ``--config`` replaces the first's.)
 """
@@ -41,7 +42,8 @@ class Pruning(Pruner, L.Callback):
             return
         if trainer.max_epochs is not None and self.end_epoch >= trainer.max_epochs > 0:
             raise ValueError(
-                f"end_epoch={self.end_epoch} must be below trainer.max_epochs={trainer.max_epochs} (epochs count from 0)"
+                f"end_epoch={self.end_epoch} must be below "
+                f"trainer.max_epochs={trainer.max_epochs} (epochs count from 0)"
             )
         if not hasattr(pl_module, "model_transforms"):
             raise ValueError(

@@ -100,7 +100,8 @@ class QuantizationAwareTraining(L.Callback):
         differing = {k: v for k, v in state_dict.items() if v != self.state_dict().get(k)}
         if differing:
             rank_zero_warn(
-                f"QuantizationAwareTraining: the checkpoint was trained with {differing}; continuing with {self.state_dict()}"
+                f"QuantizationAwareTraining: the checkpoint was trained with {differing}; "
+                f"continuing with {self.state_dict()}"
             )
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -37,7 +37,10 @@ class DecodeReport:
     skipped: dict[str, str] = field(default_factory=dict)  # relative path -> reason
 
     def summary(self) -> str:
-        text = f"decoded {self.decoded} clips ({self.padded} zero-padded to 1 clip, {self.cropped} cropped, {self.resampled} resampled)"
+        text = (
+            f"decoded {self.decoded} clips ({self.padded} zero-padded to 1 clip, {self.cropped} cropped, "
+            f"{self.resampled} resampled)"
+        )
         if self.skipped:
             first = "; ".join(f"{k}: {v}" for k, v in list(self.skipped.items())[:5])
             text += f", skipped {len(self.skipped)} unreadable: {first}" + (" ..." if len(self.skipped) > 5 else "")
@@ -97,13 +100,15 @@ def load_or_build_cache(
                 cached = _read(data_path, meta_path, files, clip_samples)
         if cached is None:
             raise OSError(
-                f"the audio cache {data_path} cannot be read back after building it; delete {cache_dir} and check the disk"
+                f"the audio cache {data_path} cannot be read back after building it; "
+                f"delete {cache_dir} and check the disk"
             )
     audio, meta = cached
     report = DecodeReport(**meta["report"])
     if report.skipped and not skip_bad_files:
         raise AudioError(
-            f"{len(report.skipped)} unreadable clips in the cache (e.g. {next(iter(report.skipped.items()))}); fix them or set skip_bad_files: true"
+            f"{len(report.skipped)} unreadable clips in the cache (e.g. {next(iter(report.skipped.items()))}); "
+            "fix them or set skip_bad_files: true"
         )
     return audio, meta["files"], report
 
@@ -192,7 +197,8 @@ def _build(root, files, data_path, meta_path, sample_rate, clip_samples, resampl
                 if not skip_bad_files:
                     tmp.unlink(missing_ok=True)
                     raise AudioError(
-                        f"{err}\n(or set data.skip_bad_files: true to leave such files out; they are counted and listed)"
+                        f"{err}\n(or set data.skip_bad_files: true to leave such files out; "
+                        "they are counted and listed)"
                     ) from err
                 report.skipped[files[i]] = str(err)
                 kept[i] = False

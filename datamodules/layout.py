@@ -42,7 +42,8 @@ def scan_corpus(root: Path) -> dict[str, list[str]]:
     """Word folder -> sorted relative paths of its .wav files (background noise excluded)."""
     if not root.is_dir():
         raise DataError(
-            f"data_dir {root} does not exist; point data.data_dir at an extracted Speech Commands folder, set data.download: true, or data.synthetic: true for the offline corpus"
+            f"data_dir {root} does not exist; point data.data_dir at an extracted Speech Commands folder, "
+            "set data.download: true, or data.synthetic: true for the offline corpus"
         )
     words = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
@@ -51,7 +52,8 @@ def scan_corpus(root: Path) -> dict[str, list[str]]:
         )
     if not any(words.values()):
         raise DataError(
-            f"{root} holds no word folders with .wav files; expected the Speech Commands layout (<word>/<speaker>_nohash_<n>.wav)"
+            f"{root} holds no word folders with .wav files; expected the Speech Commands layout "
+            "(<word>/<speaker>_nohash_<n>.wav)"
         )
     return words
 
@@ -65,7 +67,8 @@ def split_lists(root: Path) -> dict[str, Path] | None:
     if len(present) == 1:
         missing = next(path for path in lists.values() if not path.is_file())
         raise DataError(
-            f"{missing} is missing while {present[0].name} exists; restore it, or delete both lists to use the speaker-hash split"
+            f"{missing} is missing while {present[0].name} exists; restore it, "
+            "or delete both lists to use the speaker-hash split"
         )
     return lists
 
@@ -125,7 +128,8 @@ def download_speech_commands(root: Path, url: str = SPEECH_COMMANDS_URL) -> None
         except (urllib.error.URLError, OSError) as err:
             raise DataError(
                 f"could not download {url} ({err}). Without network: download the archive elsewhere, "
-                f"extract it into {root} and set data.download: false; or train on the offline corpus with data.synthetic: true"
+                f"extract it into {root} and set data.download: false; "
+                "or train on the offline corpus with data.synthetic: true"
             ) from err
         extracted = Path(tmp) / "extracted"
         with tarfile.open(archive) as tar:

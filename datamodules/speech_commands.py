@@ -28,9 +28,9 @@ from typing import Sequence
 import lightning as L
 import numpy as np
 import torch
+from filelock import FileLock
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
-from filelock import FileLock
 from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from datamodules.audio_cache import DecodeReport, load_or_build_cache
@@ -214,7 +214,8 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         for word in self.hparams.wanted_words:
             if not words.get(word):
                 raise DataError(
-                    f"wanted word '{word}' has no clips: {self.data_dir / word} is missing or empty; check data.wanted_words and data.data_dir"
+                    f"wanted word '{word}' has no clips: {self.data_dir / word} is missing or empty; "
+                    "check data.wanted_words and data.data_dir"
                 )
         files = [f for fs in words.values() for f in fs]
         audio, kept, self.decode_report = load_or_build_cache(
@@ -297,7 +298,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
 
     def summary(self) -> str:
         """Clips per class per split: the table printed at set-up."""
-        title = f"Speech Commands data from {self.data_dir} ({self.features.frontend} front end, {self.decode_report.summary()})"
+        title = (
+            f"Speech Commands data from {self.data_dir} ({self.features.frontend} front end, "
+            f"{self.decode_report.summary()})"
+        )
         return title + "\n" + counts_table(self.counts, self.labels)
 
     # ------------------------------------------------------------------ loaders

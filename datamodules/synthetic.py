@@ -198,7 +198,8 @@ def refresh_corpus(root: str | os.PathLike, progress: bool = True) -> bool:
         return False
     if progress:
         print(
-            f"{root}: made by an older corpus generator (format {marker.get('format_version')}, now {FORMAT_VERSION}): generating it anew"
+            f"{root}: made by an older corpus generator (format {marker.get('format_version')}, "
+            f"now {FORMAT_VERSION}): generating it anew"
         )
     generate_corpus(root, **marker["args"], progress=progress)
     return True

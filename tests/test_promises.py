@@ -349,7 +349,8 @@ def test_a_resumed_fit_keeps_the_earlier_epochs_rows_of_metrics_csv(tmp_path, co
     """Lightning's CSVLogger deletes metrics.csv in a folder in use; the resumed fit appends."""
     quick = tmp_path / "quick.yaml"
     quick.write_text(
-        "trainer:\n  logger:\n    - class_path: lightning.pytorch.loggers.CSVLogger\n      init_args: {save_dir: runs, name: csv}\n"
+        "trainer:\n  logger:\n    - class_path: lightning.pytorch.loggers.CSVLogger\n      init_args: "
+        "{save_dir: runs, name: csv}\n"
         "  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
         "      init_args: {filename: latest, enable_version_counter: false}\n"
         "model: {arch: tiny_conv}\n"

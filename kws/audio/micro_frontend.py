@@ -65,7 +65,8 @@ class MicroFrontend(nn.Module):
             raise ValueError(f"backend must be auto, torch or c, got {backend!r}")
         if backend == "c" and not micro_frontend_c.matches(cfg):
             raise ValueError(
-                f"the C micro front end library is {'not built' if micro_frontend_c.build_info() is None else 'built for another configuration'}: "
+                "the C micro front end library is "
+                f"{'not built' if micro_frontend_c.build_info() is None else 'built for another configuration'}: "
                 "it runs the default front end only, installed with a C compiler (make install)"
             )
         self.cfg, self.backend = cfg, backend
@@ -110,7 +111,8 @@ class MicroFrontend(nn.Module):
         cfg = self.cfg
         if audio.dim() != 2 or audio.shape[-1] < cfg.window_samples:
             raise ValueError(
-                f"micro front end: expected int16 audio [batch, samples >= {cfg.window_samples}], got {tuple(audio.shape)}"
+                "micro front end: expected int16 audio [batch, samples >= "
+                f"{cfg.window_samples}], got {tuple(audio.shape)}"
             )
         if state is not None and tuple(state.shape) != (audio.shape[0], cfg.num_channels):
             raise ValueError(

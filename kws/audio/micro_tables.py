@@ -48,7 +48,8 @@ class MicroFrontendConfig:
     def __post_init__(self) -> None:
         if self.window_samples < 2 or self.stride_samples < 1:
             raise ValueError(
-                f"micro front end: window {self.window_ms} ms / stride {self.stride_ms} ms is too short at {self.sample_rate} Hz"
+                f"micro front end: window {self.window_ms} ms / stride {self.stride_ms} ms is too "
+                f"short at {self.sample_rate} Hz"
             )
         if not 0 < self.lower_band_limit < self.upper_band_limit:
             raise ValueError("micro front end: need 0 < lower_band_limit < upper_band_limit")
@@ -114,7 +115,10 @@ def filterbank_matrix(cfg: MicroFrontendConfig) -> tuple[np.ndarray, int, int]:
     centers = np.array([np.float32(mel_low + np.float32(spacing * np.float32(i + 1))) for i in range(n)], np.float32)
     hz_per_bin = np.float32(0.5 * cfg.sample_rate / (np.float32(spectrum_size) - np.float32(1)))
     start_index = int(1.5 + np.float64(np.float32(np.float32(cfg.lower_band_limit) / hz_per_bin)))
-    too_high = f"micro front end: upper_band_limit {cfg.upper_band_limit} Hz lies above the spectrum; lower it below {cfg.sample_rate / 2} Hz"
+    too_high = (
+        f"micro front end: upper_band_limit {cfg.upper_band_limit} Hz lies above the spectrum; "
+        f"lower it below {cfg.sample_rate / 2} Hz"
+    )
 
     weights = np.zeros((spectrum_size, n), np.int64)
     unweights = np.zeros((spectrum_size, n), np.int64)

@@ -130,7 +130,10 @@ def _declared_frames(path: Path) -> int | None:
 
 
 def wrong_rate_message(path: Path, rate: int, wanted: int, fix: str = DATA_RATE_FIX) -> str:
-    return f"{path}: sample rate {rate} Hz, {wanted} Hz is needed; resample it (e.g. `sox {path.name} -r {wanted} out.wav`) {fix}"
+    return (
+        f"{path}: sample rate {rate} Hz, {wanted} Hz is needed; "
+        f"resample it (e.g. `sox {path.name} -r {wanted} out.wav`) {fix}"
+    )
 
 
 def resample_int16(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:

@@ -198,7 +198,8 @@ class Pruner:
     ):
         if not 0 <= amount < 1:
             raise ValueError(
-                f"amount must be in [0, 1) (the final fraction of the original weights or channels pruned), got {amount}"
+                "amount must be in [0, 1) (the final fraction of the original weights or "
+                f"channels pruned), got {amount}"
             )
         if method not in ("unstructured", "structured"):
             raise ValueError(f"method must be 'unstructured' or 'structured', got {method!r}")
@@ -217,7 +218,8 @@ class Pruner:
         if schedule == "one_shot":
             if end_epoch not in (None, start_epoch):
                 raise ValueError(
-                    f"schedule 'one_shot' prunes once, at start_epoch={start_epoch}: leave end_epoch out (got {end_epoch})"
+                    f"schedule 'one_shot' prunes once, at start_epoch={start_epoch}: "
+                    f"leave end_epoch out (got {end_epoch})"
                 )
             end_epoch = start_epoch
         elif end_epoch is None or end_epoch < start_epoch or (schedule == "gradual" and end_epoch == start_epoch):
@@ -280,7 +282,8 @@ class Pruner:
             # depthwise and pointwise layers too; only TinyConv's conv -> fc rebuild is implemented.
             raise ValueError(
                 f"callbacks.Pruning method 'structured' removes TinyConv's conv channels and the fc columns they feed; "
-                f"this model is a {type(model).__name__} (model.arch), which it does not support: use method 'unstructured' "
+                f"this model is a {type(model).__name__} (model.arch), which it does not support: "
+                "use method 'unstructured' "
                 f"(or model.arch tiny_conv)"
             )
         if len(layers) != 1 or not isinstance(layers[0], CONV_LAYERS) or layers[0].groups != 1:
@@ -293,7 +296,8 @@ class Pruner:
         fc_name, fc = ordered[position + 1] if position + 1 < len(ordered) else ("", None)
         if not isinstance(fc, nn.Linear) or fc.in_features % conv.out_channels:
             raise ValueError(
-                f"structured pruning of {name!r} needs the next layer to be a Linear fed by its flattened channels, found {fc}"
+                f"structured pruning of {name!r} needs the next layer to be a Linear fed by its "
+                f"flattened channels, found {fc}"
             )
         channels = conv.out_channels
         if round(self.amount * channels) >= channels:

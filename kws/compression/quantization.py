@@ -197,7 +197,8 @@ class QuantWrapper(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"weight_bits={self.weight_bits}, activation_bits={self.activation_bits}, mode={self.mode}, activation_mode={self.activation_mode}, "
+            f"weight_bits={self.weight_bits}, activation_bits={self.activation_bits}, mode={self.mode}, "
+            f"activation_mode={self.activation_mode}, "
             f"per_channel={self.per_channel}, activation_range={self.activation_range}"
         )
 

@@ -221,13 +221,15 @@ def summary_line(kernels: str, entry: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="python -m kws firmware-sim",
-        description="Build the firmware for Cortex-M4F, run it in QEMU on a recording and the test clips, and compare with the host (listen --model micro).",
+        description="Build the firmware for Cortex-M4F, run it in QEMU on a recording and the test clips, "
+        "and compare with the host (listen --model micro).",
     )
     parser.add_argument("--export", required=True, help="a folder written by `python -m kws export`")
     parser.add_argument(
         "--recording",
         default=None,
-        help="a 16 kHz mono WAV the firmware and listen both hear (default: 30 test-split clips with quiet between them)",
+        help="a 16 kHz mono WAV the firmware and listen both hear (default: "
+        "30 test-split clips with quiet between them)",
     )
     parser.add_argument(
         "--kernels", nargs="+", choices=KERNELS, default=list(KERNELS), help="TFLM kernel sets (default: both)"

@@ -4,8 +4,9 @@ stride, and :class:`kws.streams.recognize.RecognizeCommands` turning the scores 
 ``python -m kws listen FILE.wav [MORE.wav ...] [--model pytorch|int8|micro] (--ckpt CKPT | --export DIR | --tflite M)``
 
 - The recording (or several, one after another with a quiet gap) is read in 10 s blocks
-  (:mod:`kws.streams.frontend`): memory stays bounded whatever its length. The front end runs over it with its state (noise estimate, PCAN gain)
-  carried from block to block and frame to frame, as the firmware's feature provider does.
+  (:mod:`kws.streams.frontend`): memory stays bounded whatever its length. The front end runs
+  over it with its state (noise estimate, PCAN gain) carried from block to block and frame to
+  frame, as the firmware's feature provider does.
 - Every inference stride (the recognizer's ``inference_stride_ms``, a multiple of the 20 ms
   frame step) the last 49 frames (1 s) go to the model: PyTorch float from a checkpoint, or an
   int8 .tflite through LiteRT (``int8``) or tflite-micro (``micro``), with the runner of
@@ -30,8 +31,8 @@ import numpy as np
 
 from kws.audio.settings import FeatureSettings
 from kws.export.classifiers import ModelClassifier, pytorch_classifier, tflite_classifier
-from kws.streams.frontend import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_windows
 from kws.export.folder import REPORT, ExportFolder, read_export
+from kws.streams.frontend import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_windows
 from kws.streams.recognize import (
     DEFAULT_RECOGNIZER,
     Detection,
@@ -121,7 +122,8 @@ def main(argv: list[str] | None = None) -> list[Detection]:
 
     parser = argparse.ArgumentParser(
         prog="python -m kws listen",
-        description="Detect keywords in a long 16 kHz recording as the firmware would: streaming features, an inference every stride, averaged and suppressed detections.",
+        description="Detect keywords in a long 16 kHz recording as the firmware would: streaming features, "
+        "an inference every stride, averaged and suppressed detections.",
     )
     parser.add_argument(
         "wav",
@@ -166,7 +168,8 @@ def main(argv: list[str] | None = None) -> list[Detection]:
     parser.add_argument(
         "--outputs",
         default=None,
-        help="write every inference's time (ms) and raw model outputs (int8 for an int8 model), a line each, to this file: what the firmware simulation writes",
+        help="write every inference's time (ms) and raw model outputs (int8 for an int8 model), a line each, "
+        "to this file: what the firmware simulation writes",
     )
     args = parser.parse_args(argv)
 
@@ -203,7 +206,8 @@ def main(argv: list[str] | None = None) -> list[Detection]:
         frames = sum(wav_info(path).frames + gap for path in args.wav)
         if frames < settings.clip_samples:
             raise ValueError(
-                f"{', '.join(args.wav)}: the recording is {frames} samples, shorter than one {settings.clip_ms} ms window"
+                f"{', '.join(args.wav)}: the recording is {frames} samples, "
+                f"shorter than one {settings.clip_ms} ms window"
             )
         blocks = recordings(args.wav, settings.sample_rate, gap)
         given = given_flags(args)

@@ -41,7 +41,8 @@ def write_model_data(model: bytes, folder: Path, source: str) -> None:
     (folder / "model_data.h").write_text(
         GENERATED.format(tool=TOOL, source=source)
         + "#ifndef KWS_MODEL_DATA_H_\n#define KWS_MODEL_DATA_H_\n\n"
-        + "extern const unsigned char g_model[];\nextern const unsigned int g_model_len;\n\n#endif  // KWS_MODEL_DATA_H_\n"
+        + "extern const unsigned char g_model[];\nextern const unsigned int "
+        "g_model_len;\n\n#endif  // KWS_MODEL_DATA_H_\n"
     )
     (folder / "model_data.cc").write_text(
         GENERATED.format(tool=TOOL, source=source)

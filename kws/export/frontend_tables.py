@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torchaudio
 
+from kws.audio.mfcc import MFCCFeatures
 from kws.audio.micro_tables import (
     NOISE_REDUCTION_BITS,
     MicroFrontendConfig,
@@ -37,7 +38,6 @@ from kws.audio.micro_tables import (
     pcan_gain_lut,
     super_twiddles,
 )
-from kws.audio.mfcc import MFCCFeatures
 from kws.audio.settings import FeatureSettings
 from kws.export.c_sources import HEADER_NAMES, tables_header
 from kws.utils.c_source import c_float_array, c_int_array, write_text
@@ -82,7 +82,8 @@ def micro_frontend_tables_source(cfg: MicroFrontendConfig = MicroFrontendConfig(
     _check_range("twiddles", np.concatenate([twiddles, split_twiddles]), -32768, 32767)
     if cfg.snr_shift < 0 or cfg.correction_bits < 0:
         raise ValueError(
-            f"firmware tables: negative shift (snr_shift {cfg.snr_shift}, correction_bits {cfg.correction_bits}) not supported"
+            f"firmware tables: negative shift (snr_shift {cfg.snr_shift}, "
+            f"correction_bits {cfg.correction_bits}) not supported"
         )
 
     defines = {

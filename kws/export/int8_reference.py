@@ -12,11 +12,11 @@ and a runtime may mix them per kernel: measured on the exported TinyConv, tflite
 rounding everywhere, LiteRT's default (XNNPACK) single everywhere, LiteRT's reference kernels double
 in CONV_2D but single in FULLY_CONNECTED. A third, ``fp32``, is XNNPACK's own: the accumulator times
 a float32 scale, rounded half to even; measured on the exported DS-CNN, LiteRT's default kernels
-compute its CONV_2D and DEPTHWISE_CONV_2D so (on TinyConv, single rounding reproduces them). All round the same real value, so they differ by at most one step, only
-where the value lies within a rounding of a half. Running the graph here with each assignment of
-roundings to ops tells which one a runtime computes, bit for bit (:func:`matching_roundings`, in
-:mod:`kws.export.verify`): a one-step difference between tflite-micro and LiteRT is then the
-runtimes' rounding, not the export.
+compute its CONV_2D and DEPTHWISE_CONV_2D so (on TinyConv, single rounding reproduces them). All
+round the same real value, so they differ by at most one step, only where the value lies within a
+rounding of a half. Running the graph here with each assignment of roundings to ops tells which one
+a runtime computes, bit for bit (:func:`matching_roundings`, in :mod:`kws.export.verify`): a
+one-step difference between tflite-micro and LiteRT is then the runtimes' rounding, not the export.
 
 Covers the ops TinyConv and DS-CNN export to: RESHAPE, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
 (int8 activations, int8 per-channel or per-tensor weights, int32 bias, NONE/RELU/RELU6 fused) and

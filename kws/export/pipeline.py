@@ -48,9 +48,9 @@ from kws.compression.quantization import quantizers  # noqa: E402
 from kws.export import ExportError  # noqa: E402
 from kws.export.arduino import write_arduino_library  # noqa: E402
 from kws.export.c_sources import HEADER_NAMES, tables_header, write_model_data, write_model_ops  # noqa: E402
+from kws.export.convert import convert_tflite  # noqa: E402
 from kws.export.folder import REPORT, report_inputs, write_settings  # noqa: E402
 from kws.export.frontend_tables import write_frontend_tables  # noqa: E402
-from kws.export.convert import convert_tflite  # noqa: E402
 from kws.export.graph import export_onnx, plain_float_model  # noqa: E402
 from kws.export.qat_int8 import qat_int8_model  # noqa: E402
 from kws.export.qat_verify import verify_qat, weight_report  # noqa: E402
@@ -314,7 +314,8 @@ def export_checkpoint(
         raise ExportError(str(err)) from err
     module.eval()
     try:
-        datamodule.setup()  # not prepare_data: export reads the data the model was trained on, never generates or downloads it
+        # not prepare_data: export reads the data the model was trained on, never generates or downloads it
+        datamodule.setup()
     except DataError as err:
         raise ExportError(
             f"{err}\n(export needs the data the checkpoint was trained on: point --config's data.data_dir at it)"
@@ -325,7 +326,8 @@ def export_checkpoint(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m kws export",
-        description="Export a checkpoint to ONNX, TFLite float/int8 and the firmware's C sources, verifying every runtime on the test split.",
+        description="Export a checkpoint to ONNX, TFLite float/int8 and the firmware's C sources, "
+        "verifying every runtime on the test split.",
     )
     parser.add_argument("--ckpt", required=True, help="a checkpoint saved by `python -m kws fit`")
     parser.add_argument(

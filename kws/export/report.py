@@ -35,7 +35,8 @@ def format_report(report: dict) -> str:
     lines += accuracy_table(report)
     lines += [
         "",
-        f"{report['test_clips']} test clips; int8 top-1 agreement with PyTorch: {100 * report['int8_top1_agreement_with_pytorch']:.2f}%",
+        f"{report['test_clips']} test clips; int8 top-1 agreement with PyTorch: "
+        f"{100 * report['int8_top1_agreement_with_pytorch']:.2f}%",
     ]
     for key, what in (
         ("tflite_micro_vs_litert_int8", "LiteRT"),
@@ -45,7 +46,8 @@ def format_report(report: dict) -> str:
         lines.append(
             f"tflite-micro vs {what}: int8 outputs identical"
             if c["identical"]
-            else f"tflite-micro vs {what}: {c['outputs_differing']} of {c['outputs']} int8 outputs differ (by at most {c['max_difference']}), top-1 agreement {100 * c['top1_agreement']:.2f}%"
+            else f"tflite-micro vs {what}: {c['outputs_differing']} of {c['outputs']} int8 outputs differ (by at most "
+            f"{c['max_difference']}), top-1 agreement {100 * c['top1_agreement']:.2f}%"
         )
     rounding = report["int8_rounding"]
     if rounding["checked"]:
@@ -96,8 +98,10 @@ def stream_lines(report: dict) -> list[str]:
     if recognizer and recognizer.get("calibrated_on"):
         r = recognizer["settings"]
         lines.append(
-            f"recognizer (report.json, model_settings.h; listen's default): <= {recognizer['max_fa_per_hour']:g} false alarms/h on validation -> "
-            f"threshold {r['detection_threshold']:.3f}, average window {r['average_window_ms']} ms, suppression {r['suppression_ms']} ms, minimum count {r['minimum_count']}"
+            "recognizer (report.json, model_settings.h; listen's default): "
+            f"<= {recognizer['max_fa_per_hour']:g} false alarms/h on validation -> "
+            f"threshold {r['detection_threshold']:.3f}, average window {r['average_window_ms']} ms, "
+            f"suppression {r['suppression_ms']} ms, minimum count {r['minimum_count']}"
         )
     else:
         lines.append(

@@ -46,7 +46,8 @@ def verify(
     for name, error in differences.items():
         if not error <= FLOAT_TOLERANCE:
             raise ExportError(
-                f"{RUNTIME_LABELS[name]} differs from PyTorch by {error:.2e} of the largest logit (tolerance {FLOAT_TOLERANCE:g})"
+                f"{RUNTIME_LABELS[name]} differs from PyTorch by {error:.2e} of the largest logit "
+                f"(tolerance {FLOAT_TOLERANCE:g})"
             )
     if litert["outputs"].dtype != np.int8:
         raise ExportError(f"the int8 model's output is {litert['outputs'].dtype}, not int8")

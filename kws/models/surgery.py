@@ -50,7 +50,8 @@ def find_transform(name: str) -> Callable[..., nn.Module]:
         found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
         if not found:
             raise KeyError(
-                f"the checkpoint needs model transform {name!r}, which is neither registered (known: {sorted(TRANSFORMS)}) "
+                f"the checkpoint needs model transform {name!r}, which is neither registered "
+                f"(known: {sorted(TRANSFORMS)}) "
                 f"nor an entry point of group {ENTRY_POINT_GROUP!r}; is kws installed (pip install -e .)?"
             )
         TRANSFORMS.setdefault(name, found[0].load())

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -195,7 +195,8 @@ def table(results: dict, name: str) -> str:
     by the test stream's recall per voice family and dialect; ``results["calibrated"]`` as
     :func:`evaluate` returns it or as report.json stores it (budgets as strings)."""
     lines = [
-        f"| {name}: budget (FA/h, set on validation) | threshold | window | val recall | val FA/h | test recall | test FA/h | test delay median |",
+        f"| {name}: budget (FA/h, set on validation) | threshold | window | val recall | val FA/h | test recall | "
+        "test FA/h | test delay median |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for budget, c in results["calibrated"].items():

@@ -59,8 +59,10 @@ class Stream:
     def summary(self) -> str:
         hours = self.duration_s / 3600
         return (
-            f"{self.info.get('split', '?')} stream (seed {self.info.get('seed', '?')}): {self.duration_s / 60:.1f} min, "
-            f"{len(self.keyword_events)} keywords, {len(self.other_events)} other words ({len(self.other_events) / hours:.0f} per hour)"
+            f"{self.info.get('split', '?')} stream (seed {self.info.get('seed', '?')}): "
+            f"{self.duration_s / 60:.1f} min, "
+            f"{len(self.keyword_events)} keywords, {len(self.other_events)} other words "
+            f"({len(self.other_events) / hours:.0f} per hour)"
         )
 
     def save(self, path: str | Path) -> Path:

@@ -42,7 +42,7 @@ def replay(
     top = average.argmax(1)
     best = average[np.arange(len(t)), top]
     candidates = np.flatnonzero((count >= setting.minimum_count) & (best >= setting.detection_threshold))
-    ignored = {i for i, l in enumerate(labels) if l in set(setting.ignore)}
+    ignored = {i for i, label in enumerate(labels) if label in set(setting.ignore)}
     previous, previous_time, out = -1, None, []
     for i in candidates.tolist():
         label, now = int(top[i]), int(t[i])
@@ -194,9 +194,11 @@ def write_csv(rows: Sequence[dict], path: str | Path, **extra) -> Path:
     labels = sorted(rows[0]["recall_per_label"])
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*extra, *keys, *(f"recall_{l}" for l in labels)])
+        writer.writerow([*extra, *keys, *(f"recall_{label}" for label in labels)])
         for r in rows:
-            writer.writerow([*extra.values(), *(r[k] for k in keys), *(r["recall_per_label"][l] for l in labels)])
+            writer.writerow(
+                [*extra.values(), *(r[k] for k in keys), *(r["recall_per_label"][label] for label in labels)]
+            )
     return path
 
 

@@ -90,7 +90,7 @@ def voice_table(calibrated: dict, split: str = "testing") -> str:
             cells = [v[grouping].get(name, {}).get(label) for _, v in budgets for label in labels]
             counts = next(
                 (
-                    {l: v[grouping][name].get(l, {}).get("keywords", 0) for l in labels}
+                    {label: v[grouping][name].get(label, {}).get("keywords", 0) for label in labels}
                     for _, v in budgets
                     if name in v[grouping]
                 ),
@@ -105,5 +105,5 @@ def voice_table(calibrated: dict, split: str = "testing") -> str:
         shown = " | ".join(
             "-" if c is None else f"{100 * c['recall']:.0f} % ({c['hits']}/{c['keywords']})" for c in cells
         )
-        lines.append(f"| {grouping} {name} | {' + '.join(str(counts.get(l, 0)) for l in labels)} | {shown} |")
+        lines.append(f"| {grouping} {name} | {' + '.join(str(counts.get(label, 0)) for label in labels)} | {shown} |")
     return "\n".join(lines)

@@ -58,8 +58,8 @@ def bench_features(clips: int = 1000) -> dict:
                 fe(chunk)
             sync()
             out[f"{name}_clips_per_s"] = clips / (time.perf_counter() - start)
-    from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op
     import tensorflow as tf
+    from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op
 
     subset = audio[:100].numpy()
     audio_microfrontend_op.audio_microfrontend(
@@ -182,7 +182,8 @@ def bench_runtimes(
         "min_run_time_s": min_run_time,
         "batch": 1,
         "threads": 1,
-        "timed": "median wall time of one call on one prepared clip: PyTorch model(x) (no_grad, eval; latency_ms's random input); ONNX Runtime session.run; "
+        "timed": "median wall time of one call on one prepared clip: PyTorch model(x) (no_grad, eval; "
+        "latency_ms's random input); ONNX Runtime session.run; "
         "LiteRT and tflite-micro interpreter.invoke() with the input already set (no tensor copies or quantization)",
     }
 
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "training" in results:
         tr = results["training"]
         print(
-            f"\nTraining throughput ({args.frontend} front end, batch {args.batch_size}, {results['machine']['cores']} cores, {results['machine']['torch_threads']} torch threads):"
+            f"\nTraining throughput ({args.frontend} front end, batch {args.batch_size}, "
+            f"{results['machine']['cores']} cores, {results['machine']['torch_threads']} torch threads):"
         )
         print("| pipeline | samples/s | epoch of {:,} clips | waiting for data |".format(tr["epoch_samples"]))
         print("|---|---:|---:|---:|")
@@ -284,7 +286,8 @@ def main(argv: list[str] | None = None) -> dict:
         ):
             r = tr[key]
             print(
-                f"| {name} | {r['samples_per_s']:,.0f} | {tr['epoch_samples'] / r['samples_per_s']:.1f} s | {100 * r['data_wait']:.0f} % |"
+                f"| {name} | {r['samples_per_s']:,.0f} | {tr['epoch_samples'] / r['samples_per_s']:.1f} s | "
+                f"{100 * r['data_wait']:.0f} % |"
             )
     if "features" in results:
         print("\nFeature extraction (clips/s, batches of 100):")
@@ -293,7 +296,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "runtimes" in results:
         rt = results["runtimes"]
         print(
-            f"\nModel latency (TinyConv {rt['model']['input_shape'][0]}x{rt['model']['input_shape'][1]} -> {rt['model']['num_classes']}, "
+            f"\nModel latency (TinyConv {rt['model']['input_shape'][0]}x{rt['model']['input_shape'][1]} -> "
+            f"{rt['model']['num_classes']}, "
             f"fresh seeded weights; batch 1, 1 thread, median over {rt['min_run_time_s']} s of calls):"
         )
         print("| runtime | ms / inference |")
@@ -302,7 +306,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"| {RUNTIME_LABELS[key]} | {value:.3f} |")
         print(f"Timed: {rt['timed']}.")
         print(
-            f"int8 calibration: {rt['calibration']}; tflite-micro arena {rt['tensor_arena_bytes']:,} bytes; export took {rt['export_s']:.1f} s"
+            f"int8 calibration: {rt['calibration']}; tflite-micro arena {rt['tensor_arena_bytes']:,} bytes; "
+            f"export took {rt['export_s']:.1f} s"
         )
     if "targets" in results:
         print("\nTargets (reported, not asserted):")

@@ -25,7 +25,8 @@ TARGET_PEAK_MB = 500.0  # the issue's target for a 60-minute recording
 CHILD = (
     "import resource, sys; from kws.__main__ import main; "
     "main(['listen', sys.argv[1], *sys.argv[2:]]); "
-    "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')] if sys.platform == 'linux' else []; "
+    "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')] if "
+    "sys.platform == 'linux' else []; "
     "print('MAXRSS_KB', hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 )
 
@@ -98,5 +99,6 @@ def bench_listen_memory(minutes: float = 60.0) -> dict:
         "target": f"listen on a {minutes:g}-minute recording under {TARGET_PEAK_MB:.0f} MB (int8 model, tflite-micro)",
         "measured": peak,
         "met": peak < TARGET_PEAK_MB,
-        "how": "peak resident memory (VmHWM) of a fresh `python -m kws listen` process on seeded noise; PyTorch alone takes about 700 MB to import (its CUDA build)",
+        "how": "peak resident memory (VmHWM) of a fresh `python -m kws listen` process on seeded noise; "
+        "PyTorch alone takes about 700 MB to import (its CUDA build)",
     }

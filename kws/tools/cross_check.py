@@ -213,7 +213,8 @@ def table(groups: dict[str, dict], keywords: list[str], name: str) -> str:
     pct = lambda values: " · ".join("-" if np.isnan(v) else f"{100 * v:.0f}" for v in values) + " %"  # noqa: E731
     head = " | ".join(f"{kw}: fresh · board · stream" for kw in keywords)
     lines = [
-        f"| {name}: voices | clips ({' / '.join(keywords)} / other / noise) | {head} | false pos.: fresh · board · stream | bal. acc.: fresh · board |",
+        f"| {name}: voices | clips ({' / '.join(keywords)} / other / noise) | {head} | false pos.: "
+        "fresh · board · stream | bal. acc.: fresh · board |",
         "|---|---:|" + "---:|" * (len(keywords) + 2),
     ]
     for group, g in groups.items():
@@ -225,7 +226,8 @@ def table(groups: dict[str, dict], keywords: list[str], name: str) -> str:
         fp = pct([rate(g[view]["false_positives"]["all"]) for view in VIEWS])
         balanced = pct([g["fresh"]["balanced_accuracy"], g["board"]["balanced_accuracy"]])
         lines.append(
-            f"| {'**' + group + '**' if '/' not in group else group} | {counts} | {' | '.join(cells)} | {fp} | {balanced} |"
+            f"| {'**' + group + '**' if '/' not in group else group} | {counts} | "
+            f"{' | '.join(cells)} | {fp} | {balanced} |"
         )
     return "\n".join(lines)
 

@@ -80,7 +80,8 @@ def require(synthesizer: str) -> str:
     path = shutil.which(synthesizer)
     if path is None:
         raise CrossCheckError(
-            f"{synthesizer} is not installed (no `{synthesizer}` on PATH), and the cross-synthesizer check speaks with it: "
+            f"{synthesizer} is not installed (no `{synthesizer}` on PATH), "
+            "and the cross-synthesizer check speaks with it: "
             f"`apt-get install -y {APT_PACKAGES[synthesizer]}` (Debian/Ubuntu; .ci/run installs them), "
             f"or leave it out with --synthesizers {' '.join(s for s in SYNTHESIZERS if s != synthesizer) or 'none'}"
         )
@@ -148,7 +149,8 @@ def _speak(voice: Voice, jobs: list[tuple[str, float, int]], folder: Path) -> li
     for (text, stretch, pitch), path in zip(jobs, paths):
         lines += [
             f"(voice_{voice.name})",  # resets the voice's own settings before each job
-            f"(let ((d (Parameter.get 'Duration_Stretch))) (Parameter.set 'Duration_Stretch (* {stretch} (if d d 1.0))))",
+            "(let ((d (Parameter.get 'Duration_Stretch))) (Parameter.set 'Duration_Stretch (* "
+            f"{stretch} (if d d 1.0))))",
             f"(if (equal? (Parameter.get 'Synth_Method) 'HTS) "  # HTS ignores Duration_Stretch: its engine's speed
             f'(set! hts_engine_params (append hts_engine_params (list (list "-r" {1 / stretch:.4f})))))',
         ]

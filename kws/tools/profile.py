@@ -388,7 +388,8 @@ def format_profile_table(profile: dict) -> str:
         line(rows[-1]),
     ]
     lines.append(
-        f"peak activations {human_bytes(total['peak_activation_bytes'])} (largest input + output of one layer, float32, batch 1); "
+        f"peak activations {human_bytes(total['peak_activation_bytes'])} (largest input + output of one "
+        "layer, float32, batch 1); "
         f"int8 = int8 weights + int32 biases, nonzero only: {human_bytes(total['bytes_int8_nonzero'])}"
     )
     how = profile.get("latency", {})
@@ -423,7 +424,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     parser = argparse.ArgumentParser(
         prog="python -m kws profile",
-        description="Parameters, bytes (float32/int8), FLOPs, activation memory and latency of a model, per layer and in total.",
+        description="Parameters, bytes (float32/int8), FLOPs, activation memory and latency of a "
+        "model, per layer and in total.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -436,7 +438,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--out",
         default=None,
-        help="JSON output (default: <checkpoint>.profile.json beside the checkpoint, or <trainer.default_root_dir or runs>/profile.json)",
+        help="JSON output (default: <checkpoint>.profile.json beside the checkpoint, "
+        "or <trainer.default_root_dir or runs>/profile.json)",
     )
     parser.add_argument(
         "--batch_sizes",
@@ -467,7 +470,8 @@ def main(argv: list[str] | None = None) -> dict:
         or (args.threads is not None and args.threads < 1)
     ):
         parser.error(
-            f"need --min_run_time > 0, --batch_sizes >= 1 and --threads >= 1, got {args.min_run_time}, {args.batch_sizes}, {args.threads}"
+            f"need --min_run_time > 0, --batch_sizes >= 1 and --threads >= 1, got {args.min_run_time}, "
+            f"{args.batch_sizes}, {args.threads}"
         )
     if args.devices and any(torch.device(d).type == "cuda" for d in args.devices) and not torch.cuda.is_available():
         parser.error("--devices names cuda, but no CUDA device is available")

@@ -276,11 +276,13 @@ def markdown_table(study: str, rows: list[dict]) -> str:
         for b in (8, 6, 4, 3, 2):
             ptq, qat = by.get(("ptq", b)), by.get(("qat", b))
             lines.append(
-                f"| {b} | {pct(ptq['test_acc']) if ptq else '-'} | {pct(ptq['agreement']) if ptq else '-'} | {pct(qat['test_acc']) if qat else '-'} |"
+                f"| {b} | {pct(ptq['test_acc']) if ptq else '-'} | {pct(ptq['agreement']) if ptq else '-'} | "
+                f"{pct(qat['test_acc']) if qat else '-'} |"
             )
         tuned = by.get(("float", 32))
         lines.append(
-            f"| float | {pct(rows[0]['float_reference'])} (as trained) | | {pct(tuned['test_acc']) if tuned else '-'} (fine-tuned alike) |"
+            f"| float | {pct(rows[0]['float_reference'])} (as trained) | | "
+            f"{pct(tuned['test_acc']) if tuned else '-'} (fine-tuned alike) |"
         )
         return "\n".join(lines)
     if study in ("sparsity", "norms"):
@@ -302,7 +304,8 @@ def markdown_table(study: str, rows: list[dict]) -> str:
     ]
     for r in sorted(rows, key=lambda r: float(r["channel_fraction"])):
         lines.append(
-            f"| {100 * float(r['channel_fraction']):.0f} % | {pct(r['test_acc'])} | {int(r['parameters']):,} | {int(r['flops']):,} | "
+            f"| {100 * float(r['channel_fraction']):.0f} % | {pct(r['test_acc'])} | "
+            f"{int(r['parameters']):,} | {int(r['flops']):,} | "
             f"{float(r['cpu_latency_ms']):.3f} ms | {float(r.get('cpu_latency_ms_batch256') or 'nan'):.2f} ms |"
         )
     return "\n".join(lines)
@@ -341,7 +344,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--remeasure",
         action="store_true",
-        help="measure size, FLOPs and latency of a finished sweep's checkpoints again (e.g. on an idle machine), update results.csv and the plot",
+        help="measure size, FLOPs and latency of a finished sweep's checkpoints again (e.g. on an idle machine), "
+        "update results.csv and the plot",
     )
     args = parser.parse_args(argv)
     if args.report or args.remeasure:
@@ -357,7 +361,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return rows
     if not args.init_from or not Path(args.init_from).is_file():
         parser.error(
-            f"--init_from {args.init_from}: no such checkpoint; train a float model first (python -m kws fit --config {args.config})"
+            f"--init_from {args.init_from}: no such checkpoint; train a float model first (python -m kws "
+            f"fit --config {args.config})"
         )
     out = Path(args.out or f"runs/sweeps/{args.study}").resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -375,7 +380,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(f"[{i}/{len(points)}] {name} ...", flush=True)
         row = {**labels, **run_point(name, callback, args, out)}
         print(
-            f"    test accuracy {100 * row['test_acc']:.2f} %, {row['nonzero_parameters']} nonzero of {row['parameters']} parameters",
+            f"    test accuracy {100 * row['test_acc']:.2f} %, {row['nonzero_parameters']} nonzero of "
+            f"{row['parameters']} parameters",
             flush=True,
         )
         rows.append(row)

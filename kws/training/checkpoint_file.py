@@ -32,7 +32,8 @@ def read_checkpoint(path: str | Path, option: str = "") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
-            f"{option}no checkpoint at {path}; pass a checkpoint saved by `python -m kws fit` (runs/csv/version_N/checkpoints/*.ckpt)"
+            f"{option}no checkpoint at {path}; pass a checkpoint saved by `python -m kws fit` "
+            "(runs/csv/version_N/checkpoints/*.ckpt)"
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -52,7 +53,8 @@ def read_checkpoint(path: str | Path, option: str = "") -> dict:
         ) from None
     except Exception as err:  # truncated zip, a text file, a directory ...: torch's errors vary
         raise CheckpointError(
-            f"{option}{path} is not a PyTorch checkpoint ({type(err).__name__}: {err}); pass a checkpoint saved by `python -m kws fit`"
+            f"{option}{path} is not a PyTorch checkpoint ({type(err).__name__}: {err}); "
+            "pass a checkpoint saved by `python -m kws fit`"
         ) from err
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if (
@@ -90,5 +92,6 @@ def check_compatible(
             differ.append(f"data.features.{key} {saved[key]!r} (this run: {features[key]!r})")
     if differ:
         raise CheckpointError(
-            f"{option + ': ' if option else ''}{path} was trained with {', '.join(differ)}; use the data settings it was trained with, or another checkpoint"
+            f"{option + ': ' if option else ''}{path} was trained with {', '.join(differ)}; "
+            "use the data settings it was trained with, or another checkpoint"
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from datamodules import SpeechCommandsDataModule
 from datamodules.renamed_keys import merge_data_sections, nest_flat_keys, renamed_hint
 from kws.training.checkpoint_file import FEATURE_KEYS, CheckpointError, check_compatible, read_checkpoint

@@ -61,7 +61,8 @@ class KWSCLI(LightningCLI):
             type=str,
             default="best",
             choices=["best", "final"],
-            help="Which checkpoint test_after_fit tests: the best on validation, or final.ckpt, the model as training ended (use final with pruning or quantization: the compressed model).",
+            help="Which checkpoint test_after_fit tests: the best on validation, or final.ckpt, "
+            "the model as training ended (use final with pruning or quantization: the compressed model).",
         )
         parser.add_argument(
             "--allow_untrained",
@@ -80,7 +81,7 @@ class KWSCLI(LightningCLI):
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["label", "prediction", *(f"p_{l}" for l in labels)])
+            writer.writerow(["label", "prediction", *(f"p_{name}" for name in labels)])
             for batch in batches:
                 for y, p, probs in zip(
                     batch["label"].tolist(), batch["prediction"].tolist(), batch["probabilities"].tolist()
@@ -116,7 +117,8 @@ class KWSCLI(LightningCLI):
         if ckpt is None:
             if subcommand != "fit" and not config.get("allow_untrained"):
                 raise CheckpointError(
-                    f"{subcommand} needs --ckpt_path, a checkpoint saved by `python -m kws fit` (runs/csv/version_N/checkpoints/*.ckpt); "
+                    f"{subcommand} needs --ckpt_path, a checkpoint saved by `python -m kws fit` "
+                    "(runs/csv/version_N/checkpoints/*.ckpt); "
                     f"pass --allow_untrained true to {subcommand} the untrained model"
                 )
             return
@@ -157,7 +159,8 @@ class KWSCLI(LightningCLI):
             self.trainer.max_epochs is None or self.trainer.max_epochs < 1
         ):
             raise ValueError(
-                f"model.lr_schedule cosine anneals over trainer.max_epochs, which is {self.trainer.max_epochs}: set a number of epochs, or lr_schedule constant or step"
+                f"model.lr_schedule cosine anneals over trainer.max_epochs, which is {self.trainer.max_epochs}: "
+                "set a number of epochs, or lr_schedule constant or step"
             )
         share_cpu_threads(self.trainer.num_devices)
         seed = self.seed_given
@@ -165,7 +168,8 @@ class KWSCLI(LightningCLI):
             # Processes started separately (srun) would each draw their own seed, and their data
             # shards would then overlap and miss clips.
             raise ValueError(
-                f"seed_everything is {seed!r}: with {self.trainer.world_size} processes it must be an integer, the same in every process (e.g. seed_everything: 0)"
+                f"seed_everything is {seed!r}: with {self.trainer.world_size} processes it must be an integer, "
+                "the same in every process (e.g. seed_everything: 0)"
             )
 
     def after_fit(self) -> None:

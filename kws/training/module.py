@@ -181,7 +181,8 @@ class KWSModule(L.LightningModule):
                 and scheduler.T_max != self.trainer.max_epochs
             ):
                 rank_zero_warn(
-                    f"max_epochs is {self.trainer.max_epochs}, the checkpoint's cosine schedule ran over {scheduler.T_max}: the schedule is stretched to {self.trainer.max_epochs} from here on"
+                    f"max_epochs is {self.trainer.max_epochs}, the checkpoint's cosine schedule ran over "
+                    f"{scheduler.T_max}: the schedule is stretched to {self.trainer.max_epochs} from here on"
                 )
                 scheduler.T_max = max(1, self.trainer.max_epochs)
 

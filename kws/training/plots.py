@@ -193,8 +193,8 @@ def training_curves_figure(metrics_csv: str | Path) -> Figure:
     """The figure :func:`plot_training_curves` writes.
 
     Columns whose metric name (after the last '/') contains ``loss`` go in the loss panel, those
-    containing ``acc`` in the accuracy panel (``val/acc``, ``val_acc``); other columns are ignored. A metric logged several times per
-    epoch (per step) is shown as its epoch mean.
+    containing ``acc`` in the accuracy panel (``val/acc``, ``val_acc``); other columns are
+    ignored. A metric logged several times per epoch (per step) is shown as its epoch mean.
     """
     metrics_csv = Path(metrics_csv)
     with metrics_csv.open(newline="") as f:

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from kws.audio.wav import read_wav
 from kws.audio.micro_frontend import MicroFrontend
-from kws.audio.micro_tables import hann_window_q12, log_lut, MicroFrontendConfig
+from kws.audio.micro_tables import MicroFrontendConfig, hann_window_q12, log_lut
+from kws.audio.wav import read_wav
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op  # noqa: E402

@@ -14,13 +14,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import QuantizationAwareTraining
 from kws.compression.quantization import (
+    MIN_SCALE,
+    QuantWrapper,
     compare_models,
     fake_quantize,
-    MIN_SCALE,
     post_training_quantize,
     qparams,
     quantizers,
-    QuantWrapper,
     set_quant_state,
     wrap_fake_quant,
 )

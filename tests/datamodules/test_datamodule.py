@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
 from datamodules import SpeechCommandsDataModule
+from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
 from datamodules.classes import ClassShares
 from datamodules.layout import DataError, download_speech_commands, which_set
 from kws.audio.wav import AudioError, write_wav

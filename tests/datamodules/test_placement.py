@@ -39,7 +39,6 @@ def test_place_words_keeps_the_asked_part_inside(max_cut):
     x = torch.from_numpy(audio)
     extents = word_extents_torch(x)
     placed, inside, new = place_words(x, extents, max_cut, torch.Generator().manual_seed(0))
-    n = (extents[:, 1] - extents[:, 0]).float()
     assert (inside >= 1 - max_cut - 1e-6).all() and (inside <= 1).all()
     if max_cut == 0:
         assert (inside == 1).all()

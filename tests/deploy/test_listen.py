@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import run_kws
-from kws.audio.wav import read_wav, write_wav
 from kws.audio.features import FeatureSettings
+from kws.audio.wav import read_wav, write_wav
 from kws.deploy.listen import main, stream_features, windows
-from kws.training.module import KWSModule
 from kws.streams.recognize import DEFAULT_RECOGNIZER, Detection, RecognizeCommands, RecognizerSettings
+from kws.training.module import KWSModule
+from tests.helpers import run_kws
 
 LABELS = ["silence", "unknown", "yes", "no"]
 YES, NO, SILENCE = [0, 0, 1, 0], [0, 0, 0, 1], [1, 0, 0, 0]

@@ -197,7 +197,9 @@ def test_check_library_catches_what_the_ide_enforces(tmp_path):
         for p in broken(
             lambda lib: (lib / "library.properties").write_text(
                 "".join(
-                    l for l in (lib / "library.properties").read_text().splitlines(True) if not l.startswith("url=")
+                    line
+                    for line in (lib / "library.properties").read_text().splitlines(True)
+                    if not line.startswith("url=")
                 )
             )
         )

@@ -16,20 +16,19 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import Export, QuantizationAwareTraining
-from tests.helpers import REPO, run_kws, trained_checkpoint
 from datamodules import SpeechCommandsDataModule
 from datamodules.synthetic import generate_corpus
+from kws.audio.features import MICRO_FEATURE_SCALE, FeatureSettings, build_frontend
 from kws.audio.wav import read_wav
-from kws.streams.recognize import DEFAULT_RECOGNIZER
-from kws.export import ExportError
 from kws.export.c_sources import resolver_method
-from kws.export.graph import float_tinyconv, same_padding_taps, TFLiteGraph
-from kws.export.pipeline import export_model, main
-from kws.export.tflite import evaluate_tflite, quantize, tflite_ops, TFLiteRunner
-from kws.training.checkpoints import CheckpointError, load_checkpoint
-from kws.audio.features import build_frontend, FeatureSettings, MICRO_FEATURE_SCALE
+from kws.export.graph import TFLiteGraph, float_tinyconv, same_padding_taps
 from kws.export.int8_reference import Int8Graph
+from kws.export.pipeline import export_model, main
+from kws.export.tflite import TFLiteRunner, evaluate_tflite, quantize, tflite_ops
+from kws.streams.recognize import DEFAULT_RECOGNIZER
+from kws.training.checkpoints import CheckpointError, load_checkpoint
 from kws.training.module import KWSModule
+from tests.helpers import REPO, run_kws, trained_checkpoint
 
 LABELS = ["silence", "unknown", "yes", "no"]
 ARTIFACTS = {

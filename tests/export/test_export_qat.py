@@ -21,7 +21,6 @@ from kws.export.tflite import parse_model
 from kws.models import DSCNN, TinyConv
 from kws.training.module import KWSModule
 
-
 QUIET = dict(
     logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu"
 )

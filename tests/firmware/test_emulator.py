@@ -25,7 +25,8 @@ MISSING = [
 pytestmark = [
     pytest.mark.skipif(
         bool(MISSING),
-        reason=f"{', '.join(MISSING)} not found: install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm (.ci/run does on Debian)",
+        reason=f"{', '.join(MISSING)} not found: install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+        "libstdc++-arm-none-eabi-newlib qemu-system-arm (.ci/run does on Debian)",
     ),
     pytest.mark.skipif(
         not (TFLM_DIR / "cmsis-nn").is_dir(),

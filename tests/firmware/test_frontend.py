@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO
-from kws.audio.wav import read_wav
-from kws.export.frontend_tables import write_micro_frontend_tables
 from kws.audio.micro_frontend import MicroFrontend
 from kws.audio.micro_tables import MicroFrontendConfig
+from kws.audio.wav import read_wav
+from kws.export.frontend_tables import write_micro_frontend_tables
+from tests.helpers import REPO
 
 FIRMWARE = REPO / "firmware"
 GCC = shutil.which("gcc")

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO
+from kws.audio.features import MICRO_FEATURE_SCALE, FeatureSettings
 from kws.export.c_sources import write_model_settings
 from kws.export.tflite import quantize
-from kws.audio.features import FeatureSettings, MICRO_FEATURE_SCALE
 from kws.streams.recognize import RecognizeCommands
+from tests.helpers import REPO
 
 FIRMWARE = REPO / "firmware"
 GXX = shutil.which("g++")
@@ -181,6 +181,7 @@ def test_feature_quantization_matches_export(tmp_path, input_q):
     assert cpp.shape == python.shape
     mismatch = np.flatnonzero(cpp != python)
     assert not len(mismatch), (
-        f"{len(mismatch)} values differ, first {values[mismatch[:10]]}: C++ {cpp[mismatch[:10]]}, Python {python[mismatch[:10]]}"
+        f"{len(mismatch)} values differ, first {values[mismatch[:10]]}: C++ {cpp[mismatch[:10]]}, "
+        f"Python {python[mismatch[:10]]}"
     )
     assert python.min() == -128 and python.max() == 127  # both ends of the range are reached

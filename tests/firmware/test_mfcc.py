@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO
+from kws.audio.features import FeatureSettings, build_frontend
 from kws.audio.wav import read_wav
-from kws.audio.features import build_frontend, FeatureSettings
 from kws.export.frontend_tables import write_mfcc_frontend_tables
+from tests.helpers import REPO
 
 FIRMWARE = REPO / "firmware"
 GCC = shutil.which("gcc")

@@ -22,15 +22,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import REPO
-from kws.audio.wav import read_wav
-from kws.export.c_sources import write_model_settings
-from kws.export.tflite import quantize
 from kws.audio.features import FeatureSettings
-from kws.export.frontend_tables import write_micro_frontend_tables
+from kws.audio.wav import read_wav
 from kws.deploy.listen import stream_features, windows
+from kws.export.c_sources import write_model_settings
 from kws.export.classifiers import softmax
-from kws.export.frontend_tables import write_mfcc_frontend_tables
+from kws.export.frontend_tables import write_mfcc_frontend_tables, write_micro_frontend_tables
+from kws.export.tflite import quantize
+from tests.helpers import REPO
 
 ROOT = REPO
 FIRMWARE = ROOT / "firmware"

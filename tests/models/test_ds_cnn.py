@@ -129,6 +129,7 @@ def test_unstructured_pruning_reaches_depthwise_layers():
 def test_structured_pruning_is_refused_naming_the_option():
     with pytest.raises(
         ValueError,
-        match=r"method 'structured' removes TinyConv's conv channels .* a DSCNN \(model.arch\).* use method 'unstructured'",
+        match=r"method 'structured' removes TinyConv's conv channels .* a DSCNN \(model.arch\).* "
+        r"use method 'unstructured'",
     ):
         bound(Pruning(0.5, method="structured"))

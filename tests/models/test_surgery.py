@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from kws.models.surgery import TRANSFORMS, apply_transform, register_transform
 from kws.training.module import KWSModule
-from kws.models.surgery import apply_transform, register_transform, TRANSFORMS
 
 
 @register_transform("test_narrow_fc")
@@ -67,7 +67,8 @@ def test_init_from_starts_with_the_checkpoint_weights_and_structure(tmp_path):
     assert fresh.hparams.learning_rate == 0.01 and fresh.model_transforms == trained.model_transforms
     with pytest.raises(
         ValueError,
-        match=r"was trained with labels \['silence', 'unknown', 'yes', 'no'\] \(this run: \['silence', 'unknown', 'up'\]\)",
+        match=r"was trained with labels \['silence', 'unknown', 'yes', 'no'\] \(this run: "
+        r"\['silence', 'unknown', 'up'\]\)",
     ):
         KWSModule(labels=["silence", "unknown", "up"], init_from=str(tmp_path / "t.ckpt"))
     with pytest.raises(ValueError, match="model.init_from: no checkpoint"):

@@ -76,7 +76,8 @@ def test_listening_with_an_int8_model_never_loads_pytorch(tmp_path, micro_speech
     )
     code = (
         "import sys; from kws.__main__ import main; "
-        f"main(['listen', r'{tmp_path / 'rec.wav'}', '--model', 'micro', '--tflite', r'{micro_speech_dir / 'micro_speech_quantized.tflite'}']); "
+        f"main(['listen', r'{tmp_path / 'rec.wav'}', '--model', 'micro', '--tflite', "
+        f"r'{micro_speech_dir / 'micro_speech_quantized.tflite'}']); "
         "assert 'torch' not in sys.modules, [m for m in sys.modules if m.startswith('torch')][:3]"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

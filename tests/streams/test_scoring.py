@@ -37,7 +37,7 @@ def test_replay_equals_recognize_commands(trial):
     recognizer = RecognizeCommands.from_settings(LABELS, setting)
     expected = [(d.label, d.score, d.time_ms) for s, t in zip(p, times) if (d := recognizer.process(s, int(t)))]
     got = replay(p, times, LABELS, setting)
-    assert [(l, t) for l, _, t in got] == [(l, t) for l, _, t in expected]
+    assert [(label, t) for label, _, t in got] == [(label, t) for label, _, t in expected]
     assert np.allclose([s for _, s, _ in got], [s for _, s, _ in expected], atol=1e-12)
 
 

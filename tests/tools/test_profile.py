@@ -13,12 +13,12 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import Profile, Pruning
+from kws.__main__ import main as kws_main
 from kws.compression.pruning import add_masks, get_mask, keep_channels
 from kws.compression.quantization import wrap_fake_quant
-from kws.__main__ import main as kws_main
 from kws.models import TinyConv
-from kws.training.module import KWSModule
 from kws.tools.profile import count_flops, count_parameters, format_profile_table, profile_layers, profile_model
+from kws.training.module import KWSModule
 
 INPUT = (1960,)
 CONV_OUT = 8 * 25 * 20  # TinyConv's conv output for 49 x 40 features

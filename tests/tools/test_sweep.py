@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-from kws.tools.sweep import plot, STUDIES, study_points
+from kws.tools.sweep import STUDIES, plot, study_points
 
 
 def instantiate(callback: dict):

@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from callbacks import Pruning, QuantizationAwareTraining
-from tests.helpers import REPO, run_kws
 from datamodules import SpeechCommandsDataModule
 from kws.training.module import KWSModule
+from tests.helpers import REPO, run_kws
 
 # Differences in float summation order between one process and two (gloo's all-reduce, half
 # batches) grow through Adam's steps: measured 1.4e-8 after 3 epochs (18 steps).

@@ -130,4 +130,6 @@ def test_predict_writes_what_test_measured(fitted):
     tested = json.loads((work / "runs" / "csv" / "version_0" / "test_results.json").read_text())
     assert len(rows) == tested["samples"]
     assert sum(r["label"] == r["prediction"] for r in rows) == tested["correct"]
-    assert all(abs(sum(float(r[f"p_{l}"]) for l in ("silence", "unknown", "yes", "no")) - 1) < 1e-3 for r in rows)
+    assert all(
+        abs(sum(float(r[f"p_{label}"]) for label in ("silence", "unknown", "yes", "no")) - 1) < 1e-3 for r in rows
+    )

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from kws.audio.features import FeatureSettings, build_frontend
 from kws.audio.wav import AudioError
-from kws.audio.features import build_frontend, FeatureSettings
 from kws.training.plots import (
     confusion_matrix_figure,
     features_figure,
