@@ -78,3 +78,51 @@ def trained_checkpoint(
     saved["datamodule_hyper_parameters"] = dict(datamodule.hparams)  # what fit with the data module stores
     torch.save(saved, path)
     return path
+
+
+# What `python -m kws export` writes (tests/export, tests/callbacks).
+EXPORT_ARTIFACTS = {
+    "model.onnx",
+    "model_float.tflite",
+    "model_int8.tflite",
+    "model_data.cc",
+    "model_data.h",
+    "model_settings.h",
+    "model_ops.h",
+    "micro_frontend_tables.h",
+    "report.json",
+}
+
+
+def export_corpus(root: Path) -> Path:
+    """The generated corpus the export tests train on (20 voices, 150 clips a word)."""
+    from datamodules.synthetic import generate_corpus
+
+    return generate_corpus(
+        root,
+        num_speakers=20,
+        clips_per_word=150,
+        unknown_clips_per_word=15,
+        unknown_words=("cat", "dog", "bed", "bird", "go"),
+        progress=False,
+    )
+
+
+def export_datamodule(corpus: Path):
+    """A set-up data module over ``corpus`` (an :func:`export_corpus`), batch 64."""
+    from datamodules import SpeechCommandsDataModule
+
+    dm = SpeechCommandsDataModule(data_dir=str(corpus), batch_size=64)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def random_loader(n: int = 64):
+    """Random TinyConv features with random labels (seed 0), batches of 32."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (n,), generator=g)
+    return DataLoader(TensorDataset(torch.randn(n, 1960, generator=g), y), batch_size=32)

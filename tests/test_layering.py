@@ -142,3 +142,30 @@ def test_the_checks_can_fail():
     known = modules()
     assert "kws.compression.quantization" in imports(known["kws.export.graph"], known)
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+MAX_INIT_ARGUMENTS = 20
+
+
+def test_no_init_over_20_arguments():
+    """An ``__init__`` with more than 20 arguments (self excluded) wants its options grouped."""
+    paths = [p for package in (*PACKAGES, "tests") for p in (REPO / package).rglob("*.py")]
+    wide = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "__init__":
+                a = node.args
+                count = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) - 1 + bool(a.vararg) + bool(a.kwarg)
+                if count > MAX_INIT_ARGUMENTS:
+                    wide[f"{path.relative_to(REPO)}:{node.lineno}"] = count
+    assert not wide, f"__init__ over {MAX_INIT_ARGUMENTS} arguments: {wide}"
+
+
+def test_tests_mirror_the_packages():
+    """Every package folder (``callbacks``, ``datamodules``, ``kws/<sub>``) has its tests folder,
+    a package itself: tests/callbacks, tests/datamodules, tests/audio for kws/audio, ..."""
+    folders = ["callbacks", "datamodules"] + sorted(
+        p.name for p in (REPO / "kws").iterdir() if (p / "__init__.py").is_file()
+    )
+    missing = [name for name in folders if not (REPO / "tests" / name / "__init__.py").is_file()]
+    assert not missing, f"add tests/<name>/ (with __init__.py) for: {missing}"

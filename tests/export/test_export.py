@@ -8,16 +8,12 @@ import os
 import re
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks import Export, QuantizationAwareTraining
 from datamodules import SpeechCommandsDataModule
-from datamodules.synthetic import generate_corpus
 from kws.audio.features import MICRO_FEATURE_SCALE, FeatureSettings, build_frontend
 from kws.audio.wav import read_wav
 from kws.export.c_sources import resolver_method
@@ -28,41 +24,20 @@ from kws.export.tflite import TFLiteRunner, evaluate_tflite, quantize, tflite_op
 from kws.streams.recognize import DEFAULT_RECOGNIZER
 from kws.training.checkpoints import CheckpointError, load_checkpoint
 from kws.training.module import KWSModule
-from tests.helpers import REPO, run_kws, trained_checkpoint
+from tests.helpers import EXPORT_ARTIFACTS, REPO, export_corpus, export_datamodule, run_kws, trained_checkpoint
 
 LABELS = ["silence", "unknown", "yes", "no"]
-ARTIFACTS = {
-    "model.onnx",
-    "model_float.tflite",
-    "model_int8.tflite",
-    "model_data.cc",
-    "model_data.h",
-    "model_settings.h",
-    "model_ops.h",
-    "micro_frontend_tables.h",
-    "report.json",
-}
+ARTIFACTS = EXPORT_ARTIFACTS
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("corpus") / "synthetic"
-    return generate_corpus(
-        root,
-        num_speakers=20,
-        clips_per_word=150,
-        unknown_clips_per_word=15,
-        unknown_words=("cat", "dog", "bed", "bird", "go"),
-        progress=False,
-    )
+    return export_corpus(tmp_path_factory.mktemp("corpus") / "synthetic")
 
 
 @pytest.fixture(scope="module")
 def datamodule(corpus) -> SpeechCommandsDataModule:
-    dm = SpeechCommandsDataModule(data_dir=str(corpus), batch_size=64)
-    dm.prepare_data()
-    dm.setup()
-    return dm
+    return export_datamodule(corpus)
 
 
 @pytest.fixture(scope="module")
@@ -445,60 +420,3 @@ def test_failed_export_keeps_the_previous_one(tmp_path, checkpoint, datamodule, 
         export_model(module, datamodule, out, source="test", log=lambda _: None)
     assert [p.name for p in out.iterdir()] == ["report.json"] and (out / "report.json").read_text() == "{}"
     assert not _no_leftovers(tmp_path)
-
-
-def test_callback_exports_the_qat_model_at_fit_end(datamodule, tmp_path):
-    """callbacks.Export during a real fit with QAT (its defaults, TFLite's scheme): the in-memory
-    fake-quantized model is exported with QAT's own quantization (tests/export/test_export_qat.py
-    checks it), the report shows the QAT accuracy next to the int8 one and says so."""
-    torch.manual_seed(0)
-    module = KWSModule(labels=datamodule.labels, input_shape=datamodule.input_shape)
-    export = Export(calibration_clips=100)
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=3,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=tmp_path,
-        callbacks=[QuantizationAwareTraining(start_epoch=0), export],
-    )
-    trainer.fit(module, datamodule=datamodule)
-    assert export.error is None
-    out = tmp_path / "export"
-    report = json.loads((out / "report.json").read_text())
-    assert {p.name for p in out.iterdir()} == ARTIFACTS | {"arduino"} and not _no_leftovers(tmp_path)
-    assert set(report["accuracy"]) == {
-        "pytorch_float",
-        "pytorch_qat",
-        "onnxruntime",
-        "tflite_float",
-        "tflite_int8",
-        "tflite_micro",
-    }
-    assert any("QAT-trained model: the int8 model holds QAT's own scales" in note for note in report["notes"])
-    assert report["qat_int8"]["scales"]["equal"]
-    assert set(report["qat_input_ranges"]) == {"conv", "fc"}
-    assert report["source"] == "the model at the end of fit (1 epochs)"
-
-
-def test_callback_without_data_module_warns(tmp_path):
-    module = KWSModule()
-    export = Export()
-    x, y = torch.rand(8, 1960), torch.randint(0, 4, (8,))
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=tmp_path,
-        callbacks=[export],
-    )
-    with pytest.warns(UserWarning, match="needs the fit's data module"):
-        trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=4))
-    assert not (tmp_path / "export").exists()
