@@ -11,6 +11,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -38,8 +39,9 @@ class DataError(ValueError):
     """A data set that cannot be used as it is; the message names the path and the fix."""
 
 
-def scan_corpus(root: Path) -> dict[str, list[str]]:
-    """Word folder -> sorted relative paths of its .wav files (background noise excluded)."""
+def scan_corpus(root: Path, wanted_words: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Word folder -> sorted relative paths of its .wav files (background noise excluded); each of
+    ``wanted_words`` must have clips."""
     if not root.is_dir():
         raise DataError(
             f"data_dir {root} does not exist; point data.data_dir at an extracted Speech Commands folder, "
@@ -55,7 +57,18 @@ def scan_corpus(root: Path) -> dict[str, list[str]]:
             f"{root} holds no word folders with .wav files; expected the Speech Commands layout "
             "(<word>/<speaker>_nohash_<n>.wav)"
         )
+    for word in wanted_words:
+        if not words.get(word):
+            raise DataError(
+                f"wanted word '{word}' has no clips: {root / word} is missing or empty; "
+                "check data.wanted_words and data.data_dir"
+            )
     return words
+
+
+def has_corpus(root: Path) -> bool:
+    """Whether ``root`` holds word folders (a corpus, downloaded or generated, is there)."""
+    return root.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in root.iterdir())
 
 
 def split_lists(root: Path) -> dict[str, Path] | None:

@@ -45,7 +45,7 @@ from datamodules.layout import (
     SILENCE_LABEL,
     UNKNOWN_LABEL,
     DataError,
-    download_speech_commands,
+    has_corpus,
     scan_corpus,
 )
 from datamodules.lead_in import LeadInBank, LeadInConfig, lead_in_applies
@@ -181,10 +181,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         # Lightning runs this on one rank per node. The locks also serialise jobs or nodes sharing
         # a folder: the first generates (or downloads) the corpus and decodes the cache, the
         # others wait and find them. A node-local data.cache_dir gives one cache per node.
-        if not self._has_corpus() and (self.hparams.synthetic or self.hparams.download):
+        if not has_corpus(self.data_dir) and (self.hparams.synthetic or self.hparams.download):
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(self.data_dir.parent / f".{self.data_dir.name}.lock"):
-                if not self._has_corpus():
+                if not has_corpus(self.data_dir):
                     self._fetch_corpus()
         elif self.hparams.synthetic:  # a generated corpus of an older generator is made anew, with its own arguments
             from datamodules.synthetic import refresh_corpus
@@ -194,29 +194,13 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self._load_audio()
 
     def _fetch_corpus(self) -> None:
-        if self.hparams.synthetic:
-            from datamodules.synthetic import DEFAULT_UNKNOWN_WORDS, DEFAULT_WORDS, generate_corpus
+        from datamodules.synthetic import fetch_corpus
 
-            wanted = tuple(self.hparams.wanted_words)
-            others = tuple(w for w in DEFAULT_WORDS + DEFAULT_UNKNOWN_WORDS if w not in wanted)
-            generate_corpus(self.data_dir, words=wanted, unknown_words=others, sample_rate=self.features.sample_rate)
-        else:
-            download_speech_commands(self.data_dir)
-
-    def _has_corpus(self) -> bool:
-        return self.data_dir.is_dir() and any(
-            p.is_dir() and not p.name.startswith((".", "_")) for p in self.data_dir.iterdir()
-        )
+        fetch_corpus(self.data_dir, self.hparams.synthetic, self.hparams.wanted_words, self.features.sample_rate)
 
     def _load_audio(self) -> tuple[np.ndarray, list[str], list[str]]:
         """(the decoded clips, the files they are, every clip file found)."""
-        words = scan_corpus(self.data_dir)
-        for word in self.hparams.wanted_words:
-            if not words.get(word):
-                raise DataError(
-                    f"wanted word '{word}' has no clips: {self.data_dir / word} is missing or empty; "
-                    "check data.wanted_words and data.data_dir"
-                )
+        words = scan_corpus(self.data_dir, wanted_words=self.hparams.wanted_words)
         files = [f for fs in words.values() for f in fs]
         audio, kept, self.decode_report = load_or_build_cache(
             self.data_dir,

@@ -42,7 +42,7 @@ import numpy as np
 
 from datamodules.delivery import lexicon
 from datamodules.espeak import Espeak, EspeakError, espeakng_loader_version, list_variants
-from datamodules.layout import BACKGROUND_NOISE_DIR, SPLITS
+from datamodules.layout import BACKGROUND_NOISE_DIR, SPLITS, download_speech_commands
 from datamodules.render import Renderer
 from datamodules.voices import Speaker, make_speakers, speaker_order
 from kws.audio.wav import read_wav, write_wav
@@ -366,3 +366,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
         )
     except (EspeakError, FileExistsError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
+
+
+def fetch_corpus(root: Path, synthetic: bool, wanted_words: Sequence[str], sample_rate: int) -> None:
+    """Generate the offline corpus (``synthetic``: the wanted words, the others as unknown words)
+    or download Speech Commands into ``root``."""
+    if synthetic:
+        wanted = tuple(wanted_words)
+        others = tuple(w for w in DEFAULT_WORDS + DEFAULT_UNKNOWN_WORDS if w not in wanted)
+        generate_corpus(root, words=wanted, unknown_words=others, sample_rate=sample_rate)
+    else:
+        download_speech_commands(root)

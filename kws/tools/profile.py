@@ -5,7 +5,7 @@ one add per bias element of each output (TinyConv: 640,000 + 32,000 + 4,000 + 4 
 
 :func:`profile_model` reports all of it per layer; ``callbacks.Profile`` runs it at the end of a
 fit and ``python -m kws profile --ckpt PATH`` (or ``--config conf.yaml``) on a checkpoint or on a
-model built from a config. Both print :func:`format_profile_table` and write the dict as JSON.
+model built from a config. Both print :func:`~kws.tools.profile_table.format_profile_table` and write the dict as JSON.
 
 Definitions (see :func:`profile_model` for the full list):
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
+from kws.tools.profile_table import format_profile_table, write_profile
 from kws.utils.threads import torch_threads
 from kws.utils.timing import DEFAULT_MIN_RUN_TIME, latency_ms
 
@@ -329,84 +329,6 @@ def profile_model(
             }
             del on_device
     return result
-
-
-# -------------------------------------------------------------------------------------- table
-def human_count(n: float, unit: str = "") -> str:
-    """1234567 -> '1.23 M' (SI prefixes), small numbers as they are."""
-    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= factor:
-            return f"{n / factor:.2f} {prefix}{unit}"
-    return f"{n:g} {unit}".rstrip()
-
-
-def human_bytes(n: float) -> str:
-    """Bytes in B, KiB, MiB (binary prefixes)."""
-    for factor, prefix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if abs(n) >= factor:
-            return f"{n / factor:.1f} {prefix}"
-    return f"{int(n)} B"
-
-
-def format_profile_table(profile: dict) -> str:
-    """The profile as a plain-text table: a row per layer, the total, then the latencies."""
-    head = ("layer", "type", "output", "params", "nonzero", "float32", "int8", "FLOPs", "activation")
-    rows = []
-    for row in [*profile["layers"], {**profile["total"], "name": "total", "type": "", "output_shape": None}]:
-        shape = row["output_shape"]
-        rows.append(
-            (
-                row["name"],
-                row["type"],
-                "x".join(map(str, shape))
-                if shape and all(isinstance(s, int) for s in shape)
-                else ("" if shape is None else str(shape)),
-                f"{row['parameters']:,}",
-                f"{row['nonzero_parameters']:,}",
-                human_bytes(row["bytes_float32"]),
-                human_bytes(row["bytes_int8"]),
-                human_count(row["flops"]),
-                human_bytes(row["activation_bytes"]),
-            )
-        )
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    left = {0, 1, 2}
-
-    def line(cells) -> str:
-        return "  ".join(
-            str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    rule = "-" * len(line(head))
-    total = profile["total"]
-    lines = [
-        f"Model profile (input {'x'.join(map(str, profile['input_shape']))})",
-        line(head),
-        rule,
-        *map(line, rows[:-1]),
-        rule,
-        line(rows[-1]),
-    ]
-    lines.append(
-        f"peak activations {human_bytes(total['peak_activation_bytes'])} (largest input + output of one "
-        "layer, float32, batch 1); "
-        f"int8 = int8 weights + int32 biases, nonzero only: {human_bytes(total['bytes_int8_nonzero'])}"
-    )
-    how = profile.get("latency", {})
-    for device, by_batch in profile.get("latency_ms", {}).items():
-        name = profile.get("devices", {}).get(device, "")
-        cells = ", ".join(f"batch {b}: {ms:.3f} ms ({ms / int(b) * 1000:.1f} us/example)" for b, ms in by_batch.items())
-        lines.append(f"latency {device}{f' ({name})' if name else ''}: {cells}")
-    if profile.get("latency_ms"):
-        lines.append(f"  (median over {how.get('min_run_time_s')} s of runs, torch.utils.benchmark.Timer)")
-    return "\n".join(lines)
-
-
-def write_profile(profile: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(profile, indent=2) + "\n")
-    return path
 
 
 # ---------------------------------------------------------------------------------------- CLI
