@@ -27,7 +27,10 @@ ARGS ?=
 train: install
 	$(PY) -m kws fit --config $(CONFIG) $(ARGS)
 
+# Lint and format checks first: they take a second and fail before the slow tests.
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 # The best checkpoint of the newest run (override: make export CKPT=path/to.ckpt).

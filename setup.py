@@ -2,6 +2,7 @@
 source the board runs) built as a shared library for training on CPUs, loaded with ctypes by
 kws/audio/micro_frontend_c.py. Built at install time (pip install -e . / make install); optional:
 without a C compiler kws still installs and falls back to the bit-exact PyTorch front end."""
+
 from setuptools import Extension, setup
 
 setup(

@@ -13,6 +13,7 @@ rank 0, from the in-memory model (pruned, quantization-aware trained: whatever t
 the fit's data module. An export that fails is reported as a warning and leaves no folder behind;
 the fit, its checkpoints and the test after it go on (``python -m kws export --ckpt`` retries).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,11 +45,16 @@ class Export(L.Callback):
             return
         out = Path(self.out_dir) if self.out_dir else Path(trainer.log_dir or trainer.default_root_dir) / "export"
         if trainer.datamodule is None:
-            self.error = ExportError("callbacks.Export needs the fit's data module (features, calibration and test clips)")
+            self.error = ExportError(
+                "callbacks.Export needs the fit's data module (features, calibration and test clips)"
+            )
         else:
             try:
                 self.report = export_model(
-                    pl_module, trainer.datamodule, out, source=f"the model at the end of fit ({trainer.current_epoch} epochs)",
+                    pl_module,
+                    trainer.datamodule,
+                    out,
+                    source=f"the model at the end of fit ({trainer.current_epoch} epochs)",
                     calibration_clips=self.calibration_clips,
                 )
             except Exception as err:  # the fit's results must survive a failed export

@@ -15,6 +15,7 @@ and, when present, the GPU. It prints the table, writes the JSON into the log fo
 every logger, plus the per-layer table to W&B. ``python -m kws profile --ckpt PATH`` does the same
 for a saved checkpoint.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,12 +24,36 @@ from typing import Literal, Sequence
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from kws.tools.profile import DEFAULT_BATCH_SIZES, format_profile_table, module_input_shape, profile_model, write_profile
+from kws.tools.profile import (
+    DEFAULT_BATCH_SIZES,
+    format_profile_table,
+    module_input_shape,
+    profile_model,
+    write_profile,
+)
 from kws.utils.timing import DEFAULT_MIN_RUN_TIME
 
 WHEN = ("fit_start", "fit_end", "both")
-SCALARS = ("parameters", "nonzero_parameters", "bytes_float32", "bytes_int8", "bytes_int8_nonzero", "flops", "peak_activation_bytes")
-TABLE_COLUMNS = ("name", "type", "output_shape", "parameters", "nonzero_parameters", "bytes_float32", "bytes_int8", "flops", "activation_bytes")
+SCALARS = (
+    "parameters",
+    "nonzero_parameters",
+    "bytes_float32",
+    "bytes_int8",
+    "bytes_int8_nonzero",
+    "flops",
+    "peak_activation_bytes",
+)
+TABLE_COLUMNS = (
+    "name",
+    "type",
+    "output_shape",
+    "parameters",
+    "nonzero_parameters",
+    "bytes_float32",
+    "bytes_int8",
+    "flops",
+    "activation_bytes",
+)
 
 
 class Profile(L.Callback):
@@ -64,7 +89,9 @@ class Profile(L.Callback):
         if when not in WHEN:
             raise ValueError(f"when must be one of {WHEN}, got {when!r}")
         if not filename or Path(filename).name != filename or not filename.endswith(".json"):
-            raise ValueError(f"filename must be a plain .json file name (written into the log folder), got {filename!r}")
+            raise ValueError(
+                f"filename must be a plain .json file name (written into the log folder), got {filename!r}"
+            )
         self.batch_sizes, self.min_run_time, self.when, self.filename = list(batch_sizes), min_run_time, when, filename
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1 or null, got {threads}")
@@ -83,7 +110,14 @@ class Profile(L.Callback):
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
         # profile_model measures a CPU copy (and a copy per device): the training model is left as it is.
-        profile = profile_model(pl_module.model, module_input_shape(pl_module), self.batch_sizes, self.devices, self.min_run_time, self.threads)
+        profile = profile_model(
+            pl_module.model,
+            module_input_shape(pl_module),
+            self.batch_sizes,
+            self.devices,
+            self.min_run_time,
+            self.threads,
+        )
         profile["source"] = f"{stage} (epoch {trainer.current_epoch}, step {trainer.global_step})"
         self.profiles[stage] = profile
         stem = Path(self.filename).stem

@@ -11,10 +11,12 @@ so parameters, FLOPs, file size and latency really fall. The pruning itself is
     trainer:
       callbacks:
         - class_path: callbacks.Pruning
-          init_args: {amount: 0.8, method: unstructured, scope: global, schedule: gradual, start_epoch: 2, end_epoch: 20}
+          init_args:
+            {amount: 0.8, method: unstructured, scope: global, schedule: gradual, start_epoch: 2, end_epoch: 20}
 
 (Add it to the ``callbacks`` list of conf.yaml: a list in a second ``--config`` replaces the first's.)
 """
+
 from __future__ import annotations
 
 import lightning as L
@@ -39,9 +41,14 @@ class Pruning(Pruner, L.Callback):
         if stage != "fit":
             return
         if trainer.max_epochs is not None and self.end_epoch >= trainer.max_epochs > 0:
-            raise ValueError(f"end_epoch={self.end_epoch} must be below trainer.max_epochs={trainer.max_epochs} (epochs count from 0)")
+            raise ValueError(
+                f"end_epoch={self.end_epoch} must be below "
+                f"trainer.max_epochs={trainer.max_epochs} (epochs count from 0)"
+            )
         if not hasattr(pl_module, "model_transforms"):
-            raise ValueError(f"Pruning needs a module with a model surgery log (kws.KWSModule), got {type(pl_module).__name__}")
+            raise ValueError(
+                f"Pruning needs a module with a model surgery log (kws.KWSModule), got {type(pl_module).__name__}"
+            )
         self.bind(pl_module.model)
         self._before = parameter_counts(pl_module.model)
 
@@ -52,7 +59,9 @@ class Pruning(Pruner, L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for key, value in self.sparsity_report(pl_module.model).items():
             pl_module.log(key, value)
-        last_epoch = trainer.current_epoch + 1 >= trainer.max_epochs > 0 or 0 <= trainer.max_steps <= trainer.global_step
+        last_epoch = (
+            trainer.current_epoch + 1 >= trainer.max_epochs > 0 or 0 <= trainer.max_steps <= trainer.global_step
+        )
         if last_epoch:
             self._finish(trainer, pl_module)
 

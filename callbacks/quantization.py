@@ -14,6 +14,7 @@ trained (:mod:`kws.export.qat_int8`): symmetric int8 weights per output channel 
 reference and CMSIS-NN kernels both take per-channel CONV_2D and FULLY_CONNECTED), asymmetric int8
 activations, and the logits fake-quantized as the int8 output holds them.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -21,7 +22,14 @@ from typing import Any, Literal
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from kws.compression.quantization import TRANSFORM, applied_options, check_options, quantizers, select_layers, set_quant_state
+from kws.compression.quantization import (
+    TRANSFORM,
+    applied_options,
+    check_options,
+    quantizers,
+    select_layers,
+    set_quant_state,
+)
 from kws.models.surgery import apply_transform
 
 
@@ -63,8 +71,18 @@ class QuantizationAwareTraining(L.Callback):
         activation_mode: Literal["symmetric", "asymmetric"] | None = "asymmetric",
         quantize_output: bool = True,
     ):
-        self.quant_options = check_options(weight_bits, activation_bits, mode, per_channel, activation_range,
-                                           percentile, momentum, layers, activation_mode, quantize_output)
+        self.quant_options = check_options(
+            weight_bits,
+            activation_bits,
+            mode,
+            per_channel,
+            activation_range,
+            percentile,
+            momentum,
+            layers,
+            activation_mode,
+            quantize_output,
+        )
         if not isinstance(start_epoch, int) or start_epoch < 0:
             raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}")
         if freeze_epoch is not None and (not isinstance(freeze_epoch, int) or freeze_epoch <= start_epoch):
@@ -81,11 +99,16 @@ class QuantizationAwareTraining(L.Callback):
         # The configuration wins (the model's quantizers come from the checkpoint's transform log anyway).
         differing = {k: v for k, v in state_dict.items() if v != self.state_dict().get(k)}
         if differing:
-            rank_zero_warn(f"QuantizationAwareTraining: the checkpoint was trained with {differing}; continuing with {self.state_dict()}")
+            rank_zero_warn(
+                f"QuantizationAwareTraining: the checkpoint was trained with {differing}; "
+                f"continuing with {self.state_dict()}"
+            )
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not hasattr(pl_module, "model_transforms"):
-            raise TypeError("QuantizationAwareTraining needs a module with `model` and `model_transforms` (kws.KWSModule)")
+            raise TypeError(
+                "QuantizationAwareTraining needs a module with `model` and `model_transforms` (kws.KWSModule)"
+            )
         select_layers(pl_module.model, self.quant_options["layers"])
         from callbacks.export import Export
 
@@ -114,10 +137,15 @@ class QuantizationAwareTraining(L.Callback):
         """The quantization in effect (the model's, when wrapped) as hyperparameters of every logger."""
         applied = applied_options(pl_module)
         config = {
-            **(applied or self.quant_options), "start_epoch": self.start_epoch, "freeze_epoch": self.freeze_epoch,
+            **(applied or self.quant_options),
+            "start_epoch": self.start_epoch,
+            "freeze_epoch": self.freeze_epoch,
             "quantized_layers": list(quantizers(pl_module.model)),
         }
         for logger in trainer.loggers:
             logger.log_hyperparams({"quantization": config})
-        ranges = {name: (round(float(q.act_min), 4), round(float(q.act_max), 4)) for name, q in quantizers(pl_module.model).items()}
+        ranges = {
+            name: (round(float(q.act_min), 4), round(float(q.act_max), 4))
+            for name, q in quantizers(pl_module.model).items()
+        }
         rank_zero_info(f"Quantization: {config}; input ranges {ranges}")

@@ -16,6 +16,7 @@ every swept setting as CSV, results.json), logs ``stream/recall@<budget>``,
 calibrated for ``calibrate_fa_per_hour`` in the module (``KWSModule.recognizer``), so
 ``final.ckpt`` carries it and ``listen --ckpt`` uses it. The int8 export calibrates its own.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,8 +28,14 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from kws.streams.evaluate import (DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, STRIDE_MS, data_stream_options,
-                                  stream_test, table)
+from kws.streams.evaluate import (
+    DEFAULT_BUDGETS,
+    DEFAULT_CALIBRATION_FA_PER_HOUR,
+    STRIDE_MS,
+    data_stream_options,
+    stream_test,
+    table,
+)
 
 
 class StreamTest(L.Callback):
@@ -42,16 +49,25 @@ class StreamTest(L.Callback):
         folder: the output folder's name inside the log folder.
     """
 
-    def __init__(self, budgets: Sequence[float] = DEFAULT_BUDGETS,
-                 calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR, stride_ms: int = STRIDE_MS,
-                 folder: str = "stream_test"):
+    def __init__(
+        self,
+        budgets: Sequence[float] = DEFAULT_BUDGETS,
+        calibrate_fa_per_hour: float = DEFAULT_CALIBRATION_FA_PER_HOUR,
+        stride_ms: int = STRIDE_MS,
+        folder: str = "stream_test",
+    ):
         if not budgets or any(b <= 0 for b in budgets):
             raise ValueError(f"budgets must be positive false alarms per hour, got {budgets!r}")
         if calibrate_fa_per_hour not in budgets:
             raise ValueError(f"calibrate_fa_per_hour {calibrate_fa_per_hour} must be one of budgets {list(budgets)}")
         if stride_ms <= 0:
             raise ValueError(f"stride_ms must be > 0, got {stride_ms}")
-        self.budgets, self.calibrate_fa_per_hour, self.stride_ms, self.folder = [float(b) for b in budgets], float(calibrate_fa_per_hour), stride_ms, folder
+        self.budgets, self.calibrate_fa_per_hour, self.stride_ms, self.folder = (
+            [float(b) for b in budgets],
+            float(calibrate_fa_per_hour),
+            stride_ms,
+            folder,
+        )
         self.results: dict | None = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -66,13 +82,25 @@ class StreamTest(L.Callback):
 
         out = Path(trainer.log_dir or trainer.default_root_dir) / self.folder
         try:
-            test = stream_test(classify, dm.labels, dm.features, dm.data_dir, "float (PyTorch)",
-                               self.calibrate_fa_per_hour, self.budgets, self.stride_ms,
-                               stream_kwargs=data_stream_options(dm), out=out, log=rank_zero_info,
-                               title=f"stream test at the end of fit (epoch {trainer.current_epoch})")
+            test = stream_test(
+                classify,
+                dm.labels,
+                dm.features,
+                dm.data_dir,
+                "float (PyTorch)",
+                self.calibrate_fa_per_hour,
+                self.budgets,
+                self.stride_ms,
+                stream_kwargs=data_stream_options(dm),
+                out=out,
+                log=rank_zero_info,
+                title=f"stream test at the end of fit (epoch {trainer.current_epoch})",
+            )
         except (ValueError, OSError) as err:
             # Never lose the fit for its report: final.ckpt and the test still follow.
-            rank_zero_warn(f"StreamTest: the stream test could not run ({err}); the model keeps no calibrated recognizer")
+            rank_zero_warn(
+                f"StreamTest: the stream test could not run ({err}); the model keeps no calibrated recognizer"
+            )
             return
         self.results = test.results
         rank_zero_info(f"{table(self.results, 'float (PyTorch)')}\nStream test: {out}")

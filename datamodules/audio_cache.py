@@ -6,6 +6,7 @@ modification times) and the decoding settings, built by one process at a time (a
 cache folder), written to a temporary file and renamed into place, so several processes (DDP
 ranks, SLURM tasks, nodes sharing the folder) can start at once safely and decode only once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,10 @@ class DecodeReport:
     skipped: dict[str, str] = field(default_factory=dict)  # relative path -> reason
 
     def summary(self) -> str:
-        text = f"decoded {self.decoded} clips ({self.padded} zero-padded to 1 clip, {self.cropped} cropped, {self.resampled} resampled)"
+        text = (
+            f"decoded {self.decoded} clips ({self.padded} zero-padded to 1 clip, {self.cropped} cropped, "
+            f"{self.resampled} resampled)"
+        )
         if self.skipped:
             first = "; ".join(f"{k}: {v}" for k, v in list(self.skipped.items())[:5])
             text += f", skipped {len(self.skipped)} unreadable: {first}" + (" ..." if len(self.skipped) > 5 else "")
@@ -83,7 +87,9 @@ def load_or_build_cache(
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise OSError(f"cannot create the audio cache folder {cache_dir} ({err}); set data.cache_dir to a writable folder") from err
+            raise OSError(
+                f"cannot create the audio cache folder {cache_dir} ({err}); set data.cache_dir to a writable folder"
+            ) from err
         # One builder per cache folder: processes starting together (ranks, jobs, nodes sharing
         # the folder) wait here, then find the finished cache.
         with FileLock(cache_dir / f"audio-{key}.lock"):
@@ -93,11 +99,17 @@ def load_or_build_cache(
                 _build(root, files, data_path, meta_path, sample_rate, clip_samples, resample, skip_bad_files, workers)
                 cached = _read(data_path, meta_path, files, clip_samples)
         if cached is None:
-            raise OSError(f"the audio cache {data_path} cannot be read back after building it; delete {cache_dir} and check the disk")
+            raise OSError(
+                f"the audio cache {data_path} cannot be read back after building it; "
+                f"delete {cache_dir} and check the disk"
+            )
     audio, meta = cached
     report = DecodeReport(**meta["report"])
     if report.skipped and not skip_bad_files:
-        raise AudioError(f"{len(report.skipped)} unreadable clips in the cache (e.g. {next(iter(report.skipped.items()))}); fix them or set skip_bad_files: true")
+        raise AudioError(
+            f"{len(report.skipped)} unreadable clips in the cache (e.g. {next(iter(report.skipped.items()))}); "
+            "fix them or set skip_bad_files: true"
+        )
     return audio, meta["files"], report
 
 
@@ -110,14 +122,26 @@ def _read(data_path: Path, meta_path: Path, requested: list[str], clip_samples: 
     try:
         meta = json.loads(meta_path.read_text())
         audio = np.load(data_path, mmap_mode="r")
-        if audio.dtype != np.int16 or audio.ndim != 2 or audio.shape[1] != clip_samples or len(audio) != len(meta["files"]) or len(audio) > len(requested):
-            raise ValueError(f"holds {audio.dtype} {audio.shape}, expected int16 [{len(meta['files'])}, {clip_samples}]")
+        if (
+            audio.dtype != np.int16
+            or audio.ndim != 2
+            or audio.shape[1] != clip_samples
+            or len(audio) != len(meta["files"])
+            or len(audio) > len(requested)
+        ):
+            raise ValueError(
+                f"holds {audio.dtype} {audio.shape}, expected int16 [{len(meta['files'])}, {clip_samples}]"
+            )
         if meta.get("rows_digest") != rows_digest(meta["files"]) or not _in_order(meta["files"], requested):
-            raise ValueError("its file list does not match its rows (edited or reordered), so rows would map to the wrong files")
+            raise ValueError(
+                "its file list does not match its rows (edited or reordered), so rows would map to the wrong files"
+            )
         DecodeReport(**meta["report"])
         return audio, meta
     except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
-        warnings.warn(f"the audio cache {data_path} (with {meta_path.name}) is damaged ({err}); deleting it and decoding again")
+        warnings.warn(
+            f"the audio cache {data_path} (with {meta_path.name}) is damaged ({err}); deleting it and decoding again"
+        )
         for path in (data_path, meta_path):
             path.unlink(missing_ok=True)
         return None
@@ -166,11 +190,16 @@ def _build(root, files, data_path, meta_path, sample_rate, clip_samples, resampl
             return i, None, "", err
 
     with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
-        for i, samples, note, err in tqdm(pool.map(work, range(len(files))), total=len(files), desc=f"Decoding audio into {cache_dir}", unit="clip"):
+        for i, samples, note, err in tqdm(
+            pool.map(work, range(len(files))), total=len(files), desc=f"Decoding audio into {cache_dir}", unit="clip"
+        ):
             if err is not None:
                 if not skip_bad_files:
                     tmp.unlink(missing_ok=True)
-                    raise AudioError(f"{err}\n(or set data.skip_bad_files: true to leave such files out; they are counted and listed)") from err
+                    raise AudioError(
+                        f"{err}\n(or set data.skip_bad_files: true to leave such files out; "
+                        "they are counted and listed)"
+                    ) from err
                 report.skipped[files[i]] = str(err)
                 kept[i] = False
                 continue

@@ -3,6 +3,7 @@
 Both follow TensorFlow's speech_commands recipe (input_data.py), but act on a whole int16 batch
 at once with tensor ops, so no per-clip Python runs in the training loop.
 """
+
 from __future__ import annotations
 
 import torch

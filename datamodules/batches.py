@@ -1,5 +1,6 @@
 """Datasets that hand the DataLoader whole batches: one vectorised gather per batch from the
 decoded audio (training), or rows of features computed once (evaluation)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -2,6 +2,7 @@
 words' clips as ``unknown`` and of ``silence`` rows (:func:`datamodules.classes.class_rows`,
 sized by ``data.classes``); evaluation clips materialised once, silence as seeded noise, and,
 with a lead-in, each after its own fixed lead-in (:mod:`datamodules.lead_in_setup`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,17 +27,25 @@ class SplitClips:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def sample_classes(audio: np.ndarray, files: Sequence[str], assignment: Sequence[str], labels: Sequence[str],
-                   shares: ClassShares, seed: int, noise: Callable[[str], BackgroundNoise],
-                   on_empty: Callable[[str], None],
-                   lead_in: Callable[[str, np.ndarray, np.ndarray], np.ndarray] | None = None) -> SplitClips:
+def sample_classes(
+    audio: np.ndarray,
+    files: Sequence[str],
+    assignment: Sequence[str],
+    labels: Sequence[str],
+    shares: ClassShares,
+    seed: int,
+    noise: Callable[[str], BackgroundNoise],
+    on_empty: Callable[[str], None],
+    lead_in: Callable[[str, np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> SplitClips:
     """The clips of every split. ``noise(split)``: the split's background noise (silence rows);
     ``lead_in(split, clips, rows)``: evaluation clips after their lead-in, or None for none."""
     out = SplitClips()
     rng = np.random.default_rng(seed)  # one stream through the splits, in order: the same clips as ever
     for split in SPLITS:
-        rows, classes = class_rows(files, assignment, split, labels, shares.silence_percentage, shares.unknown(split),
-                                   rng, on_empty)
+        rows, classes = class_rows(
+            files, assignment, split, labels, shares.silence_percentage, shares.unknown(split), rng, on_empty
+        )
         if split == "training":
             out.splits[split] = ClipBatches(audio, rows, classes)
         else:

@@ -1,5 +1,6 @@
 """The classes of one split, as Speech Commands' recipe makes them: every keyword clip, a share
 of the other words' clips as ``unknown``, and a share of ``silence`` rows (noise made later)."""
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,11 @@ class ClassShares:
         check_within("data.classes.silence_percentage", self.silence_percentage, 0, 100)
         check_within("data.classes.unknown_percentage", self.unknown_percentage, 0, 100)
         if self.training_unknown_percentage is not None:
-            check_at_least("data.classes.training_unknown_percentage (or null: unknown_percentage)",
-                           self.training_unknown_percentage, 0)
+            check_at_least(
+                "data.classes.training_unknown_percentage (or null: unknown_percentage)",
+                self.training_unknown_percentage,
+                0,
+            )
 
     def unknown(self, split: str) -> float:
         """The unknown class's percentage in ``split``."""
@@ -50,8 +54,16 @@ class ClassShares:
         return self.unknown_percentage
 
 
-def class_rows(files: Sequence[str], assignment: Sequence[str], split: str, labels: Sequence[str], silence_percentage: float,
-               unknown_percentage: float, rng: np.random.Generator, on_empty: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+def class_rows(
+    files: Sequence[str],
+    assignment: Sequence[str],
+    split: str,
+    labels: Sequence[str],
+    silence_percentage: float,
+    unknown_percentage: float,
+    rng: np.random.Generator,
+    on_empty: Callable[[str], None],
+) -> tuple[np.ndarray, np.ndarray]:
     """(cache rows, label indices) of ``split``: keyword clips, then ``unknown_percentage`` % of
     their count drawn from the other words' clips (``rng``), then ``silence_percentage`` % silence
     rows (-1). ``labels``: the class names (silence, unknown, keywords...); ``on_empty(split)`` is
@@ -69,11 +81,15 @@ def class_rows(files: Sequence[str], assignment: Sequence[str], split: str, labe
     if not wanted:
         on_empty(split)
     rows = np.array([i for i, _ in wanted] + list(picked) + [-1] * n_silence, np.int64)
-    classes = np.array([c for _, c in wanted] + [label_of[UNKNOWN_LABEL]] * n_unknown + [label_of[SILENCE_LABEL]] * n_silence, np.int64)
+    classes = np.array(
+        [c for _, c in wanted] + [label_of[UNKNOWN_LABEL]] * n_unknown + [label_of[SILENCE_LABEL]] * n_silence, np.int64
+    )
     return rows, classes
 
 
-def evaluation_clips(audio: np.ndarray, rows: np.ndarray, noise: BackgroundNoise, rng: np.random.Generator) -> np.ndarray:
+def evaluation_clips(
+    audio: np.ndarray, rows: np.ndarray, noise: BackgroundNoise, rng: np.random.Generator
+) -> np.ndarray:
     """Evaluation clips materialised once: speech (``rows`` >= 0 of ``audio``) as recorded, silence
     (-1) as seeded crops of the split's ``noise`` at seeded volumes (the training distribution),
     so every evaluation sees the same audio."""
@@ -93,5 +109,7 @@ def counts_table(counts: dict[str, dict[str, int]], labels: Sequence[str]) -> st
     width = max(8, *(len(label) for label in labels))
     lines = [f"{'split':<10} " + " ".join(f"{label:>{width}}" for label in labels) + f" {'total':>{width}}"]
     for split, c in counts.items():
-        lines.append(f"{split:<10} " + " ".join(f"{c[label]:>{width}}" for label in labels) + f" {sum(c.values()):>{width}}")
+        lines.append(
+            f"{split:<10} " + " ".join(f"{c[label]:>{width}}" for label in labels) + f" {sum(c.values()):>{width}}"
+        )
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Checks shared by the data module's config objects (``data.augment``, ``data.lead_in``,
 ``data.classes``): each error names the full key, as a config file or the command line spells it."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

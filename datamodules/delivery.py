@@ -16,6 +16,7 @@ Three levers widen what the offline corpus says beyond espeak-ng's one reading p
 :func:`script` turns (word, its phonemes, a speaker's accent, a random draw) into the SSML text
 and the position of the word's events in it.
 """
+
 from __future__ import annotations
 
 import re
@@ -27,51 +28,69 @@ import numpy as np
 # group -> option -> {phoneme: replacement}; "|" separates phonemes in espeak-ng's phoneme input.
 ACCENTS: dict[str, dict[str, dict[str, str]]] = {
     "goat": {  # no, go, zero, follow
-        "o:": {"oU": "o:"},      # monophthong: Scotland, northern England, the Caribbean, India
-        "o": {"oU": "o"},        # short monophthong
-        "oU": {"oU": "o|U"},     # [oʊ]: General American (espeak's en-us says a fronted [ɵu])
-        "0U": {"oU": "0|U"},     # open start [ɒʊ]: London, Australia
-        "VU": {"oU": "V|U"},     # [ʌʊ]: the West Midlands, Cockney
+        "o:": {"oU": "o:"},  # monophthong: Scotland, northern England, the Caribbean, India
+        "o": {"oU": "o"},  # short monophthong
+        "oU": {"oU": "o|U"},  # [oʊ]: General American (espeak's en-us says a fronted [ɵu])
+        "0U": {"oU": "0|U"},  # open start [ɒʊ]: London, Australia
+        "VU": {"oU": "V|U"},  # [ʌʊ]: the West Midlands, Cockney
     },
     "dress": {  # yes, bed, left, seven
-        "e": {"E": "e"},         # raised [e]: Australia, South Africa, India
-        "e:": {"E": "e:"},       # long [e:]
-        "I": {"E": "I"},         # [I]: New Zealand "yis"
-        "e@": {"E": "e|@"},      # drawl [eə]: the American South
+        "e": {"E": "e"},  # raised [e]: Australia, South Africa, India
+        "e:": {"E": "e:"},  # long [e:]
+        "I": {"E": "I"},  # [I]: New Zealand "yis"
+        "e@": {"E": "e|@"},  # drawl [eə]: the American South
     },
     "kit": {  # six, visual, marvin
-        "i": {"I": "i"},         # tense [i]: India, the Caribbean, Spanish speakers
-        "@": {"I": "@"},         # centralised: New Zealand
+        "i": {"I": "i"},  # tense [i]: India, the Caribbean, Spanish speakers
+        "@": {"I": "@"},  # centralised: New Zealand
     },
     "face": {  # eight
-        "e:": {"eI": "e:"},      # monophthong: Scotland, Wales, India, the Caribbean
-        "aI": {"eI": "aI"},      # wide [æɪ]: London, Australia
+        "e:": {"eI": "e:"},  # monophthong: Scotland, Wales, India, the Caribbean
+        "aI": {"eI": "aI"},  # wide [æɪ]: London, Australia
     },
     "price": {  # five, nine, right
-        "a:": {"aI": "a|:"},     # monophthong [a:] (":" lengthens): the American South
-        "OI": {"aI": "OI"},      # backed [ɒɪ]: London, Australia
+        "a:": {"aI": "a|:"},  # monophthong [a:] (":" lengthens): the American South
+        "OI": {"aI": "OI"},  # backed [ɒɪ]: London, Australia
     },
     "strut": {  # up, one
-        "U": {"V": "U"},         # northern England: no foot-strut split
-        "0": {"V": "0"},         # rounded
+        "U": {"V": "U"},  # northern England: no foot-strut split
+        "0": {"V": "0"},  # rounded
     },
     "th": {  # three
-        "stopped": {"T": "t", "D": "d"},   # Ireland, the Caribbean, India
-        "fronted": {"T": "f", "D": "v"},   # London
+        "stopped": {"T": "t", "D": "d"},  # Ireland, the Caribbean, India
+        "fronted": {"T": "f", "D": "v"},  # London
     },
 }
 KEEP_DIALECT = 0.45  # chance that a speaker keeps its dialect's own phoneme in a group
 OWN_DIALECT_CLIP = 0.15  # chance that a clip falls back to the dialect's own reading
 
 # name: weight. Endings and SSML around the word (see _markup).
-STYLES = {"statement": 0.28, "question": 0.12, "continuing": 0.1, "exclaimed": 0.1, "emphatic": 0.12,
-          "drawn": 0.14, "clipped": 0.14}
+STYLES = {
+    "statement": 0.28,
+    "question": 0.12,
+    "continuing": 0.1,
+    "exclaimed": 0.1,
+    "emphatic": 0.12,
+    "drawn": 0.14,
+    "clipped": 0.14,
+}
 ENDINGS = {"statement": ".", "question": "?", "continuing": ",", "exclaimed": "!", "emphatic": "!"}
 
 # Short phrases the word is said in ({w}); carrier words are plain text without apostrophes, so
 # each is one espeak-ng word event.
-CARRIERS = ("I said {w} again", "{w} again", "say {w} now", "the answer is {w}", "{w}, I think",
-            "well {w}", "oh {w}", "I think {w}", "just {w} please", "she said {w} to me", "{w} it is")
+CARRIERS = (
+    "I said {w} again",
+    "{w} again",
+    "say {w} now",
+    "the answer is {w}",
+    "{w}, I think",
+    "well {w}",
+    "oh {w}",
+    "I think {w}",
+    "just {w} please",
+    "she said {w} to me",
+    "{w} it is",
+)
 PHRASE_PROBABILITY = 0.3
 WORD = re.compile(r"[a-z']+")  # words that get accents, lengthening and phrases (one word event)
 
@@ -118,7 +137,7 @@ def pronounce(phonemes: Sequence[str], replace: Mapping[str, str], lengthen: boo
     out = []
     for ph in phonemes:
         stress = ph[: len(ph) - len(ph.lstrip("',"))]
-        parts = replace.get(ph[len(stress):], ph[len(stress):]).split("|")
+        parts = replace.get(ph[len(stress) :], ph[len(stress) :]).split("|")
         out += [stress + parts[0], *parts[1:]]
         if lengthen and stress == "'":
             out.append(":")
@@ -130,11 +149,11 @@ def pronounce(phonemes: Sequence[str], replace: Mapping[str, str], lengthen: boo
 class Script:
     """What to send espeak-ng for one clip, and which of its word events are the word."""
 
-    text: str             # SSML
-    first_word: int       # index of the word's first word event
-    num_words: int        # word events in the whole text
+    text: str  # SSML
+    first_word: int  # index of the word's first word event
+    num_words: int  # word events in the whole text
     style: str
-    carrier: str | None   # the phrase around the word, or None when said alone
+    carrier: str | None  # the phrase around the word, or None when said alone
     phonemes: str | None  # the phonemes spoken, or None when espeak reads the word as text
 
 
@@ -155,8 +174,14 @@ def _markup(style: str, spelled: str, ending: str, rng: np.random.Generator) -> 
     return f"{spelled}{ending}"
 
 
-def script(word: str, phonemes: Sequence[str] | None, accent: Sequence[tuple[str, str]],
-           rng: np.random.Generator, style: str | None = None, carrier: str | None = None) -> Script:
+def script(
+    word: str,
+    phonemes: Sequence[str] | None,
+    accent: Sequence[tuple[str, str]],
+    rng: np.random.Generator,
+    style: str | None = None,
+    carrier: str | None = None,
+) -> Script:
     """How this clip says ``word``: its pronunciation (the speaker's ``accent`` over the dialect's
     ``phonemes``, or None to let espeak read the text), style and carrier phrase, drawn from ``rng``
     (``style``, ``carrier``: fixed instead of drawn, e.g. "drawn", "I said {w} again")."""

@@ -1,5 +1,6 @@
 """espeak-ng through ctypes: the offline corpus's speech synthesizer (PyPI ``espeakng-loader``
 ships the library and its voices, so nothing needs downloading or compiling)."""
+
 from __future__ import annotations
 
 import _ctypes
@@ -69,9 +70,16 @@ class _EventId(ctypes.Union):
 class _Event(ctypes.Structure):
     """espeak_EVENT of speak_lib.h."""
 
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", _EventId)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
 
 
 @dataclass(frozen=True)
@@ -111,8 +119,7 @@ class Espeak:
     _CHARS_UTF8 = 1
     _SSML, _PHONEMES = 0x10, 0x100  # synth flags: SSML tags; [[phonemes]] in the text
     _EVENT_WORD, _EVENT_PHONEME = 1, 7
-    _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                                 ctypes.POINTER(_Event))
+    _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
     def __init__(self) -> None:
         loader = _espeakng_loader()
@@ -129,16 +136,29 @@ class Espeak:
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        rate = lib.espeak_Initialize(self._AUDIO_OUTPUT_SYNCHRONOUS, 0, loader.get_data_path().encode(),
-                                     self._INITIALIZE_DONT_EXIT | self._INITIALIZE_PHONEME_EVENTS)
+        rate = lib.espeak_Initialize(
+            self._AUDIO_OUTPUT_SYNCHRONOUS,
+            0,
+            loader.get_data_path().encode(),
+            self._INITIALIZE_DONT_EXIT | self._INITIALIZE_PHONEME_EVENTS,
+        )
         if rate != self.SAMPLE_RATE:
             self._unload()
-            raise EspeakError(f"espeak-ng failed to initialize from {loader.get_data_path()} "
-                              f"(returned {rate}); {REINSTALL}")
+            raise EspeakError(
+                f"espeak-ng failed to initialize from {loader.get_data_path()} (returned {rate}); {REINSTALL}"
+            )
         self._chunks: list[np.ndarray] = []
         self._words: list[int] = []
         self._phonemes: list[tuple[str, int]] = []
@@ -162,8 +182,9 @@ class Espeak:
         if self._lib.espeak_SetVoiceByName(name.encode()) != 0:
             raise EspeakError(f"espeak-ng has no voice {name!r}; {REINSTALL}")
 
-    def synth(self, text: str, rate: int, pitch: int, pitch_range: int, volume: int, seed: int,
-              ssml: bool = False) -> Utterance:
+    def synth(
+        self, text: str, rate: int, pitch: int, pitch_range: int, volume: int, seed: int, ssml: bool = False
+    ) -> Utterance:
         """Speak ``text`` with the current voice: int16 samples at ``SAMPLE_RATE`` and word/phoneme events.
 
         ``[[phonemes]]`` in the text are always read as espeak-ng phoneme mnemonics (``[[n'oU]]``);
@@ -172,8 +193,12 @@ class Espeak:
         following tag aloud, and a ``.`` as "dot".
         """
         lib = self._lib
-        for param, value in ((self._RATE, rate), (self._PITCH, pitch), (self._RANGE, pitch_range),
-                             (self._VOLUME, volume)):
+        for param, value in (
+            (self._RATE, rate),
+            (self._PITCH, pitch),
+            (self._RANGE, pitch_range),
+            (self._VOLUME, volume),
+        ):
             lib.espeak_SetParameter(param, int(value), 0)
         lib.espeak_ng_SetRandSeed(seed)  # the klatt and whisper voices draw noise from it
         self._chunks, self._words, self._phonemes = [], [], []

@@ -9,6 +9,7 @@ into the test split, so none is trained on or used to choose the model, and the 
     voices = speaker_voices(data_dir)                      # {speaker id: {dialect, variant, family}}
     assignment = hold_out_dialect(files, assignment, voices, "en-gb-scotland")
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ def speaker_voices(data_dir: str | Path) -> dict[str, dict[str, str]]:
         raise DataError(f"{path} is unreadable ({err}); regenerate the corpus: {NEEDS}") from err
     voices = marker.get("voices") if isinstance(marker, dict) else None
     if not isinstance(voices, list) or not voices:
-        raise DataError(f"{path} lists no voices (\"voices\"); regenerate the corpus: {NEEDS}")
+        raise DataError(f'{path} lists no voices ("voices"); regenerate the corpus: {NEEDS}')
     out = {}
     for entry in voices:
         try:
@@ -45,11 +46,15 @@ def speaker_voices(data_dir: str | Path) -> dict[str, dict[str, str]]:
             dialect, variant = entry.get("dialect", dialect), entry.get("variant", variant)
             if not dialect or not variant:
                 raise KeyError("dialect")
-            out[str(entry["id"])] = {"dialect": dialect, "variant": variant,
-                                     "family": entry.get("family") or family_of(variant)}
+            out[str(entry["id"])] = {
+                "dialect": dialect,
+                "variant": variant,
+                "family": entry.get("family") or family_of(variant),
+            }
         except (AttributeError, KeyError) as err:
-            raise DataError(f"{path}: a voice without id, dialect or variant ({entry!r}); "
-                            "regenerate the corpus") from err
+            raise DataError(
+                f"{path}: a voice without id, dialect or variant ({entry!r}); regenerate the corpus"
+            ) from err
     return out
 
 
@@ -58,8 +63,9 @@ def speaker_of(path: str) -> str:
     return path.replace("\\", "/").rsplit("/", 1)[-1].split("_nohash_")[0]
 
 
-def hold_out_dialect(files: Sequence[str], assignment: Sequence[str], voices: dict[str, dict[str, str]],
-                     dialect: str) -> list[str]:
+def hold_out_dialect(
+    files: Sequence[str], assignment: Sequence[str], voices: dict[str, dict[str, str]], dialect: str
+) -> list[str]:
     """``assignment`` (the split of each of ``files``) with every clip of ``dialect``'s speakers
     moved to "testing"; the other clips keep their split.
 
@@ -74,7 +80,9 @@ def hold_out_dialect(files: Sequence[str], assignment: Sequence[str], voices: di
         raise ValueError(f"data.holdout_dialect {dialect!r} is no dialect of this corpus; choose one of {dialects}")
     unknown = sorted({speaker_of(f) for f in files} - set(voices))
     if unknown:
-        raise DataError(f"{len(unknown)} speakers have clips but are not in the corpus marker's voices "
-                        f"(e.g. {unknown[:3]}): their dialect is unknown; remove those clips or regenerate the corpus")
+        raise DataError(
+            f"{len(unknown)} speakers have clips but are not in the corpus marker's voices "
+            f"(e.g. {unknown[:3]}): their dialect is unknown; remove those clips or regenerate the corpus"
+        )
     held = {speaker for speaker, v in voices.items() if v["dialect"] == dialect}
     return ["testing" if speaker_of(f) in held else split for f, split in zip(files, assignment)]

@@ -1,5 +1,6 @@
 """The Speech Commands data set on disk: its names, its split rule, its folder scan and download.
 Shared by the data module and the generated corpus (which writes the same layout)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +11,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -37,16 +39,36 @@ class DataError(ValueError):
     """A data set that cannot be used as it is; the message names the path and the fix."""
 
 
-def scan_corpus(root: Path) -> dict[str, list[str]]:
-    """Word folder -> sorted relative paths of its .wav files (background noise excluded)."""
+def scan_corpus(root: Path, wanted_words: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Word folder -> sorted relative paths of its .wav files (background noise excluded); each of
+    ``wanted_words`` must have clips."""
     if not root.is_dir():
-        raise DataError(f"data_dir {root} does not exist; point data.data_dir at an extracted Speech Commands folder, set data.download: true, or data.synthetic: true for the offline corpus")
+        raise DataError(
+            f"data_dir {root} does not exist; point data.data_dir at an extracted Speech Commands folder, "
+            "set data.download: true, or data.synthetic: true for the offline corpus"
+        )
     words = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        words[folder.name] = sorted(f"{folder.name}/{f.name}" for f in folder.iterdir() if f.suffix.lower() == ".wav" and f.is_file())
+        words[folder.name] = sorted(
+            f"{folder.name}/{f.name}" for f in folder.iterdir() if f.suffix.lower() == ".wav" and f.is_file()
+        )
     if not any(words.values()):
-        raise DataError(f"{root} holds no word folders with .wav files; expected the Speech Commands layout (<word>/<speaker>_nohash_<n>.wav)")
+        raise DataError(
+            f"{root} holds no word folders with .wav files; expected the Speech Commands layout "
+            "(<word>/<speaker>_nohash_<n>.wav)"
+        )
+    for word in wanted_words:
+        if not words.get(word):
+            raise DataError(
+                f"wanted word '{word}' has no clips: {root / word} is missing or empty; "
+                "check data.wanted_words and data.data_dir"
+            )
     return words
+
+
+def has_corpus(root: Path) -> bool:
+    """Whether ``root`` holds word folders (a corpus, downloaded or generated, is there)."""
+    return root.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in root.iterdir())
 
 
 def split_lists(root: Path) -> dict[str, Path] | None:
@@ -57,7 +79,10 @@ def split_lists(root: Path) -> dict[str, Path] | None:
         return None
     if len(present) == 1:
         missing = next(path for path in lists.values() if not path.is_file())
-        raise DataError(f"{missing} is missing while {present[0].name} exists; restore it, or delete both lists to use the speaker-hash split")
+        raise DataError(
+            f"{missing} is missing while {present[0].name} exists; restore it, "
+            "or delete both lists to use the speaker-hash split"
+        )
     return lists
 
 
@@ -81,8 +106,13 @@ def read_split_list(path: Path, files: set[str]) -> list[str]:
     return entries
 
 
-def assign_splits(root: Path, files: list[str], scanned: set[str], validation_percentage: float = 10.0,
-                  testing_percentage: float = 10.0) -> list[str]:
+def assign_splits(
+    root: Path,
+    files: list[str],
+    scanned: set[str],
+    validation_percentage: float = 10.0,
+    testing_percentage: float = 10.0,
+) -> list[str]:
     """The split of each of ``files``: the data set's lists when present (unlisted clips train),
     else the sha1-of-speaker rule at these percentages. ``scanned``: every clip found on disk
     (the lists may name clips left out as unreadable). The data module and the stream test's
@@ -111,7 +141,8 @@ def download_speech_commands(root: Path, url: str = SPEECH_COMMANDS_URL) -> None
         except (urllib.error.URLError, OSError) as err:
             raise DataError(
                 f"could not download {url} ({err}). Without network: download the archive elsewhere, "
-                f"extract it into {root} and set data.download: false; or train on the offline corpus with data.synthetic: true"
+                f"extract it into {root} and set data.download: false; "
+                "or train on the offline corpus with data.synthetic: true"
             ) from err
         extracted = Path(tmp) / "extracted"
         with tarfile.open(archive) as tar:

@@ -33,6 +33,7 @@ on start from a fresh state. :meth:`LeadInBank.featurize` draws the state per cl
 ``fresh_probability`` of the clips from a fresh start, the rest after lead-ins of lengths in
 ``LeadInConfig.seconds`` whose noise level differs from the clip's by ``level_ratio``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -119,9 +120,13 @@ class LeadInBank(nn.Module):
     ``pool`` [N] (index into :data:`POOLS`).
     """
 
-    def __init__(self, estimate: Tensor, tail: Tensor, noise_start: Tensor, volume: Tensor, floor: Tensor, pool: Tensor):
+    def __init__(
+        self, estimate: Tensor, tail: Tensor, noise_start: Tensor, volume: Tensor, floor: Tensor, pool: Tensor
+    ):
         super().__init__()
-        for name, value in dict(estimate=estimate, tail=tail, noise_start=noise_start, volume=volume, floor=floor, pool=pool).items():
+        for name, value in dict(
+            estimate=estimate, tail=tail, noise_start=noise_start, volume=volume, floor=floor, pool=pool
+        ).items():
             self.register_buffer(name, value, persistent=False)
         self.members = {p: torch.nonzero(pool == i).flatten() for i, p in enumerate(POOLS)}
 
@@ -131,10 +136,21 @@ class LeadInBank(nn.Module):
     # ------------------------------------------------------------------ building
     @classmethod
     @torch.no_grad()
-    def build(cls, frontend: nn.Module, noise: BackgroundNoise, words: np.ndarray, extents: np.ndarray,
-              pools: dict[str, int], seed: int = 0, config: LeadInConfig = LeadInConfig(),
-              stride: int = 320, clip_samples: int = 16000, batch: int = 64, return_audio: bool = False,
-              speech_noise: tuple[float, float] = (0.8, 0.1)):
+    def build(
+        cls,
+        frontend: nn.Module,
+        noise: BackgroundNoise,
+        words: np.ndarray,
+        extents: np.ndarray,
+        pools: dict[str, int],
+        seed: int = 0,
+        config: LeadInConfig = LeadInConfig(),
+        stride: int = 320,
+        clip_samples: int = 16000,
+        batch: int = 64,
+        return_audio: bool = False,
+        speech_noise: tuple[float, float] = (0.8, 0.1),
+    ):
         """``pools``: entries per pool name; ``words`` [M, S] int16 clips of the split and their word
         ``extents`` [M, 2] (lead-in words are cut from them); ``speech_noise``: the ``speech`` pool's
         (background_frequency, background_volume), the training augmentation's. With
@@ -152,7 +168,9 @@ class LeadInBank(nn.Module):
                 which = int(rng.integers(len(offsets)))
                 room = int(max_start[which]) - length  # the lead-in and the clip's crop both fit
                 if room < 0:
-                    raise ValueError(f"a background recording part is shorter than a {length}-sample lead-in plus a clip")
+                    raise ValueError(
+                        f"a background recording part is shorter than a {length}-sample lead-in plus a clip"
+                    )
                 start = int(offsets[which]) + int(rng.integers(room + 1))
                 if pool == "silence":
                     volume = rng.uniform(0.0, 1.0)
@@ -161,9 +179,20 @@ class LeadInBank(nn.Module):
                 else:
                     volume = 0.0
                 # no draw at ratio 1: banks of configs without level_ratio stay as they were
-                ratio = float(np.exp(rng.uniform(*np.log(config.level_ratio)))) if config.level_ratio != (1.0, 1.0) else 1.0
-                specs.append(dict(pool=POOLS.index(pool), length=length, start=start, volume=float(volume), ratio=ratio,
-                                  floor=float(rng.uniform(*config.floor)), seed=int(rng.integers(2**31))))
+                ratio = (
+                    float(np.exp(rng.uniform(*np.log(config.level_ratio)))) if config.level_ratio != (1.0, 1.0) else 1.0
+                )
+                specs.append(
+                    dict(
+                        pool=POOLS.index(pool),
+                        length=length,
+                        start=start,
+                        volume=float(volume),
+                        ratio=ratio,
+                        floor=float(rng.uniform(*config.floor)),
+                        seed=int(rng.integers(2**31)),
+                    )
+                )
         audio = [_compose(s, bank, words, extents, config) for s in specs]
         estimate = torch.zeros(len(specs), frontend.frontend.cfg.num_channels, dtype=torch.int64)
         by_length: dict[int, list[int]] = {}
@@ -171,11 +200,12 @@ class LeadInBank(nn.Module):
             by_length.setdefault(s["length"], []).append(i)
         for length, members in by_length.items():
             for lo in range(0, len(members), batch):
-                rows = members[lo: lo + batch]
+                rows = members[lo : lo + batch]
                 _, estimate[rows] = frontend.forward_with_state(torch.from_numpy(np.stack([audio[i] for i in rows])))
         tail = torch.from_numpy(np.stack([a[-stride:] for a in audio]))
         bank = cls(
-            estimate, tail,
+            estimate,
+            tail,
             torch.tensor([s["start"] + s["length"] for s in specs], dtype=torch.int64),
             torch.tensor([s["volume"] for s in specs], dtype=torch.float32),
             torch.tensor([s["floor"] for s in specs], dtype=torch.float32),
@@ -189,10 +219,19 @@ class LeadInBank(nn.Module):
     @classmethod
     def load(cls, path: str | Path) -> "LeadInBank":
         with np.load(path) as f:
-            return cls(*(torch.from_numpy(f[k]) for k in ("estimate", "tail", "noise_start", "volume", "floor", "pool")))
+            return cls(
+                *(torch.from_numpy(f[k]) for k in ("estimate", "tail", "noise_start", "volume", "floor", "pool"))
+            )
 
     def state_tensors(self) -> dict[str, Tensor]:
-        return dict(estimate=self.estimate, tail=self.tail, noise_start=self.noise_start, volume=self.volume, floor=self.floor, pool=self.pool)
+        return dict(
+            estimate=self.estimate,
+            tail=self.tail,
+            noise_start=self.noise_start,
+            volume=self.volume,
+            floor=self.floor,
+            pool=self.pool,
+        )
 
     # ------------------------------------------------------------------ using
     def draw(self, pool: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -208,7 +247,9 @@ class LeadInBank(nn.Module):
                 out[mask] = members[(u[mask] * len(members)).long().clamp(max=len(members) - 1)]
         return out
 
-    def mix(self, audio: Tensor, index: Tensor, noise: BackgroundNoise, generator: torch.Generator | None = None) -> Tensor:
+    def mix(
+        self, audio: Tensor, index: Tensor, noise: BackgroundNoise, generator: torch.Generator | None = None
+    ) -> Tensor:
         """int16 clips [B, S] + each entry's noise, continuing its lead-in's, and its floor."""
         samples = audio.shape[1]
         crop = noise.bank[self.noise_start[index, None] + torch.arange(samples, device=audio.device)].to(torch.float32)
@@ -226,17 +267,30 @@ class LeadInBank(nn.Module):
         out[fresh] = values
         carried = ~fresh
         if carried.any():
-            out[carried] = features_after(frontend, self.tail[index[carried]], self.estimate[index[carried]], audio[carried])
+            out[carried] = features_after(
+                frontend, self.tail[index[carried]], self.estimate[index[carried]], audio[carried]
+            )
         return out
 
-    def featurize(self, frontend: nn.Module, audio: Tensor, is_silence: Tensor, noise: BackgroundNoise,
-                  generator: torch.Generator | None = None, fresh_probability: float = 0.0) -> Tensor:
+    def featurize(
+        self,
+        frontend: nn.Module,
+        audio: Tensor,
+        is_silence: Tensor,
+        noise: BackgroundNoise,
+        generator: torch.Generator | None = None,
+        fresh_probability: float = 0.0,
+    ) -> Tensor:
         """Features [B, frames, C] of int16 clips [B, S], each after a random lead-in of its pool
         (silence clips: the silence pool's, else speech) with that lead-in's noise continued; a
         ``fresh_probability`` share of them (drawn per clip) from a fresh state, with the same noise."""
         index = self.draw(torch.where(is_silence, POOLS.index("silence"), POOLS.index("speech")), generator)
         mixed = self.mix(audio, index, noise, generator)
-        fresh = torch.rand(len(audio), device=audio.device, generator=generator) < fresh_probability if fresh_probability > 0 else None
+        fresh = (
+            torch.rand(len(audio), device=audio.device, generator=generator) < fresh_probability
+            if fresh_probability > 0
+            else None
+        )
         return self.features(frontend, mixed, index, fresh)
 
 
@@ -258,7 +312,9 @@ def _compose(spec: dict, noise: np.ndarray, words: np.ndarray, extents: np.ndarr
     """One lead-in's int16 audio: floor + volume x noise + maybe words ending before the clip."""
     rng = np.random.default_rng(spec["seed"])
     length, start = spec["length"], spec["start"]
-    wave = rng.normal(0.0, spec["floor"], length) + spec["volume"] * spec.get("ratio", 1.0) * noise[start: start + length].astype(np.float64)
+    wave = rng.normal(0.0, spec["floor"], length) + spec["volume"] * spec.get("ratio", 1.0) * noise[
+        start : start + length
+    ].astype(np.float64)
     if len(words) and rng.random() < config.word_probability:
         end = length - int(rng.uniform(*config.last_gap_s) * 16000)
         for _ in range(int(rng.integers(1, config.max_words + 1))):
@@ -279,18 +335,30 @@ def lead_in_applies(config: LeadInConfig, frontend: str, sample_rate: int, strid
     if not config.enabled:
         return False
     if frontend != "micro":
-        log(f"data.lead_in: the {frontend} front end keeps no state between frames, "
-            "so clips are featurized without a lead-in")
+        log(
+            f"data.lead_in: the {frontend} front end keeps no state between frames, "
+            "so clips are featurized without a lead-in"
+        )
         return False
     if (sample_rate, stride_ms) != (16000, 20):  # the lead-ins are composed in whole 20 ms frames at 16 kHz
-        raise ValueError(f"data.lead_in is built for 16 kHz audio and a 20 ms stride, got data.features.sample_rate "
-                         f"{sample_rate} and data.features.stride_ms {stride_ms}: "
-                         "set data.lead_in.enabled: false for other framing")
+        raise ValueError(
+            f"data.lead_in is built for 16 kHz audio and a 20 ms stride, got data.features.sample_rate "
+            f"{sample_rate} and data.features.stride_ms {stride_ms}: "
+            "set data.lead_in.enabled: false for other framing"
+        )
     return True
 
 
-def lead_in_rows(clips: np.ndarray, noise: BackgroundNoise, words: np.ndarray, extents: np.ndarray, is_silence: np.ndarray,
-                 seed: int, seconds: float = 2.0, config: LeadInConfig = LeadInConfig()) -> np.ndarray:
+def lead_in_rows(
+    clips: np.ndarray,
+    noise: BackgroundNoise,
+    words: np.ndarray,
+    extents: np.ndarray,
+    is_silence: np.ndarray,
+    seed: int,
+    seconds: float = 2.0,
+    config: LeadInConfig = LeadInConfig(),
+) -> np.ndarray:
     """Evaluation rows [n, lead + S] int16: a fixed-length, seeded lead-in before each clip (speech
     clips stay clean; a silence clip's noise continues its lead-in's at a U(0, 1) volume, replacing
     the clip). The front end runs over the whole row and keeps the clip's last frames."""
@@ -303,16 +371,24 @@ def lead_in_rows(clips: np.ndarray, noise: BackgroundNoise, words: np.ndarray, e
     # Recordings long enough for the lead-in and a silence clip's noise after it.
     usable = np.flatnonzero(max_start - length + 1 > 0)
     if len(clips) and not len(usable):
-        raise ValueError(f"every background recording (of this split's part) is shorter than the {seconds:g} s evaluation lead-in "
-                         f"plus one clip: use longer recordings in _background_noise_, a shorter data.lead_in.eval_s, "
-                         "or data.noise_split: false")
+        raise ValueError(
+            f"every background recording (of this split's part) is shorter than the {seconds:g} s evaluation lead-in "
+            f"plus one clip: use longer recordings in _background_noise_, a shorter data.lead_in.eval_s, "
+            "or data.noise_split: false"
+        )
     for i in range(len(clips)):
         which = int(usable[rng.integers(len(usable))])
         start = int(offsets[which]) + int(rng.integers(int(max_start[which]) - length + 1))
         volume = float(rng.uniform(0.0, 1.0)) if is_silence[i] else 0.0
-        spec = dict(length=length, start=start, volume=volume, floor=float(rng.uniform(*config.floor)), seed=int(rng.integers(2**31)))
+        spec = dict(
+            length=length,
+            start=start,
+            volume=volume,
+            floor=float(rng.uniform(*config.floor)),
+            seed=int(rng.integers(2**31)),
+        )
         row = _compose(spec, bank, words, extents, config).astype(np.float64)
-        tail_noise = rng.normal(0.0, spec["floor"], samples) + volume * bank[start + length: start + length + samples]
+        tail_noise = rng.normal(0.0, spec["floor"], samples) + volume * bank[start + length : start + length + samples]
         clip = tail_noise if is_silence[i] else clips[i].astype(np.float64)
         out[i] = np.clip(np.round(np.concatenate([row, clip])), -32768, 32767).astype(np.int16)
     return out

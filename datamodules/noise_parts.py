@@ -7,6 +7,7 @@ clips of each split and the stream tests then all draw from their own part.
 
     parts = read_noise_parts(data_dir / "_background_noise_", "testing")   # {name: int16 array}
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,15 +33,18 @@ def noise_part(recording: np.ndarray, split: str, fractions: dict[str, float] = 
     return recording[lo:hi]
 
 
-def read_noise_parts(folder: str | Path, split: str | None, sample_rate: int = 16000, min_samples: int = 16000,
-                     resample: bool = False) -> dict[str, np.ndarray]:
+def read_noise_parts(
+    folder: str | Path, split: str | None, sample_rate: int = 16000, min_samples: int = 16000, resample: bool = False
+) -> dict[str, np.ndarray]:
     """{file stem: int16 samples} of each ``*.wav`` in ``folder``, cut to ``split``'s part (None:
     whole). No recording, or one (or its part) shorter than ``min_samples``, is an error naming
     the file and the fix."""
     paths = sorted(Path(folder).glob("*.wav")) if Path(folder).is_dir() else []
     if not paths:
-        raise DataError(f"no background noise recordings in {folder}: they make the silence class and the training noise; "
-                        f"restore the dataset's {BACKGROUND_NOISE_DIR} folder")
+        raise DataError(
+            f"no background noise recordings in {folder}: they make the silence class and the training noise; "
+            f"restore the dataset's {BACKGROUND_NOISE_DIR} folder"
+        )
     parts = {}
     for path in paths:
         samples, _ = read_wav(path, sample_rate, resample=resample)
@@ -48,7 +52,9 @@ def read_noise_parts(folder: str | Path, split: str | None, sample_rate: int = 1
             raise AudioError(f"{path}: background recording shorter than one clip; remove it")
         part = np.asarray(samples, np.int16) if split is None else noise_part(np.asarray(samples, np.int16), split)
         if len(part) < min_samples:
-            raise AudioError(f"{path}: its {split} part is {len(part)} samples, shorter than one clip ({min_samples}); "
-                             "use longer background recordings or data.noise_split: false")
+            raise AudioError(
+                f"{path}: its {split} part is {len(part)} samples, shorter than one clip ({min_samples}); "
+                "use longer background recordings or data.noise_split: false"
+            )
         parts[path.stem] = part
     return parts

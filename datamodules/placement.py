@@ -16,6 +16,7 @@ Batch-wise, on the training device:
     audio, inside = place_words(audio, extents, max_cut=0.5, generator=g)
     labels = torch.where(is_keyword & (inside < 0.6), unknown, labels)
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,7 +30,9 @@ def _uniform_int(lo: Tensor, hi: Tensor, generator: torch.Generator | None) -> T
     return (lo + (u * (hi - lo + 1).to(torch.float64)).floor().long()).clamp(max=hi)
 
 
-def place_words(audio: Tensor, extents: Tensor, max_cut: float = 0.0, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def place_words(
+    audio: Tensor, extents: Tensor, max_cut: float = 0.0, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """Move each clip's word to a random position; returns (audio [B, S], fraction of the word
     inside the window [B], new extents [B, 2] clipped to the window).
 
@@ -45,14 +48,25 @@ def place_words(audio: Tensor, extents: Tensor, max_cut: float = 0.0, generator:
     hi = torch.maximum(hi, lo)
     new_start = _uniform_int(lo, hi, generator)
     shifted = shift_by(audio, new_start - start)
-    inside = ((new_start + n).clamp(max=length) - new_start.clamp(min=0)).clamp(min=0).to(torch.float32) / n.to(torch.float32)
+    inside = ((new_start + n).clamp(max=length) - new_start.clamp(min=0)).clamp(min=0).to(torch.float32) / n.to(
+        torch.float32
+    )
     new = torch.stack([new_start.clamp(0, length), (new_start + n).clamp(0, length)], -1)
     return shifted, inside, new
 
 
-def add_neighbours(audio: Tensor, extents: Tensor, donors: Tensor, donor_extents: Tensor, use: Tensor,
-                   gap_s: tuple[float, float] = (0.5, 1.5), sample_rate: int = 16000, pad_ms: float = 20.0,
-                   generator: torch.Generator | None = None, below: Tensor | None = None) -> Tensor:
+def add_neighbours(
+    audio: Tensor,
+    extents: Tensor,
+    donors: Tensor,
+    donor_extents: Tensor,
+    use: Tensor,
+    gap_s: tuple[float, float] = (0.5, 1.5),
+    sample_rate: int = 16000,
+    pad_ms: float = 20.0,
+    generator: torch.Generator | None = None,
+    below: Tensor | None = None,
+) -> Tensor:
     """Add to each clip where ``use`` [B] the word of the same row of ``donors`` [B, S], cut to its
     extent (+ ``pad_ms``), ending ``gap`` before the clip's word or starting ``gap`` after it (side
     at random); ``extents``: the clip words' [B, 2] positions in the window. int16 in/out.
@@ -61,7 +75,9 @@ def add_neighbours(audio: Tensor, extents: Tensor, donors: Tensor, donor_extents
     batch, length = audio.shape
     device = audio.device
     before = torch.rand(batch, device=device, generator=generator) < 0.5
-    gap = (gap_s[0] + torch.rand(batch, device=device, generator=generator, dtype=torch.float64) * (gap_s[1] - gap_s[0])) * sample_rate
+    gap = (
+        gap_s[0] + torch.rand(batch, device=device, generator=generator, dtype=torch.float64) * (gap_s[1] - gap_s[0])
+    ) * sample_rate
     gap = gap.long()
     pad = int(pad_ms * sample_rate / 1000)
     d_start = (donor_extents[:, 0] - pad).clamp(min=0)

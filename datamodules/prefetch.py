@@ -7,6 +7,7 @@ augmentation is torch tensor ops, both of which release the GIL, and a thread sh
 audio without pickling it. Each batch is still a pure function of (epoch, batch index) through
 the per-step seeds, so the prefetching changes no result.
 """
+
 from __future__ import annotations
 
 import queue
@@ -24,7 +25,9 @@ class BackgroundFeatures:
     ``batch_sampler`` are exposed so that Lightning still calls their ``set_epoch``.
     """
 
-    def __init__(self, loader: Iterable, featurize: Callable[[Any, int, int], Any], epoch: Callable[[], int], depth: int = 2):
+    def __init__(
+        self, loader: Iterable, featurize: Callable[[Any, int, int], Any], epoch: Callable[[], int], depth: int = 2
+    ):
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.loader, self.featurize, self.epoch, self.depth = loader, featurize, epoch, depth

@@ -8,6 +8,7 @@ formant by the speaker's ``formant_scale`` (vocal-tract length) while the pitch 
 was given were divided by it first, so only the formants move; the speaker's microphone band; a
 fade; its loudness; a random place in the second over a faint noise floor.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,7 @@ def cut_word(samples: np.ndarray, word_starts: tuple[int, ...], said: Script, pa
     if pause_after(said):
         pad = (pad[0], 0)
     stop = word_starts[said.first_word + 1] if said.first_word + 1 < len(word_starts) else len(samples)
-    return samples[max(0, start - pad[0]): min(len(samples), stop + pad[1])]
+    return samples[max(0, start - pad[0]) : min(len(samples), stop + pad[1])]
 
 
 def check_words(word_starts: tuple[int, ...], said: Script) -> None:
@@ -94,8 +95,15 @@ class Renderer:
             self._resamplers[steps] = torchaudio.transforms.Resample(orig, self.sample_rate)
         return self._resamplers[steps]
 
-    def clip(self, espeak: Espeak, speaker: Speaker, word: str, rng: np.random.Generator,
-             style: str | None = None, carrier: str | None = None) -> tuple[np.ndarray, Script]:
+    def clip(
+        self,
+        espeak: Espeak,
+        speaker: Speaker,
+        word: str,
+        rng: np.random.Generator,
+        style: str | None = None,
+        carrier: str | None = None,
+    ) -> tuple[np.ndarray, Script]:
         """(int16 clip of ``sample_rate`` samples, the script it was spoken from); ``style`` and
         ``carrier`` fix what :func:`datamodules.delivery.script` would draw."""
         import torch
@@ -113,9 +121,15 @@ class Renderer:
         # Slow voices can run past one second on long words: speak faster until the word fits.
         for _ in range(8):
             # Volume 30 of 200 keeps even the loudest variants (antonio, iven) from clipping inside espeak.
-            spoken = espeak.synth(said.text, rate=int(np.clip(rate, ESPEAK_RATE_MIN, ESPEAK_RATE_MAX)),
-                                  pitch=espeak_pitch(pitch, speaker.formant_scale), pitch_range=pitch_range,
-                                  volume=30, seed=seed, ssml=True)
+            spoken = espeak.synth(
+                said.text,
+                rate=int(np.clip(rate, ESPEAK_RATE_MIN, ESPEAK_RATE_MAX)),
+                pitch=espeak_pitch(pitch, speaker.formant_scale),
+                pitch_range=pitch_range,
+                volume=30,
+                seed=seed,
+                ssml=True,
+            )
             if WORD.fullmatch(word):  # other words (hyphens, digits) may be read as several
                 check_words(spoken.word_starts, said)
             raw = cut_word(spoken.samples, spoken.word_starts, said, pad) if said.carrier else spoken.samples
@@ -141,5 +155,5 @@ class Renderer:
         out = rng.normal(0.0, rng.uniform(1.0, 4.0) / 32768.0, self.sample_rate)  # noise floor, ~-80 dBFS
         margin = int(EDGE_MARGIN * self.sample_rate)
         onset = int(rng.integers(margin, self.sample_rate - margin - len(wave) + 1))
-        out[onset: onset + len(wave)] += wave
+        out[onset : onset + len(wave)] += wave
         return np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16), said

@@ -18,6 +18,7 @@ a frozen dataclass that checks itself (:class:`~datamodules.training_features.Au
 :class:`~datamodules.lead_in.LeadInConfig`, :class:`~datamodules.classes.ClassShares`,
 :class:`~kws.audio.settings.FeatureSettings`).
 """
+
 from __future__ import annotations
 
 import io
@@ -27,9 +28,9 @@ from typing import Sequence
 import lightning as L
 import numpy as np
 import torch
+from filelock import FileLock
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
-from filelock import FileLock
 from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from datamodules.audio_cache import DecodeReport, load_or_build_cache
@@ -40,7 +41,12 @@ from datamodules.classes import EVAL_VIEWS, ClassShares, counts_table
 from datamodules.config_checks import as_config, plain
 from datamodules.evaluation_features import evaluation_features
 from datamodules.layout import (
-    BACKGROUND_NOISE_DIR, SILENCE_LABEL, UNKNOWN_LABEL, DataError, download_speech_commands, scan_corpus,
+    BACKGROUND_NOISE_DIR,
+    SILENCE_LABEL,
+    UNKNOWN_LABEL,
+    DataError,
+    has_corpus,
+    scan_corpus,
 )
 from datamodules.lead_in import LeadInBank, LeadInConfig, lead_in_applies
 from datamodules.lead_in_setup import evaluation_lead_ins, training_bank
@@ -108,8 +114,10 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         unquoted = [w for w in wanted_words if isinstance(w, bool)]
         if unquoted:
-            raise ValueError(f"data.wanted_words holds {unquoted} (booleans): YAML reads bare yes/no/on/off as "
-                             "booleans; quote the words, e.g. wanted_words: [\"yes\", \"no\"]")
+            raise ValueError(
+                f"data.wanted_words holds {unquoted} (booleans): YAML reads bare yes/no/on/off as "
+                'booleans; quote the words, e.g. wanted_words: ["yes", "no"]'
+            )
         if not wanted_words or len(set(wanted_words)) != len(wanted_words):
             raise ValueError(f"wanted_words must be a non-empty list of distinct words, got {list(wanted_words)}")
         reserved = {SILENCE_LABEL, UNKNOWN_LABEL, BACKGROUND_NOISE_DIR} & set(wanted_words)
@@ -135,8 +143,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         self.noise: BackgroundNoise | None = None  # the training split's
         self.noises: dict[str, BackgroundNoise] = {}
         self.lead_in_bank: LeadInBank | None = None
-        self.uses_lead_in = lead_in_applies(self.lead_in, self.features.frontend, self.features.sample_rate,
-                                            self.features.stride_ms, rank_zero_info)
+        self.uses_lead_in = lead_in_applies(
+            self.lead_in, self.features.frontend, self.features.sample_rate, self.features.stride_ms, rank_zero_info
+        )
         self.splits: dict[str, ClipBatches] = {}
         self.fresh_clips: dict[str, ClipBatches] = {}  # evaluation clips without their lead-in
         self.eval_features: dict[str, dict[str, FeatureBatches]] = {}  # split -> view -> features
@@ -172,40 +181,35 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         # Lightning runs this on one rank per node. The locks also serialise jobs or nodes sharing
         # a folder: the first generates (or downloads) the corpus and decodes the cache, the
         # others wait and find them. A node-local data.cache_dir gives one cache per node.
-        if not self._has_corpus() and (self.hparams.synthetic or self.hparams.download):
+        if not has_corpus(self.data_dir) and (self.hparams.synthetic or self.hparams.download):
             self.data_dir.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(self.data_dir.parent / f".{self.data_dir.name}.lock"):
-                if not self._has_corpus():
+                if not has_corpus(self.data_dir):
                     self._fetch_corpus()
         elif self.hparams.synthetic:  # a generated corpus of an older generator is made anew, with its own arguments
             from datamodules.synthetic import refresh_corpus
+
             with FileLock(self.data_dir.parent / f".{self.data_dir.name}.lock"):
                 refresh_corpus(self.data_dir)
         self._load_audio()
 
     def _fetch_corpus(self) -> None:
-        if self.hparams.synthetic:
-            from datamodules.synthetic import DEFAULT_UNKNOWN_WORDS, DEFAULT_WORDS, generate_corpus
+        from datamodules.synthetic import fetch_corpus
 
-            wanted = tuple(self.hparams.wanted_words)
-            others = tuple(w for w in DEFAULT_WORDS + DEFAULT_UNKNOWN_WORDS if w not in wanted)
-            generate_corpus(self.data_dir, words=wanted, unknown_words=others, sample_rate=self.features.sample_rate)
-        else:
-            download_speech_commands(self.data_dir)
-
-    def _has_corpus(self) -> bool:
-        return self.data_dir.is_dir() and any(p.is_dir() and not p.name.startswith((".", "_")) for p in self.data_dir.iterdir())
+        fetch_corpus(self.data_dir, self.hparams.synthetic, self.hparams.wanted_words, self.features.sample_rate)
 
     def _load_audio(self) -> tuple[np.ndarray, list[str], list[str]]:
         """(the decoded clips, the files they are, every clip file found)."""
-        words = scan_corpus(self.data_dir)
-        for word in self.hparams.wanted_words:
-            if not words.get(word):
-                raise DataError(f"wanted word '{word}' has no clips: {self.data_dir / word} is missing or empty; check data.wanted_words and data.data_dir")
+        words = scan_corpus(self.data_dir, wanted_words=self.hparams.wanted_words)
         files = [f for fs in words.values() for f in fs]
         audio, kept, self.decode_report = load_or_build_cache(
-            self.data_dir, files, self.cache_dir, self.features.sample_rate, self.features.clip_samples,
-            resample=self.hparams.resample, skip_bad_files=self.hparams.skip_bad_files,
+            self.data_dir,
+            files,
+            self.cache_dir,
+            self.features.sample_rate,
+            self.features.clip_samples,
+            resample=self.hparams.resample,
+            skip_bad_files=self.hparams.skip_bad_files,
         )
         return audio, kept, files
 
@@ -216,25 +220,48 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         hp = self.hparams
         audio, files, scanned = self._load_audio()
         self.cache_files = files  # relative path of each cache row
-        assignment = split_assignment(self.data_dir, files, set(scanned), hp.validation_percentage,
-                                      hp.testing_percentage, hp.holdout_dialect)
+        assignment = split_assignment(
+            self.data_dir, files, set(scanned), hp.validation_percentage, hp.testing_percentage, hp.holdout_dialect
+        )
         extents = word_extents(audio, self.features.sample_rate) if self.uses_lead_in else None
 
         def lead_in(split: str, clips: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            return evaluation_lead_ins(clips, rows, split, audio, extents, assignment, self._background_noise(split),
-                                       self.lead_in, hp.seed)
+            return evaluation_lead_ins(
+                clips, rows, split, audio, extents, assignment, self._background_noise(split), self.lead_in, hp.seed
+            )
 
-        clips = sample_classes(audio, files, assignment, self.labels, self.classes, hp.seed, self._background_noise,
-                               empty_split_check(self.data_dir, hp.wanted_words),
-                               lead_in if self.uses_lead_in else None)
+        clips = sample_classes(
+            audio,
+            files,
+            assignment,
+            self.labels,
+            self.classes,
+            hp.seed,
+            self._background_noise,
+            empty_split_check(self.data_dir, hp.wanted_words),
+            lead_in if self.uses_lead_in else None,
+        )
         self.splits, self.fresh_clips, self.counts = clips.splits, clips.fresh, clips.counts
         self.noise = self._background_noise()
         if self.uses_lead_in:
-            self.lead_in_bank = training_bank(self.frontend, self._background_noise("training"), audio, extents, files,
-                                              assignment, self.lead_in, self.augment, self.classes, self.features,
-                                              hp.seed, hp.noise_split, self.cache_dir)
-        self.eval_features = evaluation_features(self.splits, self.fresh_clips, self.eval_views, self.featurize,
-                                                 self.input_shape)
+            self.lead_in_bank = training_bank(
+                self.frontend,
+                self._background_noise("training"),
+                audio,
+                extents,
+                files,
+                assignment,
+                self.lead_in,
+                self.augment,
+                self.classes,
+                self.features,
+                hp.seed,
+                hp.noise_split,
+                self.cache_dir,
+            )
+        self.eval_features = evaluation_features(
+            self.splits, self.fresh_clips, self.eval_views, self.featurize, self.input_shape
+        )
         rank_zero_info(self.summary())
 
     def _background_noise(self, split: str = "training") -> BackgroundNoise:
@@ -242,15 +269,23 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         split = split if self.hparams.noise_split else "training"
         if split in self.noises:
             return self.noises[split]
-        parts = read_noise_parts(self.data_dir / BACKGROUND_NOISE_DIR, split if self.hparams.noise_split else None,
-                                 self.features.sample_rate, self.features.clip_samples, resample=self.hparams.resample)
+        parts = read_noise_parts(
+            self.data_dir / BACKGROUND_NOISE_DIR,
+            split if self.hparams.noise_split else None,
+            self.features.sample_rate,
+            self.features.clip_samples,
+            resample=self.hparams.resample,
+        )
         recordings = [torch.from_numpy(samples.copy()) for samples in parts.values()]
         self.noises[split] = BackgroundNoise(recordings, self.features.clip_samples)
         return self.noises[split]
 
     def summary(self) -> str:
         """Clips per class per split: the table printed at set-up."""
-        title = f"Speech Commands data from {self.data_dir} ({self.features.frontend} front end, {self.decode_report.summary()})"
+        title = (
+            f"Speech Commands data from {self.data_dir} ({self.features.frontend} front end, "
+            f"{self.decode_report.summary()})"
+        )
         return title + "\n" + counts_table(self.counts, self.labels)
 
     # ------------------------------------------------------------------ loaders
@@ -271,8 +306,12 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         else:
             sampler = SequentialSampler(data)
         return DataLoader(
-            data, sampler=sampler, batch_size=self.hparams.batch_size, collate_fn=whole_batch,
-            num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0,
+            data,
+            sampler=sampler,
+            batch_size=self.hparams.batch_size,
+            collate_fn=whole_batch,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader | BackgroundFeatures:
@@ -319,7 +358,9 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         generator = torch.Generator(device=audio.device).manual_seed(seed)
         return self.featurize_training(audio, labels, generator)
 
-    def featurize(self, audio: torch.Tensor, train_labels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def featurize(
+        self, audio: torch.Tensor, train_labels: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """int16 audio [B, samples] -> flat features [B, frames * features] on audio's device.
         With ``train_labels`` the training augmentation (random draws from ``generator``) is
         applied first (:meth:`featurize_training`, which also returns the labels it may change).
@@ -328,22 +369,39 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         if train_labels is not None:
             return self.featurize_training(audio, train_labels, generator)[0]
         self.frontend.to(audio.device)
-        return self.frontend(audio)[:, -self.features.num_frames:].reshape(audio.shape[0], -1)
+        return self.frontend(audio)[:, -self.features.num_frames :].reshape(audio.shape[0], -1)
 
-    def featurize_training(self, audio: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def featurize_training(
+        self, audio: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Training augmentation, then features: (flat features, labels after any relabelling)."""
         self.frontend.to(audio.device)
         bank = self.lead_in_bank.to(audio.device) if self.lead_in_bank is not None else None
         noise = self._background_noise().to(audio.device)
-        features, labels = training_features(audio, labels, self.augment, self.frontend, noise, bank,
-                                             self.labels.index(SILENCE_LABEL), self.labels.index(UNKNOWN_LABEL),
-                                             self.features.sample_rate, generator,
-                                             fresh_probability=self.lead_in.fresh_probability)
+        features, labels = training_features(
+            audio,
+            labels,
+            self.augment,
+            self.frontend,
+            noise,
+            bank,
+            self.labels.index(SILENCE_LABEL),
+            self.labels.index(UNKNOWN_LABEL),
+            self.features.sample_rate,
+            generator,
+            fresh_probability=self.lead_in.fresh_probability,
+        )
         return features.reshape(audio.shape[0], -1), labels
 
     @torch.no_grad()
-    def split_features(self, split: str, clips: int | None = None, seed: int = 0, device: torch.device | str = "cpu",
-                       view: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def split_features(
+        self,
+        split: str,
+        clips: int | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        view: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Flat float features [n, frames * features] and labels of a split as evaluation sees
         them (no augmentation), for calibration, export checks and sweeps; ``clips``: a seeded
         random subset of that many; ``view``: of evaluation splits, one of :attr:`eval_views`
@@ -357,7 +415,11 @@ class SpeechCommandsDataModule(L.LightningDataModule):
             data = self.eval_features[split][view]
             return data.features.numpy().astype(np.float32), data.labels.numpy()
         data = self.fresh_clips[split] if view == "fresh" and split in self.fresh_clips else self.splits[split]
-        index = np.arange(len(data)) if clips is None else np.sort(np.random.default_rng(seed).permutation(len(data))[:clips])
+        index = (
+            np.arange(len(data))
+            if clips is None
+            else np.sort(np.random.default_rng(seed).permutation(len(data))[:clips])
+        )
         if not len(index):
             raise DataError(f"the {split} split of {self.data_dir} has no clips")
         features, labels = [], []
@@ -366,12 +428,20 @@ class SpeechCommandsDataModule(L.LightningDataModule):
         lead_in = split == "training" and self.lead_in_bank is not None
         generator = torch.Generator().manual_seed(seed)
         for start in range(0, len(index), self.hparams.batch_size):
-            audio, label = data[list(index[start:start + self.hparams.batch_size])]
+            audio, label = data[list(index[start : start + self.hparams.batch_size])]
             if lead_in:
                 self.frontend.to("cpu")
                 silence = label == self.labels.index(SILENCE_LABEL)
-                features.append(self.lead_in_bank.featurize(self.frontend, audio, silence, self._background_noise(), generator,
-                                                            self.lead_in.fresh_probability).reshape(len(audio), -1))
+                features.append(
+                    self.lead_in_bank.featurize(
+                        self.frontend,
+                        audio,
+                        silence,
+                        self._background_noise(),
+                        generator,
+                        self.lead_in.fresh_probability,
+                    ).reshape(len(audio), -1)
+                )
             else:
                 features.append(self.featurize(audio.to(device)).cpu())
             labels.append(label)

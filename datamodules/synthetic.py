@@ -23,6 +23,7 @@ marker's "voices" list each speaker's dialect, variant, family and synthesis
 Speech comes from the PyPI package ``espeakng-loader`` (libespeak-ng plus its data), driven
 through ctypes; nothing needs downloading.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ import numpy as np
 
 from datamodules.delivery import lexicon
 from datamodules.espeak import Espeak, EspeakError, espeakng_loader_version, list_variants
-from datamodules.layout import BACKGROUND_NOISE_DIR, SPLITS
+from datamodules.layout import BACKGROUND_NOISE_DIR, SPLITS, download_speech_commands
 from datamodules.render import Renderer
 from datamodules.voices import Speaker, make_speakers, speaker_order
 from kws.audio.wav import read_wav, write_wav
@@ -49,9 +50,39 @@ from kws.audio.wav import read_wav, write_wav
 DEFAULT_WORDS = ("yes", "no")
 # The other 33 words of Speech Commands v0.02.
 DEFAULT_UNKNOWN_WORDS = (
-    "bed", "bird", "cat", "dog", "down", "eight", "five", "four", "go", "happy", "house", "left",
-    "marvin", "nine", "off", "on", "one", "right", "seven", "sheila", "six", "stop", "three",
-    "tree", "two", "up", "wow", "zero", "backward", "forward", "follow", "learn", "visual",
+    "bed",
+    "bird",
+    "cat",
+    "dog",
+    "down",
+    "eight",
+    "five",
+    "four",
+    "go",
+    "happy",
+    "house",
+    "left",
+    "marvin",
+    "nine",
+    "off",
+    "on",
+    "one",
+    "right",
+    "seven",
+    "sheila",
+    "six",
+    "stop",
+    "three",
+    "tree",
+    "two",
+    "up",
+    "wow",
+    "zero",
+    "backward",
+    "forward",
+    "follow",
+    "learn",
+    "visual",
 )
 
 # 2: accents, speaking styles, words cut from phrases, formant scaling; voices record dialect,
@@ -84,16 +115,19 @@ def _assign_clips(speakers: Sequence[Speaker], word_counts: dict[str, int], seed
     return jobs
 
 
-def _write_speech(folder: Path, speakers: Sequence[Speaker], jobs: Jobs,
-                  seed: int, sample_rate: int, progress: bool) -> dict[str, dict[str, int]]:
+def _write_speech(
+    folder: Path, speakers: Sequence[Speaker], jobs: Jobs, seed: int, sample_rate: int, progress: bool
+) -> dict[str, dict[str, int]]:
     """Write every clip; returns how they were said (clips per style, carrier phrase, pronunciation)."""
     from tqdm.auto import tqdm
 
     from kws.utils.threads import torch_threads
 
     # Resampling one short clip at a time is fastest on one thread (and very slow on busy cores).
-    with torch_threads(1), tqdm(total=sum(map(len, jobs.values())), desc="Synthesizing speech",
-                                      unit="clip", disable=not progress) as bar:
+    with (
+        torch_threads(1),
+        tqdm(total=sum(map(len, jobs.values())), desc="Synthesizing speech", unit="clip", disable=not progress) as bar,
+    ):
         words = sorted({word for clips in jobs.values() for word, _ in clips})
         renderer = Renderer(sample_rate, lexicon(words, sorted({s.dialect for s in speakers})))
         said = {"style": Counter(), "context": Counter(), "pronunciation": Counter()}
@@ -157,10 +191,16 @@ def refresh_corpus(root: str | os.PathLike, progress: bool = True) -> bool:
     version) or another espeak-ng made it; True if it did. A current corpus, or a folder without
     the marker (the real data set), is left as it is."""
     marker = _read_marker(Path(root))
-    if marker is None or (marker.get("format_version"), marker.get("espeakng_loader")) == (FORMAT_VERSION, espeakng_loader_version()):
+    if marker is None or (marker.get("format_version"), marker.get("espeakng_loader")) == (
+        FORMAT_VERSION,
+        espeakng_loader_version(),
+    ):
         return False
     if progress:
-        print(f"{root}: made by an older corpus generator (format {marker.get('format_version')}, now {FORMAT_VERSION}): generating it anew")
+        print(
+            f"{root}: made by an older corpus generator (format {marker.get('format_version')}, "
+            f"now {FORMAT_VERSION}): generating it anew"
+        )
     generate_corpus(root, **marker["args"], progress=progress)
     return True
 
@@ -237,22 +277,30 @@ def generate_corpus(
     if clips_per_word < 0 or unknown_clips_per_word < 0:
         raise ValueError("clips_per_word and unknown_clips_per_word must be >= 0")
 
-    args = dict(words=list(words), unknown_words=list(unknown_words), num_speakers=num_speakers,
-                clips_per_word=clips_per_word, unknown_clips_per_word=unknown_clips_per_word,
-                seed=seed, sample_rate=sample_rate)
+    args = dict(
+        words=list(words),
+        unknown_words=list(unknown_words),
+        num_speakers=num_speakers,
+        clips_per_word=clips_per_word,
+        unknown_clips_per_word=unknown_clips_per_word,
+        seed=seed,
+        sample_rate=sample_rate,
+    )
     key = dict(format_version=FORMAT_VERSION, espeakng_loader=espeakng_loader_version(), args=args)
     if _is_current(root, key):
         return root
     ours = {*all_words, BACKGROUND_NOISE_DIR, VALIDATION_LIST, TESTING_LIST, MARKER_NAME}
     if root.exists() and _read_marker(root) is None and not set(os.listdir(root)) <= ours:
         # Without our marker and with foreign files this may be the real data set: never delete it.
-        raise FileExistsError(f"{root} exists and is not a kws synthetic corpus (no {MARKER_NAME}); "
-                              "pass an empty or new folder as root")
+        raise FileExistsError(
+            f"{root} exists and is not a kws synthetic corpus (no {MARKER_NAME}); pass an empty or new folder as root"
+        )
 
     started = time.perf_counter()
     speakers = make_speakers(num_speakers, seed, list_variants())
-    jobs = _assign_clips(speakers, {**{w: clips_per_word for w in words},
-                                    **{w: unknown_clips_per_word for w in unknown_words}}, seed)
+    jobs = _assign_clips(
+        speakers, {**{w: clips_per_word for w in words}, **{w: unknown_clips_per_word for w in unknown_words}}, seed
+    )
     root.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(root)
     tmp = root.parent / f".{root.name}.partial-{os.getpid()}"
@@ -265,8 +313,12 @@ def generate_corpus(
         _write_background_noise(tmp / BACKGROUND_NOISE_DIR, seed, sample_rate)
         _write_lists(tmp, speakers, jobs)
         counts = {split: sum(s.split == split for s in speakers) for split in SPLITS}
-        info = dict(clips={w: sum(j[0] == w for js in jobs.values() for j in js) for w in all_words},
-                    speakers=counts, delivery=delivery, voices=[s.record() for s in speakers])
+        info = dict(
+            clips={w: sum(j[0] == w for js in jobs.values() for j in js) for w in all_words},
+            speakers=counts,
+            delivery=delivery,
+            voices=[s.record() for s in speakers],
+        )
         # Written last: a folder with this marker is complete.
         (tmp / MARKER_NAME).write_text(json.dumps(key | info, indent=1) + "\n")
 
@@ -282,15 +334,20 @@ def generate_corpus(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if progress:
-        print(f"Synthetic corpus: {sum(info['clips'].values())} clips by {num_speakers} speakers "
-              f"({counts['training']} training, {counts['validation']} validation, {counts['testing']} testing) "
-              f"in {time.perf_counter() - started:.1f} s -> {root}")
+        print(
+            f"Synthetic corpus: {sum(info['clips'].values())} clips by {num_speakers} speakers "
+            f"({counts['training']} training, {counts['validation']} validation, {counts['testing']} testing) "
+            f"in {time.perf_counter() - started:.1f} s -> {root}"
+        )
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """``python -m kws corpus ROOT``: generate (or reuse) the offline corpus."""
-    parser = argparse.ArgumentParser(prog="python -m kws corpus", description="Generate the offline Speech Commands-style corpus (espeak-ng voices, split by voice).")
+    parser = argparse.ArgumentParser(
+        prog="python -m kws corpus",
+        description="Generate the offline Speech Commands-style corpus (espeak-ng voices, split by voice).",
+    )
     parser.add_argument("root", type=Path, help="folder to write (reused when it already matches)")
     parser.add_argument("--num_speakers", type=int, default=DEFAULT_NUM_SPEAKERS)
     parser.add_argument("--clips_per_word", type=int, default=DEFAULT_CLIPS_PER_WORD)
@@ -299,7 +356,24 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--sample_rate", type=int, default=16000)
     args = parser.parse_args(argv)
     try:
-        return generate_corpus(args.root, num_speakers=args.num_speakers, clips_per_word=args.clips_per_word,
-                               unknown_clips_per_word=args.unknown_clips_per_word, seed=args.seed, sample_rate=args.sample_rate)
+        return generate_corpus(
+            args.root,
+            num_speakers=args.num_speakers,
+            clips_per_word=args.clips_per_word,
+            unknown_clips_per_word=args.unknown_clips_per_word,
+            seed=args.seed,
+            sample_rate=args.sample_rate,
+        )
     except (EspeakError, FileExistsError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
+
+
+def fetch_corpus(root: Path, synthetic: bool, wanted_words: Sequence[str], sample_rate: int) -> None:
+    """Generate the offline corpus (``synthetic``: the wanted words, the others as unknown words)
+    or download Speech Commands into ``root``."""
+    if synthetic:
+        wanted = tuple(wanted_words)
+        others = tuple(w for w in DEFAULT_WORDS + DEFAULT_UNKNOWN_WORDS if w not in wanted)
+        generate_corpus(root, words=wanted, unknown_words=others, sample_rate=sample_rate)
+    else:
+        download_speech_commands(root)

@@ -13,6 +13,7 @@ In order (each optional):
    mixed as the recipe does and the front end from a fresh state;
 5. SpecAugment masks on the features.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,8 +64,14 @@ class Augmentation:
     def __post_init__(self) -> None:
         pairs_as_tuples(self)
         key = "data.augment."
-        for name in ("background_frequency", "keep_fraction", "neighbour_probability", "speed_probability",
-                     "eq_probability", "reverb_probability"):
+        for name in (
+            "background_frequency",
+            "keep_fraction",
+            "neighbour_probability",
+            "speed_probability",
+            "eq_probability",
+            "reverb_probability",
+        ):
             check_within(key + name, getattr(self, name), 0, 1)
         check_within(key + "max_cut", self.max_cut, 0, 1, high_open=True)
         for name in ("background_volume", "time_shift_ms", "spec_masks"):
@@ -73,10 +80,14 @@ class Augmentation:
         check_range(key + "speed_range", self.speed_range)
 
     def voices(self) -> VoiceAugment:
-        return VoiceAugment(self.speed_probability, tuple(self.speed_range), self.eq_probability, self.reverb_probability)
+        return VoiceAugment(
+            self.speed_probability, tuple(self.speed_range), self.eq_probability, self.reverb_probability
+        )
 
 
-def spec_mask(features: Tensor, masks: int, generator: torch.Generator | None = None, max_frames: int = 5, max_channels: int = 4) -> Tensor:
+def spec_mask(
+    features: Tensor, masks: int, generator: torch.Generator | None = None, max_frames: int = 5, max_channels: int = 4
+) -> Tensor:
     """SpecAugment: ``masks`` random time stripes (up to ``max_frames``) and as many frequency
     stripes (up to ``max_channels``) of each clip's features [B, frames, channels] set to 0."""
     batch, frames, channels = features.shape
@@ -93,9 +104,19 @@ def spec_mask(features: Tensor, masks: int, generator: torch.Generator | None = 
     return features * keep
 
 
-def training_features(audio: Tensor, labels: Tensor, options: Augmentation, frontend: nn.Module, noise: BackgroundNoise,
-                      bank: LeadInBank | None, silence: int, unknown: int, sample_rate: int,
-                      generator: torch.Generator | None = None, fresh_probability: float = 0.0) -> tuple[Tensor, Tensor]:
+def training_features(
+    audio: Tensor,
+    labels: Tensor,
+    options: Augmentation,
+    frontend: nn.Module,
+    noise: BackgroundNoise,
+    bank: LeadInBank | None,
+    silence: int,
+    unknown: int,
+    sample_rate: int,
+    generator: torch.Generator | None = None,
+    fresh_probability: float = 0.0,
+) -> tuple[Tensor, Tensor]:
     """(features [B, frames, channels], labels after relabelling) of int16 training clips ``audio``
     [B, samples]; label indices ``silence`` and ``unknown``, keywords above them. With a lead-in
     ``bank``, ``fresh_probability`` of the clips are featurized from a fresh state instead."""
@@ -112,15 +133,26 @@ def training_features(audio: Tensor, labels: Tensor, options: Augmentation, fron
         audio = time_shift(audio, int(options.time_shift_ms * sample_rate / 1000), generator)
     if options.neighbour_probability:
         extents = word_extents_torch(audio, sample_rate) if extents is None else extents
-        use = (torch.rand(len(audio), device=audio.device, generator=generator) < options.neighbour_probability) & ~is_silence
+        use = (
+            torch.rand(len(audio), device=audio.device, generator=generator) < options.neighbour_probability
+        ) & ~is_silence
         # The donors are the batch's other clips (shuffled already), as placed. A keyword donor is
         # added only where it stays too cut to count as that keyword (keep_fraction), so that no
         # whole keyword sits in a window labelled otherwise.
         donor_labels = labels.roll(1, 0)
         donor_is_keyword = (donor_labels != silence) & (donor_labels != unknown)
         below = torch.where(donor_is_keyword, options.keep_fraction if options.word_placement else 0.0, 2.0)
-        audio = add_neighbours(audio, extents, audio.roll(1, 0), extents.roll(1, 0), use, options.neighbour_gap_s, sample_rate,
-                               generator=generator, below=below)
+        audio = add_neighbours(
+            audio,
+            extents,
+            audio.roll(1, 0),
+            extents.roll(1, 0),
+            use,
+            options.neighbour_gap_s,
+            sample_rate,
+            generator=generator,
+            below=below,
+        )
     if bank is not None:
         features = bank.featurize(frontend, audio, is_silence, noise, generator, fresh_probability)
     else:

@@ -13,6 +13,7 @@ changed at all):
 
     audio = VoiceAugment(speed=(0.85, 1.15), eq_probability=0.5, reverb_probability=0.3)(audio, generator)
 """
+
 from __future__ import annotations
 
 import math
@@ -52,9 +53,15 @@ def speed_perturb(audio: Tensor, factor: Tensor) -> Tensor:
     return _to_int16(a + (b - a) * frac)
 
 
-def random_eq(audio: Tensor, generator: torch.Generator | None = None, sample_rate: int = 16000,
-              highpass_hz: tuple[float, float] = (50.0, 400.0), lowpass_hz: tuple[float, float] = (3000.0, 8000.0),
-              bands: int = 6, max_db: float = 6.0) -> Tensor:
+def random_eq(
+    audio: Tensor,
+    generator: torch.Generator | None = None,
+    sample_rate: int = 16000,
+    highpass_hz: tuple[float, float] = (50.0, 400.0),
+    lowpass_hz: tuple[float, float] = (3000.0, 8000.0),
+    bands: int = 6,
+    max_db: float = 6.0,
+) -> Tensor:
     """A random band-pass and smooth tilt per clip (zero-phase, via FFT), peak level kept."""
     batch, length = audio.shape
     device = audio.device
@@ -66,7 +73,9 @@ def random_eq(audio: Tensor, generator: torch.Generator | None = None, sample_ra
     gain = 1.0 / torch.sqrt((1.0 + (f / lp) ** 4) * (1.0 + (hp / f) ** 4))
     # Smooth random gains: `bands` points over log2 frequency (50 Hz .. Nyquist), linearly interpolated in dB.
     points = _rand(batch * bands, -max_db, max_db, device, generator).reshape(batch, bands)
-    octave = (torch.log2(f / 50.0).clamp(min=0) / math.log2(sample_rate / 2 / 50.0) * (bands - 1)).clamp(max=bands - 1 - 1e-6)
+    octave = (torch.log2(f / 50.0).clamp(min=0) / math.log2(sample_rate / 2 / 50.0) * (bands - 1)).clamp(
+        max=bands - 1 - 1e-6
+    )
     i = octave.floor().long().expand(batch, -1)
     w = (octave - octave.floor()).expand(batch, -1)
     db = points.gather(1, i) * (1 - w) + points.gather(1, i + 1) * w
@@ -76,8 +85,14 @@ def random_eq(audio: Tensor, generator: torch.Generator | None = None, sample_ra
     return _to_int16(_keep_peak(wave, x))
 
 
-def reverberate(audio: Tensor, rt60_s: Tensor, generator: torch.Generator | None = None, sample_rate: int = 16000,
-                rir_s: float = 0.5, wet: tuple[float, float] = (0.3, 1.0)) -> Tensor:
+def reverberate(
+    audio: Tensor,
+    rt60_s: Tensor,
+    generator: torch.Generator | None = None,
+    sample_rate: int = 16000,
+    rir_s: float = 0.5,
+    wet: tuple[float, float] = (0.3, 1.0),
+) -> Tensor:
     """Convolve each clip with exponentially decaying noise (RT60 ``rt60_s`` [B]) after a unit
     direct path, scaled by a random wet level; the output keeps the clip's peak and length."""
     batch, length = audio.shape
@@ -120,7 +135,11 @@ class VoiceAugment:
         """``skip`` [B] bool: clips left alone (e.g. the silence class)."""
         batch, device = audio.shape[0], audio.device
         skip = torch.zeros(batch, dtype=torch.bool, device=device) if skip is None else skip
-        for probability, transform in ((self.speed_probability, self._speed), (self.eq_probability, self._eq), (self.reverb_probability, self._reverb)):
+        for probability, transform in (
+            (self.speed_probability, self._speed),
+            (self.eq_probability, self._eq),
+            (self.reverb_probability, self._reverb),
+        ):
             if probability <= 0:
                 continue
             use = (torch.rand(batch, device=device, generator=generator) < probability) & ~skip

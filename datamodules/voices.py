@@ -8,6 +8,7 @@ speaking rate, loudness and microphone band. Each voice variant belongs to one s
 voices are never heard in training; its family (``m3`` -> ``m``, ``klatt2`` -> ``klatt``) and
 its synthesis (espeak's formant ``wavegen`` or a ``klatt<N>`` source) are recorded for reports.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,13 @@ TESTING_PERCENTAGE = 10
 # espeak-ng's English dialects, all it has (its lang/gmw folder; en-Shaw is the Shavian
 # alphabet, read as en). Each speaker speaks one.
 DIALECTS = (
-    "en", "en-us", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+    "en",
+    "en-us",
+    "en-gb-scotland",
+    "en-029",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
     "en-us-nyc",
 )
 FORMANT_SCALE = (0.85, 1.15)
@@ -48,15 +55,15 @@ class Speaker:
     """One synthetic speaker: a voice and the habits it keeps from clip to clip."""
 
     id: str
-    dialect: str        # espeak-ng English dialect (DIALECTS)
-    variant: str        # espeak-ng voice variant (a file of its voices/!v folder)
-    synthesis: str      # "wavegen" (espeak's formant synthesis) or "klatt<N>" (a Klatt voice source)
+    dialect: str  # espeak-ng English dialect (DIALECTS)
+    variant: str  # espeak-ng voice variant (a file of its voices/!v folder)
+    synthesis: str  # "wavegen" (espeak's formant synthesis) or "klatt<N>" (a Klatt voice source)
     accent: tuple[tuple[str, str], ...]  # (group, option) of datamodules.delivery.ACCENTS
     formant_scale: float  # vocal-tract length: formants x this, pitch and tempo kept
-    pitch: int          # espeak-ng pitch 0-100 (50 = the voice's normal pitch)
-    pitch_range: int    # espeak-ng intonation range 0-100
-    rate: int           # words per minute (espeak-ng allows 80-450)
-    peak_db: float      # loudness: the word's peak level, dBFS
+    pitch: int  # espeak-ng pitch 0-100 (50 = the voice's normal pitch)
+    pitch_range: int  # espeak-ng intonation range 0-100
+    rate: int  # words per minute (espeak-ng allows 80-450)
+    peak_db: float  # loudness: the word's peak level, dBFS
     highpass_hz: float  # microphone / room response: band edges of the channel
     lowpass_hz: float
 
@@ -82,8 +89,10 @@ class Speaker:
 
 def split_sizes(total: int) -> dict[str, int]:
     """80/10/10 % of ``total``, at least one in each split."""
-    sizes = {"validation": max(1, round(total * VALIDATION_PERCENTAGE / 100)),
-             "testing": max(1, round(total * TESTING_PERCENTAGE / 100))}
+    sizes = {
+        "validation": max(1, round(total * VALIDATION_PERCENTAGE / 100)),
+        "testing": max(1, round(total * TESTING_PERCENTAGE / 100)),
+    }
     return {"training": total - sum(sizes.values()), **sizes}
 
 

@@ -11,6 +11,7 @@ batch-wise on the training device; the two agree exactly, ``tests/datamodules/te
     start, end = word_extent(clip)          # sample indices, end exclusive
     extents = word_extents(cache_array)     # [n, 2] for a whole [n, samples] array
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -24,7 +25,9 @@ FRAME_MS = 10
 FLOOR_RANK = 10  # the floor is the 10th-quietest frame's level
 
 
-def word_extents(audio: np.ndarray, sample_rate: int = 16000, relative_db: float = 40.0, floor_db: float = 12.0, batch: int = 4096) -> np.ndarray:
+def word_extents(
+    audio: np.ndarray, sample_rate: int = 16000, relative_db: float = 40.0, floor_db: float = 12.0, batch: int = 4096
+) -> np.ndarray:
     """[n, 2] int64 (start, end) sample indices of the word in each row of int16 ``audio [n, samples]``;
     a row with no frame above its floor gets (0, samples)."""
     audio = np.asarray(audio)
@@ -35,16 +38,20 @@ def word_extents(audio: np.ndarray, sample_rate: int = 16000, relative_db: float
     frames = samples // frame
     out = np.zeros((n, 2), np.int64)
     for lo in range(0, n, batch):
-        level = np.abs(np.asarray(audio[lo: lo + batch, : frames * frame], np.int32).reshape(-1, frames, frame)).max(-1).astype(np.float64)
+        level = (
+            np.abs(np.asarray(audio[lo : lo + batch, : frames * frame], np.int32).reshape(-1, frames, frame))
+            .max(-1)
+            .astype(np.float64)
+        )
         peak = level.max(-1, keepdims=True)
-        floor = np.sort(level, -1)[:, min(FLOOR_RANK, frames) - 1: min(FLOOR_RANK, frames)]
+        floor = np.sort(level, -1)[:, min(FLOOR_RANK, frames) - 1 : min(FLOOR_RANK, frames)]
         threshold = np.maximum(np.maximum(peak * 10 ** (-relative_db / 20), floor * 10 ** (floor_db / 20)), 1.0)
         loud = level >= threshold
         has = loud.any(-1) & (peak[:, 0] > 0)
         first = np.where(has, loud.argmax(-1), 0)
         last = np.where(has, frames - 1 - loud[:, ::-1].argmax(-1), frames - 1)
-        out[lo: lo + batch, 0] = first * frame
-        out[lo: lo + batch, 1] = np.where(has, (last + 1) * frame, samples)
+        out[lo : lo + batch, 0] = first * frame
+        out[lo : lo + batch, 1] = np.where(has, (last + 1) * frame, samples)
     return out
 
 
@@ -54,7 +61,9 @@ def word_extent(clip: np.ndarray, sample_rate: int = 16000, **kwargs) -> tuple[i
     return int(start), int(end)
 
 
-def word_extents_torch(audio: "torch.Tensor", sample_rate: int = 16000, relative_db: float = 40.0, floor_db: float = 12.0) -> "torch.Tensor":
+def word_extents_torch(
+    audio: "torch.Tensor", sample_rate: int = 16000, relative_db: float = 40.0, floor_db: float = 12.0
+) -> "torch.Tensor":
     """:func:`word_extents` on an int16 batch tensor [B, samples] (any device): [B, 2] int64."""
     import torch
 

@@ -6,13 +6,19 @@ utils <- audio <- datamodules (the data) <- models, training <- compression <- e
 The public names below are imported on first use, so that ``import kws.deploy.listen`` for an
 int8 model on a small host does not load PyTorch.
 """
+
 from __future__ import annotations
 
 import importlib
 
 __all__ = ["FeatureSettings", "KWSModule", "TinyConv", "build_frontend"]
 __version__ = "0.1.0"
-_PUBLIC = {"FeatureSettings": "kws.audio.settings", "KWSModule": "kws.training.module", "TinyConv": "kws.models.tiny_conv", "build_frontend": "kws.audio.features"}
+_PUBLIC = {
+    "FeatureSettings": "kws.audio.settings",
+    "KWSModule": "kws.training.module",
+    "TinyConv": "kws.models.tiny_conv",
+    "build_frontend": "kws.audio.features",
+}
 
 
 def __getattr__(name: str):

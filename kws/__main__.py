@@ -1,5 +1,6 @@
 """``python -m kws <command>``: the one way in. Lightning's subcommands (fit, validate, test,
 predict) go to the LightningCLI; every other tool is named here."""
+
 from __future__ import annotations
 
 import difflib
@@ -14,8 +15,14 @@ TOOLS = {
     "listen": ("kws.deploy.listen", "detect keywords in a long recording as the firmware would"),
     "profile": ("kws.tools.profile", "parameters, bytes, FLOPs, activation memory, latency per layer"),
     "bench": ("kws.tools.bench", "training throughput, front-end speed, model latency per runtime"),
-    "stream-test": ("kws.tools.stream_test", "keyword recall and false alarms per hour in long recordings of unseen speakers"),
-    "cross-check": ("kws.tools.cross_check", "held-out voices (flite, festival) and real speech: recall and false positives per voice"),
+    "stream-test": (
+        "kws.tools.stream_test",
+        "keyword recall and false alarms per hour in long recordings of unseen speakers",
+    ),
+    "cross-check": (
+        "kws.tools.cross_check",
+        "held-out voices (flite, festival) and real speech: recall and false positives per voice",
+    ),
     "sweep": ("kws.tools.sweep", "compression studies: bits, sparsity, norms, structured"),
     "corpus": ("datamodules.synthetic", "generate the offline corpus (espeak-ng voices)"),
     "plot-features": ("kws.training.plots", "waveform, spectrum, spectrogram, mel, MFCC and micro features of a clip"),
@@ -26,8 +33,23 @@ LIGHTNING = ("fit", "validate", "test", "predict")
 
 
 def usage() -> str:
-    lines = ["usage: python -m kws <command> [options]   (--help after a command for its options)", "", "Lightning (LightningCLI over conf.yaml):"]
-    lines += [f"  {name:<16} {what}" for name, what in zip(LIGHTNING, ("train, then test the best checkpoint", "validate a checkpoint", "test a checkpoint", "class probabilities of the test split"))]
+    lines = [
+        "usage: python -m kws <command> [options]   (--help after a command for its options)",
+        "",
+        "Lightning (LightningCLI over conf.yaml):",
+    ]
+    lines += [
+        f"  {name:<16} {what}"
+        for name, what in zip(
+            LIGHTNING,
+            (
+                "train, then test the best checkpoint",
+                "validate a checkpoint",
+                "test a checkpoint",
+                "class probabilities of the test split",
+            ),
+        )
+    ]
     lines += ["", "Tools:"] + [f"  {name:<16} {what}" for name, (_, what) in TOOLS.items()]
     return "\n".join(lines)
 
@@ -43,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] not in LIGHTNING and not argv[0].startswith("-"):
         close = difflib.get_close_matches(argv[0], [*LIGHTNING, *TOOLS], n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        print(f"error: unknown command '{argv[0]}': {hint}choose from {', '.join([*LIGHTNING, *TOOLS])}", file=sys.stderr)
+        print(
+            f"error: unknown command '{argv[0]}': {hint}choose from {', '.join([*LIGHTNING, *TOOLS])}", file=sys.stderr
+        )
         sys.exit(2)
     run_lightning(argv)
 
@@ -67,7 +91,9 @@ def run_tool(name: str, argv: list[str]) -> None:
 def report_error(err: Exception) -> None:
     if os.environ.get("KWS_DEBUG"):
         traceback.print_exc()
-    own = type(err).__module__.split(".")[0] in ("kws", "datamodules", "callbacks") or isinstance(err, (ValueError, OSError))
+    own = type(err).__module__.split(".")[0] in ("kws", "datamodules", "callbacks") or isinstance(
+        err, (ValueError, OSError)
+    )
     print(f"error: {err if own else f'{type(err).__name__}: {err}'}", file=sys.stderr)
     if not os.environ.get("KWS_DEBUG"):
         print("(set KWS_DEBUG=1 for the traceback)", file=sys.stderr)

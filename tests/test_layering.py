@@ -1,6 +1,7 @@
 """The architecture as a test: data flows one way through the pipeline's layers, ``kws`` never
 imports ``callbacks``, no import cycle, no module over 450 lines. Every import counts, also those
 inside functions (a lazy import is still a dependency)."""
+
 import ast
 from pathlib import Path
 
@@ -42,7 +43,10 @@ def imports(path: Path, known: dict[str, Path]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in known else node.module for alias in node.names]
+            names = [
+                f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in known else node.module
+                for alias in node.names
+            ]
         else:
             continue
         out.update(name for name in names if name.split(".")[0] in PACKAGES)
@@ -50,7 +54,12 @@ def imports(path: Path, known: dict[str, Path]) -> set[str]:
 
 
 def layer(module: str) -> int:
-    matches = [(len(prefix), i) for i, group in enumerate(LAYERS) for prefix in group if module == prefix or module.startswith(prefix + ".")]
+    matches = [
+        (len(prefix), i)
+        for i, group in enumerate(LAYERS)
+        for prefix in group
+        if module == prefix or module.startswith(prefix + ".")
+    ]
     assert matches, f"{module} is in no layer: add it to LAYERS in {__file__}"
     return max(matches)[1]
 
@@ -65,7 +74,13 @@ def test_imports_flow_down_the_layers(module):
 
 
 def test_kws_never_imports_callbacks():
-    offenders = sorted(f"{m} -> {d}" for m, deps in GRAPH.items() if m.split(".")[0] == "kws" for d in deps if d.split(".")[0] == "callbacks")
+    offenders = sorted(
+        f"{m} -> {d}"
+        for m, deps in GRAPH.items()
+        if m.split(".")[0] == "kws"
+        for d in deps
+        if d.split(".")[0] == "callbacks"
+    )
     assert not offenders, offenders
 
 
@@ -115,8 +130,42 @@ def test_no_module_over_450_lines():
 
 def test_the_checks_can_fail():
     """The layer rule and the cycle finder catch what they claim to."""
-    assert layer("kws.export.graph") > layer("kws.compression.quantization") > layer("kws.training.module") > layer("datamodules.layout")
-    assert layer("kws.audio.wav") < layer("datamodules.speech_commands") and layer("callbacks.pruning") == len(LAYERS) - 1
+    assert (
+        layer("kws.export.graph")
+        > layer("kws.compression.quantization")
+        > layer("kws.training.module")
+        > layer("datamodules.layout")
+    )
+    assert (
+        layer("kws.audio.wav") < layer("datamodules.speech_commands") and layer("callbacks.pruning") == len(LAYERS) - 1
+    )
     known = modules()
     assert "kws.compression.quantization" in imports(known["kws.export.graph"], known)
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+MAX_INIT_ARGUMENTS = 20
+
+
+def test_no_init_over_20_arguments():
+    """An ``__init__`` with more than 20 arguments (self excluded) wants its options grouped."""
+    paths = [p for package in (*PACKAGES, "tests") for p in (REPO / package).rglob("*.py")]
+    wide = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "__init__":
+                a = node.args
+                count = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) - 1 + bool(a.vararg) + bool(a.kwarg)
+                if count > MAX_INIT_ARGUMENTS:
+                    wide[f"{path.relative_to(REPO)}:{node.lineno}"] = count
+    assert not wide, f"__init__ over {MAX_INIT_ARGUMENTS} arguments: {wide}"
+
+
+def test_tests_mirror_the_packages():
+    """Every package folder (``callbacks``, ``datamodules``, ``kws/<sub>``) has its tests folder,
+    a package itself: tests/callbacks, tests/datamodules, tests/audio for kws/audio, ..."""
+    folders = ["callbacks", "datamodules"] + sorted(
+        p.name for p in (REPO / "kws").iterdir() if (p / "__init__.py").is_file()
+    )
+    missing = [name for name in folders if not (REPO / "tests" / name / "__init__.py").is_file()]
+    assert not missing, f"add tests/<name>/ (with __init__.py) for: {missing}"

@@ -4,7 +4,7 @@ handled correctly; nothing the user made is ever deleted; no result is quietly w
 
 The next bad input found belongs here, as one more promise.
 """
-import csv
+
 import json
 import os
 import subprocess
@@ -22,8 +22,6 @@ from datamodules.audio_cache import load_or_build_cache
 from datamodules.layout import DataError
 from kws.audio.features import FeatureSettings, build_frontend
 from kws.audio.wav import read_wav, write_wav
-from kws.export import ExportError
-from kws.export.pipeline import ARTIFACTS, REPORT, staging_folder
 from kws.training.checkpoints import CheckpointError, load_module
 from kws.training.cli import claim_log_versions
 from kws.training.module import KWSModule
@@ -41,8 +39,14 @@ def checkpoint(tmp_path_factory, corpus) -> Path:
     module = KWSModule(labels=["silence", "unknown", "yes", "no"], input_shape=(49, 40))
     dm = SpeechCommandsDataModule(data_dir=str(corpus))
     path = tmp_path_factory.mktemp("ckpt") / "micro.ckpt"
-    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": "2.6.6",
-                  "datamodule_hyper_parameters": dict(dm.hparams), "epoch": 0, "global_step": 0}
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": "2.6.6",
+        "datamodule_hyper_parameters": dict(dm.hparams),
+        "epoch": 0,
+        "global_step": 0,
+    }
     module.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, path)
     return path
@@ -78,7 +82,15 @@ def test_float_wav_is_scaled_not_read_as_silence(tmp_path, subtype):
 
 def test_a_wrong_rate_in_listen_says_what_listen_can_do(tmp_path, micro_speech_dir):
     write_wav(tmp_path / "44k.wav", np.zeros(2 * 44100, np.int16), 44100)
-    proc = kws("listen", str(tmp_path / "44k.wav"), "--model", "int8", "--tflite", str(micro_speech_dir / "micro_speech_quantized.tflite"), cwd=tmp_path)
+    proc = kws(
+        "listen",
+        str(tmp_path / "44k.wav"),
+        "--model",
+        "int8",
+        "--tflite",
+        str(micro_speech_dir / "micro_speech_quantized.tflite"),
+        cwd=tmp_path,
+    )
     error = one_clear_error(proc, "44100 Hz", "16000 Hz", "sox")
     assert "data" not in error
 
@@ -89,7 +101,15 @@ def test_listen_on_a_truncated_wav_names_it_before_hearing_anything(tmp_path, mi
     path = tmp_path / "cut.wav"
     write_wav(path, (1000 * np.sin(np.arange(3 * 16000) / 5)).astype(np.int16), 16000)
     path.write_bytes(path.read_bytes()[: 44 + 2 * 16000])
-    proc = kws("listen", str(path), "--model", "int8", "--tflite", str(micro_speech_dir / "micro_speech_quantized.tflite"), cwd=tmp_path)
+    proc = kws(
+        "listen",
+        str(path),
+        "--model",
+        "int8",
+        "--tflite",
+        str(micro_speech_dir / "micro_speech_quantized.tflite"),
+        cwd=tmp_path,
+    )
     one_clear_error(proc, str(path), "truncated")
     assert "Heard" not in proc.stdout
 
@@ -101,13 +121,18 @@ def test_nan_in_a_float_wav_is_named(tmp_path, micro_speech_dir, tool):
     samples[5000] = np.nan
     sf.write(path, samples, 16000, subtype="FLOAT")
     tflite = str(micro_speech_dir / "micro_speech_quantized.tflite")
-    args = [str(path), "--model", "int8", "--tflite", tflite] if tool == "listen" else ["--wav", str(path), "--out", str(tmp_path / "p.png")]
+    args = (
+        [str(path), "--model", "int8", "--tflite", tflite]
+        if tool == "listen"
+        else ["--wav", str(path), "--out", str(tmp_path / "p.png")]
+    )
     proc = kws(tool, *args, cwd=tmp_path)
     one_clear_error(proc, str(path), "NaN")
 
 
-def test_listen_outputs_on_a_full_disk_names_the_file_and_keeps_the_earlier_one(tmp_path, micro_speech_dir, monkeypatch,
-                                                                                capsys):
+def test_listen_outputs_on_a_full_disk_names_the_file_and_keeps_the_earlier_one(
+    tmp_path, micro_speech_dir, monkeypatch, capsys
+):
     import errno
     import io
 
@@ -120,14 +145,24 @@ def test_listen_outputs_on_a_full_disk_names_the_file_and_keeps_the_earlier_one(
         writelines = write
 
     real_open = open
-    monkeypatch.setattr(listen, "open", lambda path, mode="r": (real_open(path, mode).close(), Full())[1],
-                        raising=False)
+    monkeypatch.setattr(
+        listen, "open", lambda path, mode="r": (real_open(path, mode).close(), Full())[1], raising=False
+    )
     write_wav(tmp_path / "rec.wav", (1000 * np.sin(np.arange(2 * 16000) / 5)).astype(np.int16), 16000)
     outputs = tmp_path / "outputs.txt"
     outputs.write_text("an earlier run's outputs\n")
     with pytest.raises(SystemExit) as info:
-        listen.main([str(tmp_path / "rec.wav"), "--model", "int8", "--tflite",
-                     str(micro_speech_dir / "micro_speech_quantized.tflite"), "--outputs", str(outputs)])
+        listen.main(
+            [
+                str(tmp_path / "rec.wav"),
+                "--model",
+                "int8",
+                "--tflite",
+                str(micro_speech_dir / "micro_speech_quantized.tflite"),
+                "--outputs",
+                str(outputs),
+            ]
+        )
     error = capsys.readouterr().err.splitlines()[-1]
     assert info.value.code == 2 and error.startswith("error:") and str(outputs) in error and "space" in error, error
     assert outputs.read_text() == "an earlier run's outputs\n"  # not a cut or empty file
@@ -257,8 +292,14 @@ def test_a_file_that_is_no_kws_checkpoint_gets_one_clear_error(tmp_path, corpus,
 def test_a_checkpoint_is_checked_against_the_run_data_settings(tmp_path, corpus, checkpoint):
     proc = kws("test", *cli(corpus, "--ckpt_path", str(checkpoint), "--data.features.frontend", "mfcc"), cwd=tmp_path)
     one_clear_error(proc, "data.features.frontend 'micro' (this run: 'mfcc')")
-    proc = kws("test", *cli(corpus, "--ckpt_path", str(checkpoint), "--data.wanted_words", '["yes", "no", "cat"]'), cwd=tmp_path)
-    one_clear_error(proc, "labels ['silence', 'unknown', 'yes', 'no'] (this run: ['silence', 'unknown', 'yes', 'no', 'cat'])")
+    proc = kws(
+        "test",
+        *cli(corpus, "--ckpt_path", str(checkpoint), "--data.wanted_words", '["yes", "no", "cat"]'),
+        cwd=tmp_path,
+    )
+    one_clear_error(
+        proc, "labels ['silence', 'unknown', 'yes', 'no'] (this run: ['silence', 'unknown', 'yes', 'no', 'cat'])"
+    )
     proc = kws("fit", *cli(corpus, "--ckpt_path", str(checkpoint), "--data.features.num_features", "32"), cwd=tmp_path)
     one_clear_error(proc, "input shape (49, 40) (this run: (49, 32))")
 
@@ -271,9 +312,28 @@ def test_test_without_a_checkpoint_is_refused_unless_asked_for(tmp_path, corpus)
 
 # ------------------------------------------------------------------------------------ runs
 def test_errors_of_a_run_print_one_line_and_the_traceback_on_request(tmp_path):
-    proc = kws("fit", "--config", str(REPO / "conf.yaml"), "--data.data_dir", str(tmp_path / "missing"), "--data.synthetic", "false", cwd=tmp_path)
+    proc = kws(
+        "fit",
+        "--config",
+        str(REPO / "conf.yaml"),
+        "--data.data_dir",
+        str(tmp_path / "missing"),
+        "--data.synthetic",
+        "false",
+        cwd=tmp_path,
+    )
     one_clear_error(proc, str(tmp_path / "missing"), "does not exist")
-    debug = kws("fit", "--config", str(REPO / "conf.yaml"), "--data.data_dir", str(tmp_path / "missing"), "--data.synthetic", "false", cwd=tmp_path, env={"KWS_DEBUG": "1"})
+    debug = kws(
+        "fit",
+        "--config",
+        str(REPO / "conf.yaml"),
+        "--data.data_dir",
+        str(tmp_path / "missing"),
+        "--data.synthetic",
+        "false",
+        cwd=tmp_path,
+        env={"KWS_DEBUG": "1"},
+    )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
@@ -286,7 +346,16 @@ def test_runs_started_together_get_their_own_folders(tmp_path):
     from jsonargparse import Namespace
 
     def config():
-        return {"trainer": {"logger": [Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir=str(tmp_path), name="csv", version=None))]}}
+        return {
+            "trainer": {
+                "logger": [
+                    Namespace(
+                        class_path="lightning.pytorch.loggers.CSVLogger",
+                        init_args=Namespace(save_dir=str(tmp_path), name="csv", version=None),
+                    )
+                ]
+            }
+        }
 
     configs = [config() for _ in range(8)]
     threads = [threading.Thread(target=claim_log_versions, args=(c, "fit")) for c in configs]
@@ -302,100 +371,11 @@ def test_a_resumed_fit_continues_in_its_own_folder(tmp_path):
     from jsonargparse import Namespace
 
     (tmp_path / "csv" / "version_3" / "checkpoints").mkdir(parents=True)
-    logger = Namespace(class_path="lightning.pytorch.loggers.CSVLogger", init_args=Namespace(save_dir=str(tmp_path), name="csv", version=None))
-    claim_log_versions({"trainer": {"logger": [logger]}, "ckpt_path": str(tmp_path / "csv/version_3/checkpoints/latest.ckpt")}, "fit")
-    assert logger.init_args.version == 3  # its best checkpoint and metrics stay together
-
-
-def test_a_resumed_fit_keeps_the_earlier_epochs_rows_of_metrics_csv(tmp_path, corpus):
-    """Lightning's CSVLogger deletes metrics.csv in a folder in use; the resumed fit appends."""
-    quick = tmp_path / "quick.yaml"
-    quick.write_text(
-        "trainer:\n  logger:\n    - class_path: lightning.pytorch.loggers.CSVLogger\n      init_args: {save_dir: runs, name: csv}\n"
-        "  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
-        "      init_args: {filename: latest, enable_version_counter: false}\n"
-        "model: {arch: tiny_conv}\n"
+    logger = Namespace(
+        class_path="lightning.pytorch.loggers.CSVLogger",
+        init_args=Namespace(save_dir=str(tmp_path), name="csv", version=None),
     )
-    base = ["--config", str(REPO / "conf.yaml"), "--config", str(quick), "--data.data_dir", str(corpus), "--test_after_fit", "false"]
-    first = kws("fit", *base, "--trainer.max_epochs", "1", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    run = tmp_path / "runs" / "csv" / "version_0"
-    resumed = kws("fit", *base, "--trainer.max_epochs", "2", "--ckpt_path", str(run / "checkpoints" / "latest.ckpt"), cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
-    assert sorted({int(r["epoch"]) for r in rows if r.get("val/acc")}) == [0, 1]
-    assert [d.name for d in (tmp_path / "runs" / "csv").iterdir()] == ["version_0"]
-
-
-def test_a_refused_run_leaves_no_empty_version_folder(tmp_path, corpus):
-    proc = kws("fit", "--config", str(REPO / "conf.yaml"), "--data.data_dir", str(tmp_path / "missing"), "--data.synthetic", "false", cwd=tmp_path)
-    one_clear_error(proc, "missing")
-    assert not list((tmp_path / "runs" / "csv").glob("version_*"))
-
-
-@pytest.mark.parametrize("args, needle", [
-    (["fit", "--data.batchsize", "3"], "--data.batchsize"),
-    (["fit", "--data.batch_size", "ten"], "data.batch_size"),
-    (["test", "--bogus"], "--bogus"),
-])
-def test_a_bad_option_gets_one_line_not_the_usage(tmp_path, args, needle):
-    proc = kws(args[0], "--config", str(REPO / "conf.yaml"), *args[1:], cwd=tmp_path)
-    one_clear_error(proc, needle)
-    assert f"python -m kws {args[0]} --help" in proc.stderr
-    assert len(proc.stderr.splitlines()) <= 4, proc.stderr  # no usage screen before it
-
-
-def test_max_epochs_0_is_named(tmp_path, corpus):
-    proc = kws("fit", *cli(corpus, "--trainer.max_epochs", "0"), cwd=tmp_path)
-    one_clear_error(proc, "max_epochs")
-
-
-def test_a_mistyped_command_lists_every_command(tmp_path):
-    proc = kws("fitt", cwd=tmp_path)
-    assert proc.returncode == 2 and "did you mean 'fit'" in proc.stderr and "stream-test" in proc.stderr and "export" in proc.stderr
-
-
-# ---------------------------------------------------------------------------------- export
-def test_export_replaces_only_its_own_files(tmp_path):
-    out = tmp_path / "export"
-    (out / "src").mkdir(parents=True)
-    (out / "src" / "main.c").write_text("int main(void) { return 0; }\n")
-    (out / REPORT).write_text("{}")
-    (out / "notes.txt").write_text("mine")
-    (out / "mfcc_frontend_tables.h").write_text("an earlier model's front end")
-    with staging_folder(out) as folder:
-        for name in (*ARTIFACTS, "micro_frontend_tables.h", REPORT):
-            (folder / name).write_text(f"new {name}")
-    assert (out / "src" / "main.c").read_text().startswith("int main") and (out / "notes.txt").read_text() == "mine"
-    # the tables of the new model's front end only: the earlier model's would mislead a build
-    assert (out / "micro_frontend_tables.h").read_text() == "new micro_frontend_tables.h"
-    assert not (out / "mfcc_frontend_tables.h").exists()
-    assert (out / REPORT).read_text() == f"new {REPORT}" and all((out / name).read_text() == f"new {name}" for name in ARTIFACTS)
-    with pytest.raises(RuntimeError, match="verification failed"):
-        with staging_folder(out) as folder:
-            (folder / "model.onnx").write_text("half")
-            raise RuntimeError("verification failed")
-    assert (out / "model.onnx").read_text() == "new model.onnx" and (out / "notes.txt").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
-
-
-def test_export_refuses_a_folder_that_holds_no_export(tmp_path):
-    (tmp_path / "home" / "thesis.tex").parent.mkdir()
-    (tmp_path / "home" / "thesis.tex").write_text("...")
-    with pytest.raises(ExportError, match="not an earlier export"):
-        with staging_folder(tmp_path / "home"):
-            pass
-    assert (tmp_path / "home" / "thesis.tex").exists()
-
-
-def test_report_json_is_written_last(tmp_path):
-    """An export interrupted while its files move has no report.json: it never claims to be whole."""
-    out = tmp_path / "export"
-    out.mkdir()
-    (out / REPORT).write_text(json.dumps({"old": True}))
-    with pytest.raises(FileNotFoundError):
-        with staging_folder(out) as folder:
-            for name in ARTIFACTS[:3]:  # the others are missing: the move stops half-way
-                (folder / name).write_text("x")
-            (folder / REPORT).write_text("{}")
-    assert not (out / REPORT).exists()
+    claim_log_versions(
+        {"trainer": {"logger": [logger]}, "ckpt_path": str(tmp_path / "csv/version_3/checkpoints/latest.ckpt")}, "fit"
+    )
+    assert logger.init_args.version == 3  # its best checkpoint and metrics stay together

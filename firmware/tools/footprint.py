@@ -10,6 +10,7 @@ what exists only in the simulator (semihosting stdio, the QEMU board layer) and 
 the budget; the Arduino core and mbed OS of the real board are not in this ELF at all.
 Python standard library only. Exit status 1 when the sketch's share is over budget.
 """
+
 import argparse
 import json
 import re
@@ -19,10 +20,17 @@ FLASH_SECTIONS = {".text", ".ARM.extab", ".ARM.exidx", ".init_array", ".data"}  
 RAM_SECTIONS = {".data", ".bss", ".stack"}
 SIMULATOR_ONLY = {"semihosting + stdio (simulator only)", "QEMU board layer (simulator only)"}
 ORDER = [
-    "model (g_model)", "TFLM library (+ CMSIS-NN)", "front end (+ tables)",
-    "application (features, pipeline, recognizer, inference)", "audio ring buffer (audio_provider)",
-    "tensor arena", "stack", "libc / libm / libgcc / libstdc++", "alignment fill",
-    "QEMU board layer (simulator only)", "semihosting + stdio (simulator only)",
+    "model (g_model)",
+    "TFLM library (+ CMSIS-NN)",
+    "front end (+ tables)",
+    "application (features, pipeline, recognizer, inference)",
+    "audio ring buffer (audio_provider)",
+    "tensor arena",
+    "stack",
+    "libc / libm / libgcc / libstdc++",
+    "alignment fill",
+    "QEMU board layer (simulator only)",
+    "semihosting + stdio (simulator only)",
 ]
 APPLICATION = ("feature_provider", "pipeline", "recognize_commands", "inference")
 # newlib members there only because the simulator reads and writes host files through
@@ -32,7 +40,8 @@ APPLICATION = ("feature_provider", "pipeline", "recognize_commands", "inference"
 SIM_STDIO = re.compile(
     r"librdimon\.a\(|lib_a-(v?f?i?printf|puts|putc|fputc|fputs|fputwc|wcrtomb|fopen|fclose|fread|fwrite|fseeko?|ftello?"
     r"|fflush|findfp|refill|makebuf|wsetup|wbuf|fvwrite|fwalk|stdio|flags|mallocr|freer|reallocr|callocr|mlock|sbrkr"
-    r"|strtok(_r)?|strtol|atoi|(lseek|read|write|close|fstat|isatty|open)r)\.o")
+    r"|strtok(_r)?|strtol|atoi|(lseek|read|write|close|fstat|isatty|open)r)\.o"
+)
 
 
 def part_of(section: str, source: str) -> str:
@@ -134,9 +143,20 @@ def main() -> int:
     print(f"{'budget':58} {budget['flash']:>9,} {budget['ram']:>9,}   {'OK' if fits else 'OVER BUDGET'}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"map": args.map, "output_sections": outputs, "parts": dict(rows), "total": total,
-                       "sketch": sketch, "budget": budget, "fits": fits,
-                       "simulator_only": sorted(SIMULATOR_ONLY)}, f, indent=2)
+            json.dump(
+                {
+                    "map": args.map,
+                    "output_sections": outputs,
+                    "parts": dict(rows),
+                    "total": total,
+                    "sketch": sketch,
+                    "budget": budget,
+                    "fits": fits,
+                    "simulator_only": sorted(SIMULATOR_ONLY),
+                },
+                f,
+                indent=2,
+            )
     return 0 if fits else 1
 
 

@@ -10,6 +10,7 @@ stream to the next (the micro front end's noise estimate; the MFCC has none: ``N
   (:mod:`kws.audio.micro_frontend`), scaled by 10/256 as TensorFlow's speech_commands recipe does.
 - ``mfcc``: torchaudio's MFCC with the same framing (:mod:`kws.audio.mfcc`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,9 +33,11 @@ class MicroFeatures(nn.Module):
             self.frontend = MicroFrontend(settings.micro_config())
         except ValueError:  # name the user's options, not the front end's internals
             raise ValueError(
-                f"the micro front end cannot run at sample_rate {settings.sample_rate} Hz with a {settings.window_ms} ms window and "
+                f"the micro front end cannot run at sample_rate {settings.sample_rate} Hz with a "
+                f"{settings.window_ms} ms window and "
                 f"{settings.num_features} features: its mel filterbank spans {MicroFrontendConfig.lower_band_limit:g}-"
-                f"{MicroFrontendConfig.upper_band_limit:g} Hz, above half the sample rate; micro_speech uses 16000 Hz (data.resample: true "
+                f"{MicroFrontendConfig.upper_band_limit:g} Hz, above half the sample rate; "
+                "micro_speech uses 16000 Hz (data.resample: true "
                 "converts clips at other rates), or use data.features.frontend: mfcc"
             ) from None
 

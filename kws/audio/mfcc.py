@@ -1,4 +1,5 @@
 """The MFCC front end: torchaudio's MFCC with the micro front end's framing."""
+
 from __future__ import annotations
 
 import torch

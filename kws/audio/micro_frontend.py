@@ -7,6 +7,7 @@ KISS FFT, 12-bit mel filterbank, integer square root, noise reduction, PCAN gain
 -- on whole batches at once, on any device. ``tests/audio`` checks it bit for bit against
 TensorFlow's ``audio_microfrontend`` op, and each stage against its C twin in the firmware.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -56,24 +57,37 @@ class MicroFrontend(nn.Module):
         rest, state = fe.forward_with_state(audio[:, 15680:], state)  # continues the stream
     """
 
-    def __init__(self, cfg: MicroFrontendConfig = MicroFrontendConfig(), backend: Literal["auto", "torch", "c"] = "auto"):
+    def __init__(
+        self, cfg: MicroFrontendConfig = MicroFrontendConfig(), backend: Literal["auto", "torch", "c"] = "auto"
+    ):
         super().__init__()
         if backend not in ("auto", "torch", "c"):
             raise ValueError(f"backend must be auto, torch or c, got {backend!r}")
         if backend == "c" and not micro_frontend_c.matches(cfg):
-            raise ValueError(f"the C micro front end library is {'not built' if micro_frontend_c.build_info() is None else 'built for another configuration'}: "
-                             "it runs the default front end only, installed with a C compiler (make install)")
+            raise ValueError(
+                "the C micro front end library is "
+                f"{'not built' if micro_frontend_c.build_info() is None else 'built for another configuration'}: "
+                "it runs the default front end only, installed with a C compiler (make install)"
+            )
         self.cfg, self.backend = cfg, backend
-        self.register_buffer("window", torch.from_numpy(hann_window_q12(cfg.window_samples)).to(torch.int32), persistent=False)
+        self.register_buffer(
+            "window", torch.from_numpy(hann_window_q12(cfg.window_samples)).to(torch.int32), persistent=False
+        )
         ncfft = cfg.fft_size // 2
         order, self.stages = kiss_plan(ncfft)
         twiddles = fft_twiddles(ncfft)
         self.register_buffer("fft_order", torch.from_numpy(order), persistent=False)
-        self.register_buffer("super_twiddles", torch.from_numpy(super_twiddles(ncfft)).to(torch.int32), persistent=False)
+        self.register_buffer(
+            "super_twiddles", torch.from_numpy(super_twiddles(ncfft)).to(torch.int32), persistent=False
+        )
         # Each stage's twiddles for butterfly legs 1..p-1, as (re, im) [2, p - 1, m].
         for i, (p, m, fstride) in enumerate(self.stages):
             index = (np.arange(1, p)[:, None] * fstride * np.arange(m)[None]) % ncfft
-            self.register_buffer(f"stage{i}_twiddles", torch.from_numpy(twiddles[index]).to(torch.int32).movedim(-1, 0).contiguous(), persistent=False)
+            self.register_buffer(
+                f"stage{i}_twiddles",
+                torch.from_numpy(twiddles[index]).to(torch.int32).movedim(-1, 0).contiguous(),
+                persistent=False,
+            )
         weights, self.start_index, self.end_index = filterbank_matrix(cfg)
         self.register_buffer("filterbank", torch.from_numpy(weights).to(torch.float64), persistent=False)
         self.register_buffer("smoothing", torch.from_numpy(cfg.noise_smoothing()), persistent=False)
@@ -96,11 +110,18 @@ class MicroFrontend(nn.Module):
         channels]) of ``audio``, starting from ``state`` (None: a fresh start)."""
         cfg = self.cfg
         if audio.dim() != 2 or audio.shape[-1] < cfg.window_samples:
-            raise ValueError(f"micro front end: expected int16 audio [batch, samples >= {cfg.window_samples}], got {tuple(audio.shape)}")
+            raise ValueError(
+                "micro front end: expected int16 audio [batch, samples >= "
+                f"{cfg.window_samples}], got {tuple(audio.shape)}"
+            )
         if state is not None and tuple(state.shape) != (audio.shape[0], cfg.num_channels):
-            raise ValueError(f"micro front end: state must be [batch, {cfg.num_channels}] noise estimates, got {tuple(state.shape)}")
+            raise ValueError(
+                f"micro front end: state must be [batch, {cfg.num_channels}] noise estimates, got {tuple(state.shape)}"
+            )
         if audio.device.type == "cpu" and self._use_c():
-            values, estimates = micro_frontend_c.process_batch(audio.numpy(), None if state is None else state.numpy(), torch.get_num_threads())
+            values, estimates = micro_frontend_c.process_batch(
+                audio.numpy(), None if state is None else state.numpy(), torch.get_num_threads()
+            )
             return torch.from_numpy(values).to(torch.int64), torch.from_numpy(estimates).to(torch.int64)
         if audio.device.type == "cpu" and len(audio) > CPU_CHUNK_CLIPS:
             # Dozens of element-wise passes per FFT stage: on a CPU they run faster when each
@@ -125,10 +146,16 @@ class MicroFrontend(nn.Module):
         re, im = F.kiss_fftr16(fft_input, self.fft_tables)
         channels = F.filterbank(re, im, self.filterbank, self.start_index, self.end_index)
         signal = F.sqrt_and_unshift(channels, shift)
-        signal, estimates = F.noise_reduction(signal, self.smoothing, cfg.min_signal_remaining_q14, cfg.smoothing_bits, state)
+        signal, estimates = F.noise_reduction(
+            signal, self.smoothing, cfg.min_signal_remaining_q14, cfg.smoothing_bits, state
+        )
         if cfg.enable_pcan:
             signal = F.pcan_gain_control(signal, estimates, self.gain_lut, cfg.snr_shift)
-        values = signal.clamp(max=0xFFFF) if not cfg.enable_log else F.log_scale(signal, self.log_lut, cfg.correction_bits, cfg.scale_shift)
+        values = (
+            signal.clamp(max=0xFFFF)
+            if not cfg.enable_log
+            else F.log_scale(signal, self.log_lut, cfg.correction_bits, cfg.scale_shift)
+        )
         return values, estimates[:, -1]
 
 
@@ -138,9 +165,17 @@ def _c_library_agrees(cfg: MicroFrontendConfig) -> bool:
         return True
     if cfg == MicroFrontendConfig() and not _warned:
         _warned.append(True)
-        warnings.warn("the C micro front end library is " + ("not built (no C compiler at install time?)" if micro_frontend_c.build_info() is None else
-                      "built from other tables than this kws") + ": the front end runs the PyTorch port, about 30x slower on CPUs; "
-                      "reinstall with `make install` to build it", stacklevel=4)
+        warnings.warn(
+            "the C micro front end library is "
+            + (
+                "not built (no C compiler at install time?)"
+                if micro_frontend_c.build_info() is None
+                else "built from other tables than this kws"
+            )
+            + ": the front end runs the PyTorch port, about 30x slower on CPUs; "
+            "reinstall with `make install` to build it",
+            stacklevel=4,
+        )
     return False
 
 

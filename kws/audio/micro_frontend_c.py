@@ -11,6 +11,7 @@ GIL, so a batch is split over threads.
 same configuration, after checking that it gives the PyTorch port's output on a probe; otherwise
 (a GPU, another configuration, no compiler at install time) the PyTorch port runs.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -31,7 +32,17 @@ LIBRARY_STEM = "_micro_frontend_lib"
 # against the reference without loading PyTorch. Changing the front end changes it: the test says
 # what to write here.
 PROBE_SHA256 = "1d9b918e7ef164ae71b553a07ec9d1d5b173187c9b34219a512d98c4ae400b48"
-INFO_FIELDS = ("sample_rate", "window_samples", "stride_samples", "num_channels", "fft_size", "enable_pcan", "enable_log", "lanes", "smoothing_bits")
+INFO_FIELDS = (
+    "sample_rate",
+    "window_samples",
+    "stride_samples",
+    "num_channels",
+    "fft_size",
+    "enable_pcan",
+    "enable_log",
+    "lanes",
+    "smoothing_bits",
+)
 
 
 def library_path() -> Path | None:
@@ -49,7 +60,13 @@ def load_library() -> ctypes.CDLL | None:
     if path is None:
         return None
     lib = ctypes.CDLL(str(path))
-    lib.MicroFrontendProcessBatch.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
+    lib.MicroFrontendProcessBatch.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_size_t,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
     lib.MicroFrontendProcessBatch.restype = ctypes.c_size_t
     lib.MicroFrontendBuildInfo.argtypes = [ctypes.c_void_p]
     lib.MicroFrontendBuildInfo.restype = None
@@ -71,21 +88,43 @@ def matches(cfg: MicroFrontendConfig) -> bool:
     """Whether the library was built for ``cfg``'s framing and stages (the tables themselves are
     checked on a probe by MicroFrontend before use)."""
     info = build_info()
-    return info is not None and (info["sample_rate"], info["window_samples"], info["stride_samples"], info["num_channels"], info["fft_size"],
-                                 bool(info["enable_pcan"]), bool(info["enable_log"]), info["smoothing_bits"]) == (
-        cfg.sample_rate, cfg.window_samples, cfg.stride_samples, cfg.num_channels, cfg.fft_size, cfg.enable_pcan, cfg.enable_log, cfg.smoothing_bits)
+    return info is not None and (
+        info["sample_rate"],
+        info["window_samples"],
+        info["stride_samples"],
+        info["num_channels"],
+        info["fft_size"],
+        bool(info["enable_pcan"]),
+        bool(info["enable_log"]),
+        info["smoothing_bits"],
+    ) == (
+        cfg.sample_rate,
+        cfg.window_samples,
+        cfg.stride_samples,
+        cfg.num_channels,
+        cfg.fft_size,
+        cfg.enable_pcan,
+        cfg.enable_log,
+        cfg.smoothing_bits,
+    )
 
 
 def probe() -> tuple[np.ndarray, np.ndarray]:
     """int16 audio [4, 2 s] (silence, quiet, speech-level and clipping noise) and noise
     estimates to start from: the values a library and the reference must agree on."""
     rng = np.random.default_rng(0)
-    audio = (rng.standard_normal((4, 32000)) * np.array([[0.0], [30.0], [3000.0], [40000.0]])).clip(-32768, 32767).astype(np.int16)
+    audio = (
+        (rng.standard_normal((4, 32000)) * np.array([[0.0], [30.0], [3000.0], [40000.0]]))
+        .clip(-32768, 32767)
+        .astype(np.int16)
+    )
     return audio, rng.integers(0, 2**24, (4, MicroFrontendConfig().num_channels)).astype(np.uint32)
 
 
 def digest(values: np.ndarray, estimates: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(values, np.uint16).tobytes() + np.ascontiguousarray(estimates, np.uint32).tobytes()).hexdigest()
+    return hashlib.sha256(
+        np.ascontiguousarray(values, np.uint16).tobytes() + np.ascontiguousarray(estimates, np.uint32).tobytes()
+    ).hexdigest()
 
 
 @functools.cache
@@ -101,7 +140,9 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="kws-micro-frontend")
 
 
-def process_batch(audio: np.ndarray, state: np.ndarray | None = None, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def process_batch(
+    audio: np.ndarray, state: np.ndarray | None = None, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """(values uint16 [clips, frames, channels], noise estimates uint32 [clips, channels] after the
     last frame) of int16 ``audio`` [clips, samples], each clip starting from its row of ``state``
     (None: fresh). The batch is split over ``threads`` threads in multiples of the vector lanes."""
@@ -111,10 +152,16 @@ def process_batch(audio: np.ndarray, state: np.ndarray | None = None, threads: i
     audio = np.ascontiguousarray(audio, np.int16)
     clips, samples = audio.shape
     channels = info["num_channels"]
-    frames = 1 + (samples - info["window_samples"]) // info["stride_samples"] if samples >= info["window_samples"] else 0
+    frames = (
+        1 + (samples - info["window_samples"]) // info["stride_samples"] if samples >= info["window_samples"] else 0
+    )
     if frames == 0:
-        raise ValueError(f"micro front end: clips of {samples} samples are shorter than one {info['window_samples']}-sample window")
-    estimates = np.zeros((clips, channels), np.uint32) if state is None else np.array(state, np.uint32, order="C", copy=True)
+        raise ValueError(
+            f"micro front end: clips of {samples} samples are shorter than one {info['window_samples']}-sample window"
+        )
+    estimates = (
+        np.zeros((clips, channels), np.uint32) if state is None else np.array(state, np.uint32, order="C", copy=True)
+    )
     values = np.empty((clips, frames, channels), np.uint16)
     lanes = info["lanes"]
     per_thread = max(lanes, math.ceil(clips / max(1, threads) / lanes) * lanes)
@@ -122,7 +169,9 @@ def process_batch(audio: np.ndarray, state: np.ndarray | None = None, threads: i
 
     def run(start: int) -> None:
         stop = min(clips, start + per_thread)
-        lib.MicroFrontendProcessBatch(audio[start:].ctypes.data, stop - start, samples, estimates[start:].ctypes.data, values[start:].ctypes.data)
+        lib.MicroFrontendProcessBatch(
+            audio[start:].ctypes.data, stop - start, samples, estimates[start:].ctypes.data, values[start:].ctypes.data
+        )
 
     if len(starts) == 1:
         run(0)

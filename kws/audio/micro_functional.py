@@ -7,6 +7,7 @@ the same wrap-around is applied, so overflow behaves as on the device. Shapes: `
 (any leading batch dimensions). Custom code rather than torch.fft/torchaudio because the board
 computes in fixed point, and training must see its exact integers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -167,8 +168,9 @@ def sqrt_and_unshift(channels: Tensor, shift: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------- 5. noise reduction
-def noise_reduction(signal: Tensor, smoothing: Tensor, min_signal_remaining: int, smoothing_bits: int,
-                    estimate: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def noise_reduction(
+    signal: Tensor, smoothing: Tensor, min_signal_remaining: int, smoothing_bits: int, estimate: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Subtract a per-channel running noise estimate, down to a floor of the signal.
 
     ``signal``: int64 [B, frames, channels]; ``estimate``: the state, int64 [B, channels] noise
@@ -220,7 +222,11 @@ def log_scale(signal: Tensor, lut: Tensor, correction_bits: int, scale_shift: in
     x = (signal << correction_bits) & MASK32 if correction_bits >= 0 else signal >> -correction_bits
     integer = (bit_length(x) - 1).clamp(min=0)
     frac = x - (torch.ones_like(x) << integer)
-    frac = torch.where(integer < LOG_SCALE_BITS, frac << (LOG_SCALE_BITS - integer).clamp(min=0), frac >> (integer - LOG_SCALE_BITS).clamp(min=0))
+    frac = torch.where(
+        integer < LOG_SCALE_BITS,
+        frac << (LOG_SCALE_BITS - integer).clamp(min=0),
+        frac >> (integer - LOG_SCALE_BITS).clamp(min=0),
+    )
     base_seg = frac >> (LOG_SCALE_BITS - LOG_SEGMENTS_BITS)
     seg_unit = (1 << LOG_SCALE_BITS) >> LOG_SEGMENTS_BITS
     c0, c1 = lut[base_seg], lut[base_seg + 1]

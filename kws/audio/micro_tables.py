@@ -5,6 +5,7 @@ rounding, so that the integer arithmetic that uses them (:mod:`kws.audio.micro_f
 bit-exact with TensorFlow's ``audio_microfrontend`` op. The firmware's C front end gets the same
 tables as a generated header (:mod:`kws.export.frontend_tables`): one definition of each.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,7 +47,10 @@ class MicroFrontendConfig:
 
     def __post_init__(self) -> None:
         if self.window_samples < 2 or self.stride_samples < 1:
-            raise ValueError(f"micro front end: window {self.window_ms} ms / stride {self.stride_ms} ms is too short at {self.sample_rate} Hz")
+            raise ValueError(
+                f"micro front end: window {self.window_ms} ms / stride {self.stride_ms} ms is too "
+                f"short at {self.sample_rate} Hz"
+            )
         if not 0 < self.lower_band_limit < self.upper_band_limit:
             raise ValueError("micro front end: need 0 < lower_band_limit < upper_band_limit")
 
@@ -111,7 +115,10 @@ def filterbank_matrix(cfg: MicroFrontendConfig) -> tuple[np.ndarray, int, int]:
     centers = np.array([np.float32(mel_low + np.float32(spacing * np.float32(i + 1))) for i in range(n)], np.float32)
     hz_per_bin = np.float32(0.5 * cfg.sample_rate / (np.float32(spectrum_size) - np.float32(1)))
     start_index = int(1.5 + np.float64(np.float32(np.float32(cfg.lower_band_limit) / hz_per_bin)))
-    too_high = f"micro front end: upper_band_limit {cfg.upper_band_limit} Hz lies above the spectrum; lower it below {cfg.sample_rate / 2} Hz"
+    too_high = (
+        f"micro front end: upper_band_limit {cfg.upper_band_limit} Hz lies above the spectrum; "
+        f"lower it below {cfg.sample_rate / 2} Hz"
+    )
 
     weights = np.zeros((spectrum_size, n), np.int64)
     unweights = np.zeros((spectrum_size, n), np.int64)
@@ -122,7 +129,10 @@ def filterbank_matrix(cfg: MicroFrontendConfig) -> tuple[np.ndarray, int, int]:
         while _freq_to_mel(np.float32(np.float32(freq) * hz_per_bin)) <= centers[chan]:
             if freq >= spectrum_size:
                 raise ValueError(too_high)
-            w = np.float32(np.float32(centers[chan] - _freq_to_mel(np.float32(np.float32(freq) * hz_per_bin))) / np.float32(centers[chan] - lower))
+            w = np.float32(
+                np.float32(centers[chan] - _freq_to_mel(np.float32(np.float32(freq) * hz_per_bin)))
+                / np.float32(centers[chan] - lower)
+            )
             weights[freq, chan] = math.floor(np.float64(np.float32(w * np.float32(1 << FILTERBANK_BITS))) + 0.5)
             unweights[freq, chan] = math.floor((1.0 - np.float64(w)) * (1 << FILTERBANK_BITS) + 0.5)
             freq += 1
@@ -139,7 +149,10 @@ def pcan_gain_lut(cfg: MicroFrontendConfig) -> np.ndarray:
 
     def gain(x: int) -> int:
         x_f = np.float32(np.float32(x) / np.float32(1 << input_bits))
-        g = np.float32(np.float32(1 << cfg.gain_bits) * np.power(np.float32(x_f + np.float32(cfg.pcan_offset)), np.float32(-cfg.pcan_strength)))
+        g = np.float32(
+            np.float32(1 << cfg.gain_bits)
+            * np.power(np.float32(x_f + np.float32(cfg.pcan_offset)), np.float32(-cfg.pcan_strength))
+        )
         return 0x7FFF if g > 0x7FFF else int(np.float32(g + np.float32(0.5)))
 
     lut = np.zeros(4 * WIDE_DYNAMIC_FUNCTION_BITS - 3 + 6, np.int64)
@@ -212,7 +225,9 @@ def kiss_plan(n: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
 
 def twiddles_q15(phases: np.ndarray) -> np.ndarray:
     """kf_cexp in Q15: floor(0.5 + 32767 * cos/sin(phase)), as int pairs [len, 2]."""
-    return np.stack([np.floor(0.5 + 32767 * np.cos(phases)), np.floor(0.5 + 32767 * np.sin(phases))], -1).astype(np.int64)
+    return np.stack([np.floor(0.5 + 32767 * np.cos(phases)), np.floor(0.5 + 32767 * np.sin(phases))], -1).astype(
+        np.int64
+    )
 
 
 def fft_twiddles(ncfft: int) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Audio framing and feature size: the one definition shared by the data, the model and the
 firmware (written into the exported ``model_settings.h``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,7 +57,12 @@ class FeatureSettings:
         """The micro front end's configuration for this framing (defaults elsewhere, as micro_speech)."""
         from kws.audio.micro_tables import MicroFrontendConfig
 
-        return MicroFrontendConfig(sample_rate=self.sample_rate, window_ms=self.window_ms, stride_ms=self.stride_ms, num_channels=self.num_features)
+        return MicroFrontendConfig(
+            sample_rate=self.sample_rate,
+            window_ms=self.window_ms,
+            stride_ms=self.stride_ms,
+            num_channels=self.num_features,
+        )
 
     @property
     def input_shape(self) -> tuple[int, int]:

@@ -6,6 +6,7 @@ formats (8, 16, 24, 32 bit) are scaled to int16 by libsndfile; float formats are
 samples would all read as 0 or +-1), so they are read as floats and scaled here: full scale 1.0
 is int16's 32768, clipped.
 """
+
 from __future__ import annotations
 
 import wave
@@ -29,12 +30,16 @@ def _open(path: Path) -> sf.SoundFile:
     try:
         return sf.SoundFile(str(path))
     except (RuntimeError, sf.LibsndfileError) as err:
-        raise AudioError(f"{path}: not a readable WAV file ({err}); re-export it as 16-bit PCM WAV or delete it") from err
+        raise AudioError(
+            f"{path}: not a readable WAV file ({err}); re-export it as 16-bit PCM WAV or delete it"
+        ) from err
 
 
 def _check(path: Path, f: sf.SoundFile, sample_rate: int | None, resample: bool, rate_fix: str) -> None:
     if f.channels != 1:
-        raise AudioError(f"{path}: has {f.channels} channels, mono is needed; convert it, e.g. `sox {path.name} -c 1 out.wav`")
+        raise AudioError(
+            f"{path}: has {f.channels} channels, mono is needed; convert it, e.g. `sox {path.name} -c 1 out.wav`"
+        )
     if f.frames == 0:
         raise AudioError(f"{path}: holds no samples; delete it")
     if sample_rate is not None and f.samplerate != sample_rate and not resample:
@@ -49,7 +54,9 @@ def _to_int16(path: Path, block: np.ndarray, is_float: bool) -> np.ndarray:
     return np.clip(np.round(block * 32768.0), -32768, 32767).astype(np.int16)
 
 
-def read_wav(path: str | Path, sample_rate: int | None = None, resample: bool = False, rate_fix: str = DATA_RATE_FIX) -> tuple[np.ndarray, int]:
+def read_wav(
+    path: str | Path, sample_rate: int | None = None, resample: bool = False, rate_fix: str = DATA_RATE_FIX
+) -> tuple[np.ndarray, int]:
     """Read a mono WAV file as int16 samples.
 
     Args:
@@ -72,7 +79,9 @@ def read_wav(path: str | Path, sample_rate: int | None = None, resample: bool = 
         try:
             data = f.read(dtype="float64" if is_float else "int16", always_2d=True)
         except (RuntimeError, sf.LibsndfileError) as err:
-            raise AudioError(f"{path}: not a readable WAV file ({err}); re-export it as 16-bit PCM WAV or delete it") from err
+            raise AudioError(
+                f"{path}: not a readable WAV file ({err}); re-export it as 16-bit PCM WAV or delete it"
+            ) from err
         rate = f.samplerate
     _check_length(path, data.shape[0])
     samples = _to_int16(path, data[:, 0], is_float)
@@ -81,7 +90,9 @@ def read_wav(path: str | Path, sample_rate: int | None = None, resample: bool = 
     return samples, rate
 
 
-def wav_blocks(path: str | Path, sample_rate: int, block_samples: int, rate_fix: str = DATA_RATE_FIX) -> Iterator[np.ndarray]:
+def wav_blocks(
+    path: str | Path, sample_rate: int, block_samples: int, rate_fix: str = DATA_RATE_FIX
+) -> Iterator[np.ndarray]:
     """A long mono recording as consecutive int16 blocks of ``block_samples`` (the last one
     shorter), never more than one block in memory. The rate must be ``sample_rate``."""
     path = Path(path)
@@ -103,7 +114,9 @@ def wav_info(path: str | Path) -> sf._SoundFileInfo:
 def _check_length(path: Path, frames: int) -> None:
     declared = _declared_frames(path)
     if declared is not None and frames < declared:
-        raise AudioError(f"{path}: truncated (header says {declared} samples, file holds {frames}); re-download or delete it")
+        raise AudioError(
+            f"{path}: truncated (header says {declared} samples, file holds {frames}); re-download or delete it"
+        )
 
 
 def _declared_frames(path: Path) -> int | None:
@@ -117,7 +130,10 @@ def _declared_frames(path: Path) -> int | None:
 
 
 def wrong_rate_message(path: Path, rate: int, wanted: int, fix: str = DATA_RATE_FIX) -> str:
-    return f"{path}: sample rate {rate} Hz, {wanted} Hz is needed; resample it (e.g. `sox {path.name} -r {wanted} out.wav`) {fix}"
+    return (
+        f"{path}: sample rate {rate} Hz, {wanted} Hz is needed; "
+        f"resample it (e.g. `sox {path.name} -r {wanted} out.wav`) {fix}"
+    )
 
 
 def resample_int16(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:

@@ -15,6 +15,7 @@ channels and the fully connected columns they feed; and parametrized masks, so `
 is the masked weight on every access (a prune pre-hook only refreshes ``layer.weight`` when the
 layer itself is called: a fake-quantization wrapper that reads it would get a stale tensor).
 """
+
 from __future__ import annotations
 
 import math
@@ -136,7 +137,9 @@ def _lowest(scores: Tensor, k: int) -> Tensor:
     return marked
 
 
-def _swap_in_optimizers(optimizers: Sequence[torch.optim.Optimizer], old: Tensor, new: Tensor, select: Callable[[Tensor], Tensor]) -> None:
+def _swap_in_optimizers(
+    optimizers: Sequence[torch.optim.Optimizer], old: Tensor, new: Tensor, select: Callable[[Tensor], Tensor]
+) -> None:
     """Point optimizers at ``new`` in place of ``old``, slicing per-element state (Adam's moments)
     the way the parameter was sliced, so the final checkpoint's optimizer state fits the smaller model."""
     for optimizer in optimizers:
@@ -144,7 +147,9 @@ def _swap_in_optimizers(optimizers: Sequence[torch.optim.Optimizer], old: Tensor
             group["params"] = [new if p is old else p for p in group["params"]]
         if old in optimizer.state:
             state = optimizer.state.pop(old)
-            optimizer.state[new] = {k: select(v) if torch.is_tensor(v) and v.shape == old.shape else v for k, v in state.items()}
+            optimizer.state[new] = {
+                k: select(v) if torch.is_tensor(v) and v.shape == old.shape else v for k, v in state.items()
+            }
 
 
 def parameter_counts(model: nn.Module) -> tuple[int, int]:
@@ -192,13 +197,18 @@ class Pruner:
         layers: list[str] | None = None,
     ):
         if not 0 <= amount < 1:
-            raise ValueError(f"amount must be in [0, 1) (the final fraction of the original weights or channels pruned), got {amount}")
+            raise ValueError(
+                "amount must be in [0, 1) (the final fraction of the original weights or "
+                f"channels pruned), got {amount}"
+            )
         if method not in ("unstructured", "structured"):
             raise ValueError(f"method must be 'unstructured' or 'structured', got {method!r}")
         if scope not in ("layer", "global"):
             raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
         if scope == "global" and method == "structured":
-            raise ValueError("scope 'global' is for unstructured pruning; structured pruning ranks the channels of one convolution")
+            raise ValueError(
+                "scope 'global' is for unstructured pruning; structured pruning ranks the channels of one convolution"
+            )
         if not isinstance(norm, str) or norm.lower() not in NORMS:
             raise ValueError(f"norm must be L1, L2 or Linf, got {norm!r}")
         if schedule not in SCHEDULES:
@@ -207,11 +217,16 @@ class Pruner:
             raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
         if schedule == "one_shot":
             if end_epoch not in (None, start_epoch):
-                raise ValueError(f"schedule 'one_shot' prunes once, at start_epoch={start_epoch}: leave end_epoch out (got {end_epoch})")
+                raise ValueError(
+                    f"schedule 'one_shot' prunes once, at start_epoch={start_epoch}: "
+                    f"leave end_epoch out (got {end_epoch})"
+                )
             end_epoch = start_epoch
         elif end_epoch is None or end_epoch < start_epoch or (schedule == "gradual" and end_epoch == start_epoch):
             relation = ">" if schedule == "gradual" else ">="
-            raise ValueError(f"schedule {schedule!r} needs end_epoch {relation} start_epoch={start_epoch}, got end_epoch={end_epoch}")
+            raise ValueError(
+                f"schedule {schedule!r} needs end_epoch {relation} start_epoch={start_epoch}, got end_epoch={end_epoch}"
+            )
         if not 0 <= initial_amount <= amount:
             raise ValueError(f"initial_amount must be in [0, amount={amount}], got {initial_amount}")
         if initial_amount and schedule != "gradual":
@@ -219,7 +234,12 @@ class Pruner:
         if layers is not None and (not layers or len(set(layers)) != len(layers)):
             raise ValueError(f"layers must name distinct layers, or be left out to prune every layer; got {layers}")
         self.amount, self.method, self.scope, self.norm = amount, method, scope, norm.lower()
-        self.schedule, self.start_epoch, self.end_epoch, self.initial_amount = schedule, start_epoch, end_epoch, initial_amount
+        self.schedule, self.start_epoch, self.end_epoch, self.initial_amount = (
+            schedule,
+            start_epoch,
+            end_epoch,
+            initial_amount,
+        )
         self.layers = list(layers) if layers else None
         self._names: list[str] = []  # resolved in setup, once the model is known
         self._params: list[str] = []  # "layer.tensor" names that carry masks
@@ -262,17 +282,23 @@ class Pruner:
             # depthwise and pointwise layers too; only TinyConv's conv -> fc rebuild is implemented.
             raise ValueError(
                 f"callbacks.Pruning method 'structured' removes TinyConv's conv channels and the fc columns they feed; "
-                f"this model is a {type(model).__name__} (model.arch), which it does not support: use method 'unstructured' "
+                f"this model is a {type(model).__name__} (model.arch), which it does not support: "
+                "use method 'unstructured' "
                 f"(or model.arch tiny_conv)"
             )
         if len(layers) != 1 or not isinstance(layers[0], CONV_LAYERS) or layers[0].groups != 1:
-            raise ValueError(f"structured pruning removes the output channels of one (ungrouped) convolution; layers={self._names}")
+            raise ValueError(
+                f"structured pruning removes the output channels of one (ungrouped) convolution; layers={self._names}"
+            )
         conv, name = layers[0], self._names[0]
         ordered = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE_LAYERS)]
         position = next(i for i, (_, m) in enumerate(ordered) if m is conv)
         fc_name, fc = ordered[position + 1] if position + 1 < len(ordered) else ("", None)
         if not isinstance(fc, nn.Linear) or fc.in_features % conv.out_channels:
-            raise ValueError(f"structured pruning of {name!r} needs the next layer to be a Linear fed by its flattened channels, found {fc}")
+            raise ValueError(
+                f"structured pruning of {name!r} needs the next layer to be a Linear fed by its "
+                f"flattened channels, found {fc}"
+            )
         channels = conv.out_channels
         if round(self.amount * channels) >= channels:
             raise ValueError(
@@ -302,7 +328,9 @@ class Pruner:
     def _prune_weights(self, model: nn.Module, target: float) -> None:
         masks = [get_mask(model, param) for param in self._params]
         # Already pruned weights rank lowest, so each step only adds to them (the schedule never falls).
-        scores = [find_layer(model, n).weight.abs().masked_fill(~m, -math.inf).flatten() for n, m in zip(self._names, masks)]
+        scores = [
+            find_layer(model, n).weight.abs().masked_fill(~m, -math.inf).flatten() for n, m in zip(self._names, masks)
+        ]
         groups = [[i] for i in range(len(masks))] if self.scope == "layer" else [list(range(len(masks)))]
         for group in groups:
             flat = torch.cat([scores[i] for i in group])
@@ -324,9 +352,13 @@ class Pruner:
         """Fraction of zero weights per pruned layer and overall; channels kept for structured."""
         weights = {name: find_layer(model, name).weight.detach() for name in self._names}
         report = {f"pruning/sparsity/{n}": float((w == 0).sum() / w.numel()) for n, w in weights.items()}
-        report["pruning/sparsity"] = float(sum((w == 0).sum() for w in weights.values()) / sum(w.numel() for w in weights.values()))
+        report["pruning/sparsity"] = float(
+            sum((w == 0).sum() for w in weights.values()) / sum(w.numel() for w in weights.values())
+        )
         if self.structured:
-            report.update({f"pruning/channels/{n}": float((w.flatten(1) != 0).any(1).sum()) for n, w in weights.items()})
+            report.update(
+                {f"pruning/channels/{n}": float((w.flatten(1) != 0).any(1).sum()) for n, w in weights.items()}
+            )
         return report
 
     def make_permanent(self, pl_module: nn.Module, optimizers: Sequence[torch.optim.Optimizer] = ()) -> str:
@@ -348,7 +380,9 @@ class Pruner:
         )
         return "\n".join([head, *lines])
 
-    def _remove_channels(self, pl_module: nn.Module, keep: list[int], optimizers: Sequence[torch.optim.Optimizer]) -> str:
+    def _remove_channels(
+        self, pl_module: nn.Module, keep: list[int], optimizers: Sequence[torch.optim.Optimizer]
+    ) -> str:
         name = self._names[0]
         conv, fc = find_layer(pl_module.model, name, CONV_LAYERS), find_layer(pl_module.model, self._fc, (nn.Linear,))
         channels, old = conv.out_channels, (conv.weight, conv.bias, fc.weight)

@@ -30,6 +30,7 @@ Custom rather than ``torch.ao.quantization``: its QAT rewrites modules into its 
 observers, which neither pruning's parametrizations nor onnx2tf's export path take; here a
 wrapper around the original layer keeps both working, with torch's own fake-quantize ops.
 """
+
 from __future__ import annotations
 
 import copy
@@ -78,11 +79,20 @@ def check_options(
     if layers is not None:
         layers = list(layers)
         if not layers or not all(isinstance(n, str) for n in layers) or len(set(layers)) != len(layers):
-            raise ValueError(f"layers must be a non-empty list of distinct module names (or null for all), got {layers!r}")
+            raise ValueError(
+                f"layers must be a non-empty list of distinct module names (or null for all), got {layers!r}"
+            )
     return {
-        "weight_bits": weight_bits, "activation_bits": activation_bits, "mode": mode, "per_channel": bool(per_channel),
-        "activation_range": activation_range, "percentile": float(percentile), "momentum": float(momentum), "layers": layers,
-        "activation_mode": activation_mode or mode, "quantize_output": bool(quantize_output),
+        "weight_bits": weight_bits,
+        "activation_bits": activation_bits,
+        "mode": mode,
+        "per_channel": bool(per_channel),
+        "activation_range": activation_range,
+        "percentile": float(percentile),
+        "momentum": float(momentum),
+        "layers": layers,
+        "activation_mode": activation_mode or mode,
+        "quantize_output": bool(quantize_output),
     }
 
 
@@ -104,7 +114,9 @@ def qparams(min_val: Tensor, max_val: Tensor, bits: int, mode: str) -> tuple[Ten
     return scale, torch.round(-lo / scale).clamp(qmin, qmax).to(torch.int32)
 
 
-def fake_quantize(x: Tensor, scale: Tensor, zero_point: Tensor, bits: int, mode: str, axis: int | None = None) -> Tensor:
+def fake_quantize(
+    x: Tensor, scale: Tensor, zero_point: Tensor, bits: int, mode: str, axis: int | None = None
+) -> Tensor:
     """Quantize-dequantize ``x`` (per tensor, or per channel along ``axis``); STE gradient."""
     qmin, qmax = quant_range(bits, mode)
     if axis is None:
@@ -184,8 +196,11 @@ class QuantWrapper(nn.Module):
             self.register_buffer("out_zero_point", torch.tensor(0, dtype=torch.int32, device=device))
 
     def extra_repr(self) -> str:
-        return (f"weight_bits={self.weight_bits}, activation_bits={self.activation_bits}, mode={self.mode}, activation_mode={self.activation_mode}, "
-                f"per_channel={self.per_channel}, activation_range={self.activation_range}")
+        return (
+            f"weight_bits={self.weight_bits}, activation_bits={self.activation_bits}, mode={self.mode}, "
+            f"activation_mode={self.activation_mode}, "
+            f"per_channel={self.per_channel}, activation_range={self.activation_range}"
+        )
 
     def weight_qparams(self) -> tuple[Tensor, Tensor]:
         """(scale, zero point) of the current weight: shape [] per tensor, [out_channels] per channel."""
@@ -222,7 +237,9 @@ class QuantWrapper(nn.Module):
         if observe:
             self.observe(x)
         weight_scale, weight_zero_point = self.weight_qparams()
-        weight = fake_quantize(weight, weight_scale, weight_zero_point, self.weight_bits, self.mode, 0 if self.per_channel else None)
+        weight = fake_quantize(
+            weight, weight_scale, weight_zero_point, self.weight_bits, self.mode, 0 if self.per_channel else None
+        )
         if self.observed or (observe and self.quantize_output):
             x = fake_quantize(x, self.act_scale, self.act_zero_point, self.activation_bits, self.activation_mode)
             if bias is not None:
@@ -237,8 +254,9 @@ class QuantWrapper(nn.Module):
         if self.observed:
             # Straight through without the clamp's mask: logits beyond a young range would get no
             # gradient (measured: QAT from epoch 0 stayed at chance); the forward is exact either way.
-            quantized = fake_quantize(y.detach(), self.out_scale, self.out_zero_point, self.activation_bits,
-                                      self.activation_mode)
+            quantized = fake_quantize(
+                y.detach(), self.out_scale, self.out_zero_point, self.activation_bits, self.activation_mode
+            )
             y = quantized + (y - y.detach())  # y - y is exactly 0: the values stay the quantized ones
         return y
 
@@ -256,7 +274,11 @@ def quantizers(model: nn.Module) -> dict[str, QuantWrapper]:
 def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Conv2d/Linear layers by name, a wrapped layer listed under its wrapper's name."""
     wrapped = {f"{name}.layer" for name in quantizers(model)}
-    return {name: m for name, m in model.named_modules() if isinstance(m, (*QUANTIZABLE, QuantWrapper)) and name not in wrapped}
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, (*QUANTIZABLE, QuantWrapper)) and name not in wrapped
+    }
 
 
 def select_layers(model: nn.Module, layers: Iterable[str] | None = None) -> list[str]:
@@ -346,7 +368,10 @@ def compare_models(float_model: nn.Module, quant_model: nn.Module, batches: Iter
         p_float = float_model(features.to(device[0])).softmax(-1).cpu()
         p_quant = quant_model(features.to(device[1])).softmax(-1).cpu()
         if not metrics:
-            metrics = {k: MulticlassAccuracy(p_float.shape[-1], average="micro") for k in ("agreement", "float_acc", "quant_acc")}
+            metrics = {
+                k: MulticlassAccuracy(p_float.shape[-1], average="micro")
+                for k in ("agreement", "float_acc", "quant_acc")
+            }
         metrics["agreement"].update(p_quant, p_float.argmax(-1))
         n += len(features)
         squared += float(((p_float - p_quant) ** 2).mean(-1).sum())

@@ -23,6 +23,7 @@ The recording is what listen takes (any rate-matching mono WAV, 8/16/24/32-bit o
 read once here and handed to both sides as a 16-bit PCM copy, the one format the board's
 simulator reads. The folder and the recording are checked before anything is built.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,13 +65,17 @@ def read_outputs(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def compare_outputs(firmware: np.ndarray, host: np.ndarray) -> dict:
     difference = np.abs(firmware.astype(np.int64) - host.astype(np.int64))
-    return {"identical": bool(firmware.shape == host.shape and not difference.any()), "outputs": int(host.size),
-            "differing": int((difference > 0).sum()) if firmware.shape == host.shape else None,
-            "max_difference": int(difference.max()) if firmware.shape == host.shape and difference.size else None}
+    return {
+        "identical": bool(firmware.shape == host.shape and not difference.any()),
+        "outputs": int(host.size),
+        "differing": int((difference > 0).sum()) if firmware.shape == host.shape else None,
+        "max_difference": int(difference.max()) if firmware.shape == host.shape and difference.size else None,
+    }
 
 
-def host_stream(export: Path, recording: Path, settings: FeatureSettings, labels: list[str],
-                recognizer: RecognizerSettings) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def host_stream(
+    export: Path, recording: Path, settings: FeatureSettings, labels: list[str], recognizer: RecognizerSettings
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """listen --model micro on the recording: (times, int8 outputs, detection lines)."""
     from kws.audio.wav import wav_blocks
 
@@ -78,8 +83,16 @@ def host_stream(export: Path, recording: Path, settings: FeatureSettings, labels
     classify = tflite_classifier(export / "model_int8.tflite", "micro")
     blocks = wav_blocks(recording, settings.sample_rate, 10 * settings.sample_rate)
     recognize = RecognizeCommands.from_settings(labels, recognizer)
-    detections = listen(blocks, classify, labels, settings, recognizer.inference_stride_ms, recognize, log=None,
-                        outputs=lambda t, raw: (times.append(t), outputs.append(raw)))
+    detections = listen(
+        blocks,
+        classify,
+        labels,
+        settings,
+        recognizer.inference_stride_ms,
+        recognize,
+        log=None,
+        outputs=lambda t, raw: (times.append(t), outputs.append(raw)),
+    )
     return np.concatenate(times), np.concatenate(outputs), [str(d) for d in detections]
 
 
@@ -119,7 +132,11 @@ def test_recording(report: dict, path: Path, clips: int = 30) -> Path:
     rows = np.random.default_rng(0).permutation(len(data))[:clips]
     audio, _ = data[list(rows)]
     quiet = (np.random.default_rng(1).standard_normal((len(rows), 8000)) * 20).astype(np.int16)
-    write_wav(path, np.concatenate([np.concatenate([a, q]) for a, q in zip(audio.numpy(), quiet)]), datamodule.features.sample_rate)
+    write_wav(
+        path,
+        np.concatenate([np.concatenate([a, q]) for a, q in zip(audio.numpy(), quiet)]),
+        datamodule.features.sample_rate,
+    )
     return path
 
 
@@ -129,9 +146,11 @@ def pcm16_copy(recording: Path, settings: FeatureSettings, scratch: Path) -> Pat
     of its own: at least one window, the board's first inference."""
     samples, rate = read_wav(recording, settings.sample_rate, rate_fix=RATE_FIX)
     if len(samples) < settings.clip_samples:
-        raise AudioError(f"{recording}: {len(samples) * 1000 // rate} ms long, shorter than one {settings.clip_ms} ms "
-                         f"window, the board's first inference: firmware-sim needs a recording of at least "
-                         f"{settings.clip_ms} ms")
+        raise AudioError(
+            f"{recording}: {len(samples) * 1000 // rate} ms long, shorter than one {settings.clip_ms} ms "
+            f"window, the board's first inference: firmware-sim needs a recording of at least "
+            f"{settings.clip_ms} ms"
+        )
     copy = scratch / f"{recording.stem}.wav"
     write_wav(copy, samples, rate)
     return copy
@@ -142,12 +161,17 @@ def simulate(export: Path, recording: Path, kernels: tuple[str, ...] = KERNELS, 
     report, recognizer = folder.report, folder.recognizer
     model = read_model(folder.model, reexport_hint(export, report))
     build = REPO / "firmware" / "build"
-    results = {"recording": str(recording), "stride_ms": recognizer.inference_stride_ms,
-               "recognizer": recognizer.to_dict(), "kernels": {}}
+    results = {
+        "recording": str(recording),
+        "stride_ms": recognizer.inference_stride_ms,
+        "recognizer": recognizer.to_dict(),
+        "kernels": {},
+    }
     with tempfile.TemporaryDirectory() as scratch:
         recording = pcm16_copy(recording, folder.features, Path(scratch))
-        host_times, host_outputs, host_detections = host_stream(export, recording, folder.features, folder.labels,
-                                                                recognizer)
+        host_times, host_outputs, host_detections = host_stream(
+            export, recording, folder.features, folder.labels, recognizer
+        )
         inputs = test_clip_inputs(report) if clips else None
         windows = Path(scratch) / "test_clips.int8"
         if inputs is not None:
@@ -159,11 +183,19 @@ def simulate(export: Path, recording: Path, kernels: tuple[str, ...] = KERNELS, 
             out = build / k / "sim" / recording.stem
             times, outputs = read_outputs(out / "inferences.txt")
             detections = (out / "detections.txt").read_text().splitlines()
-            entry = {"stream": {"inferences": int(len(times)), "times_identical": bool(np.array_equal(times, host_times)),
-                                **compare_outputs(outputs, host_outputs), "detections": len(detections),
-                                "detections_identical": detections == host_detections}}
+            entry = {
+                "stream": {
+                    "inferences": int(len(times)),
+                    "times_identical": bool(np.array_equal(times, host_times)),
+                    **compare_outputs(outputs, host_outputs),
+                    "detections": len(detections),
+                    "detections_identical": detections == host_detections,
+                }
+            }
             log_text = (out / "log.txt").read_text()
-            entry["arena_used_bytes"] = next((int(line.split()[1]) for line in log_text.splitlines() if line.startswith("arena_used_bytes")), None)
+            entry["arena_used_bytes"] = next(
+                (int(line.split()[1]) for line in log_text.splitlines() if line.startswith("arena_used_bytes")), None
+            )
             if inputs is not None:
                 make("firmware-windows", WINDOWS=str(windows), **variables)
                 firmware_clips = np.loadtxt(build / k / "windows" / "test_clips.txt", dtype=np.int64, ndmin=2)
@@ -192,14 +224,22 @@ def summary_line(kernels: str, entry: dict) -> str:
     """One line: are the firmware's int8 outputs and detections the host's?"""
     s = entry["stream"]
     same = s["identical"] and s["times_identical"]
-    text = f"{kernels}: stream int8 outputs " + (f"identical ({s['inferences']} inferences)" if same else f"DIFFER ({s['differing']} of {s['outputs']} values)")
+    text = f"{kernels}: stream int8 outputs " + (
+        f"identical ({s['inferences']} inferences)" if same else f"DIFFER ({s['differing']} of {s['outputs']} values)"
+    )
     text += f", detections {'identical' if s['detections_identical'] else 'DIFFER'} ({s['detections']})"
     if "clips" in entry:
         c = entry["clips"]
-        text += "; test clips: int8 outputs " + ("identical" if c["identical"] else f"DIFFER ({c['differing']} of {c['outputs']} values)")
+        text += "; test clips: int8 outputs " + (
+            "identical" if c["identical"] else f"DIFFER ({c['differing']} of {c['outputs']} values)"
+        )
         rounding = entry.get("rounding")
         if not c["identical"]:
-            text += "; rounding: " + (", ".join(f"{op} {'/'.join(modes)}" for op, modes in rounding.items()) if rounding else "no assignment reproduces them")
+            text += "; rounding: " + (
+                ", ".join(f"{op} {'/'.join(modes)}" for op, modes in rounding.items())
+                if rounding
+                else "no assignment reproduces them"
+            )
     return text
 
 
@@ -210,10 +250,25 @@ def agrees(entry: dict) -> bool:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m kws firmware-sim", description="Build the firmware for Cortex-M4F, run it in QEMU on a recording and the test clips, and compare with the host (listen --model micro).")
+    parser = argparse.ArgumentParser(
+        prog="python -m kws firmware-sim",
+        description=(
+            "Build the firmware for Cortex-M4F, run it in QEMU on a recording and the test clips, "
+            "and compare with the host (listen --model micro)."
+        ),
+    )
     parser.add_argument("--export", required=True, help="a folder written by `python -m kws export`")
-    parser.add_argument("--recording", default=None, help="a mono WAV at the model's rate (16 kHz), at least 1 s, that the firmware and listen both hear (default: 30 test-split clips with quiet between them)")
-    parser.add_argument("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS), help="TFLM kernel sets (default: both)")
+    parser.add_argument(
+        "--recording",
+        default=None,
+        help=(
+            "a mono WAV at the model's rate (16 kHz), at least 1 s, that the firmware and listen both hear "
+            "(default: 30 test-split clips with quiet between them)"
+        ),
+    )
+    parser.add_argument(
+        "--kernels", nargs="+", choices=KERNELS, default=list(KERNELS), help="TFLM kernel sets (default: both)"
+    )
     parser.add_argument("--no_clips", action="store_true", help="skip the per-clip comparison on the test split")
     args = parser.parse_args(argv)
     export = Path(args.export)
@@ -235,7 +290,10 @@ def main(argv: list[str] | None = None) -> dict:
         parser.exit(2, f"error: {err}\n")
     differ = [k for k, entry in results["kernels"].items() if not agrees(entry)]
     if differ:
-        parser.exit(1, f"error: the board does not compute what the host computes ({', '.join(differ)}; details in "
-                       f"{export / REPORT_NAME}, key firmware): the firmware or this folder is at fault -- "
-                       f"{reexport_hint(export, folder.report)}, and if they still differ, see firmware/README.md\n")
+        parser.exit(
+            1,
+            f"error: the board does not compute what the host computes ({', '.join(differ)}; details in "
+            f"{export / REPORT_NAME}, key firmware): the firmware or this folder is at fault -- "
+            f"{reexport_hint(export, folder.report)}, and if they still differ, see firmware/README.md\n",
+        )
     return results

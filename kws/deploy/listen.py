@@ -4,7 +4,8 @@ stride, and :class:`kws.streams.recognize.RecognizeCommands` turning the scores 
 ``python -m kws listen FILE.wav [MORE.wav ...] [--model pytorch|int8|micro] (--ckpt CKPT | --export DIR | --tflite M)``
 
 - The recording (or several, one after another with a quiet gap) is read in 10 s blocks
-  (:mod:`kws.streams.frontend`): memory stays bounded whatever its length. The front end runs over it with its state (noise estimate, PCAN gain)
+  (:mod:`kws.streams.frontend`): memory stays bounded whatever its length. The front end runs over it
+  with its state (noise estimate, PCAN gain)
   carried from block to block and frame to frame, as the firmware's feature provider does.
 - Every inference stride (the recognizer's ``inference_stride_ms``, a multiple of the 20 ms
   frame step) the last 49 frames (1 s) go to the model: PyTorch float from a checkpoint, or an
@@ -16,6 +17,7 @@ stride, and :class:`kws.streams.recognize.RecognizeCommands` turning the scores 
 - The labels, features and recognizer settings (stride included) are the model's own: an export
   folder's report.json (:mod:`kws.export.folder`), or the checkpoint's; flags override them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +32,16 @@ import numpy as np
 
 from kws.audio.settings import FeatureSettings
 from kws.export.classifiers import ModelClassifier, pytorch_classifier, tflite_classifier
-from kws.streams.frontend import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_windows
 from kws.export.folder import REPORT, ExportFolder, read_export
-from kws.streams.recognize import (DEFAULT_RECOGNIZER, Detection, RecognizeCommands, RecognizerSettings,
-                                   add_recognizer_flags, given_flags)
+from kws.streams.frontend import Classifier, StreamingFeatures, WindowStream, blocks_of, stream_windows
+from kws.streams.recognize import (
+    DEFAULT_RECOGNIZER,
+    Detection,
+    RecognizeCommands,
+    RecognizerSettings,
+    add_recognizer_flags,
+    given_flags,
+)
 
 # micro_speech's labels: what a .tflite with no report.json beside it (the reference model) uses.
 MICRO_SPEECH_LABELS = ["silence", "unknown", "yes", "no"]
@@ -94,7 +102,12 @@ def recordings(paths: list[str], sample_rate: int, gap: int, floor_rms: float = 
     for path in paths:
         if gap:
             yield np.round(rng.normal(0.0, floor_rms, gap)).astype(np.int16)
-        yield from wav_blocks(path, sample_rate, 10 * sample_rate, rate_fix="(listen takes the rate the model was trained on, as the board's microphone delivers it)")
+        yield from wav_blocks(
+            path,
+            sample_rate,
+            10 * sample_rate,
+            rate_fix="(listen takes the rate the model was trained on, as the board's microphone delivers it)",
+        )
 
 
 def export_of(tflite: str | Path) -> ExportFolder | None:
@@ -115,8 +128,10 @@ def staged_file(path: Path) -> Iterator:
             yield sink
         os.replace(staged, path)
     except OSError as err:
-        raise ValueError(f"cannot write --outputs {path} ({err.strerror or err}): it is left as it was; free some "
-                         "space or choose another --outputs") from err
+        raise ValueError(
+            f"cannot write --outputs {path} ({err.strerror or err}): it is left as it was; free some "
+            "space or choose another --outputs"
+        ) from err
     finally:
         staged.unlink(missing_ok=True)
 
@@ -125,23 +140,61 @@ def main(argv: list[str] | None = None) -> list[Detection]:
     from kws.audio.wav import wav_info
     from kws.export import ExportError
 
-    parser = argparse.ArgumentParser(prog="python -m kws listen", description="Detect keywords in a long 16 kHz recording as the firmware would: streaming features, an inference every stride, averaged and suppressed detections.")
-    parser.add_argument("wav", nargs="+", help="the recording (16-bit PCM WAV, mono); several are played one after another, --gap_s apart")
-    parser.add_argument("--gap_s", type=float, default=1.5, help="with several recordings: the quiet before each (a faint noise floor, as a microphone's)")
-    parser.add_argument("--model", choices=("pytorch", "int8", "micro"), default=None,
-                        help="pytorch (default; micro with --export): the checkpoint's float model; int8: the .tflite "
-                             "through LiteRT; micro: through tflite-micro")
-    parser.add_argument("--ckpt", help="a checkpoint from `python -m kws fit` (the model for --model pytorch; labels and features otherwise)")
-    parser.add_argument("--export", help="an export folder (`python -m kws export`): its model_int8.tflite, labels, "
-                                         "features and recognizer")
-    parser.add_argument("--tflite", help="the int8 model (model_int8.tflite); labels and features from --ckpt, else "
-                                         "its export folder's report.json, else micro_speech's")
+    parser = argparse.ArgumentParser(
+        prog="python -m kws listen",
+        description=(
+            "Detect keywords in a long 16 kHz recording as the firmware would: streaming features, "
+            "an inference every stride, averaged and suppressed detections."
+        ),
+    )
+    parser.add_argument(
+        "wav",
+        nargs="+",
+        help="the recording (16-bit PCM WAV, mono); several are played one after another, --gap_s apart",
+    )
+    parser.add_argument(
+        "--gap_s",
+        type=float,
+        default=1.5,
+        help="with several recordings: the quiet before each (a faint noise floor, as a microphone's)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=("pytorch", "int8", "micro"),
+        default=None,
+        help="pytorch (default; micro with --export): the checkpoint's float model; int8: the .tflite "
+        "through LiteRT; micro: through tflite-micro",
+    )
+    parser.add_argument(
+        "--ckpt",
+        help="a checkpoint from `python -m kws fit` (the model for --model pytorch; labels and features otherwise)",
+    )
+    parser.add_argument(
+        "--export",
+        help="an export folder (`python -m kws export`): its model_int8.tflite, labels, features and recognizer",
+    )
+    parser.add_argument(
+        "--tflite",
+        help="the int8 model (model_int8.tflite); labels and features from --ckpt, else "
+        "its export folder's report.json, else micro_speech's",
+    )
     parser.add_argument("--labels", nargs="+", help="class names in output order (overrides the above)")
-    recognizer = parser.add_argument_group("the recognizer and its stride (default: the model's -- its export folder's "
-                                           "report.json, or the checkpoint's -- else micro_speech's)")
+    recognizer = parser.add_argument_group(
+        "the recognizer and its stride (default: the model's -- its export folder's "
+        "report.json, or the checkpoint's -- else micro_speech's)"
+    )
     add_recognizer_flags(recognizer)
-    parser.add_argument("--arena_size", type=int, default=None, help="tflite-micro tensor arena bytes (default: the runtime's)")
-    parser.add_argument("--outputs", default=None, help="write every inference's time (ms) and raw model outputs (int8 for an int8 model), a line each, to this file: what the firmware simulation writes")
+    parser.add_argument(
+        "--arena_size", type=int, default=None, help="tflite-micro tensor arena bytes (default: the runtime's)"
+    )
+    parser.add_argument(
+        "--outputs",
+        default=None,
+        help=(
+            "write every inference's time (ms) and raw model outputs (int8 for an int8 model), a line each, "
+            "to this file: what the firmware simulation writes"
+        ),
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -176,7 +229,10 @@ def main(argv: list[str] | None = None) -> list[Detection]:
         gap = int(args.gap_s * settings.sample_rate) if len(args.wav) > 1 else 0
         frames = sum(wav_info(path).frames + gap for path in args.wav)
         if frames < settings.clip_samples:
-            raise ValueError(f"{', '.join(args.wav)}: the recording is {frames} samples, shorter than one {settings.clip_ms} ms window")
+            raise ValueError(
+                f"{', '.join(args.wav)}: the recording is {frames} samples, "
+                f"shorter than one {settings.clip_ms} ms window"
+            )
         blocks = recordings(args.wav, settings.sample_rate, gap)
         given = given_flags(args)
         options = dataclasses.replace(base, **given)
@@ -185,13 +241,17 @@ def main(argv: list[str] | None = None) -> list[Detection]:
         print(f"recognizer: {', '.join(f'{k} {v:g}' for k, v in shown.items())} ({origin})", file=sys.stderr)
         if calibrated and options.inference_stride_ms != base.inference_stride_ms:
             # minimum_count and the averaging window count inferences: at another stride they mean other things.
-            print(f"warning: the recognizer was calibrated at --stride_ms {base.inference_stride_ms}; at "
-                  f"{options.inference_stride_ms} its settings may hear more or less: pass --threshold / "
-                  "--average_window_ms / --minimum_count for this stride", file=sys.stderr)
+            print(
+                f"warning: the recognizer was calibrated at --stride_ms {base.inference_stride_ms}; at "
+                f"{options.inference_stride_ms} its settings may hear more or less: pass --threshold / "
+                "--average_window_ms / --minimum_count for this stride",
+                file=sys.stderr,
+            )
         recognizer = RecognizeCommands.from_settings(labels, options)
         if not args.outputs:
             return listen(blocks, classify, labels, settings, options.inference_stride_ms, recognizer)
         with staged_file(Path(args.outputs)) as sink:
+
             def write(times, raw):
                 sink.writelines(f"{t} {' '.join(str(v) for v in row)}\n" for t, row in zip(times, raw.tolist()))
 

@@ -2,6 +2,7 @@
 ``model_settings.h`` (front end, framing, labels, quantization, arena, the recognizer and its
 inference stride), ``model_ops.h`` (the op resolver) and the front end's tables, all generated so
 that nothing is typed twice."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,9 @@ from kws.utils.c_source import GENERATED, c_array, c_float
 TOOL = "python -m kws export"
 # TFLM's MicroMutableOpResolver methods whose names do not follow CamelCase of the op name.
 RESOLVER_METHODS = {
-    "BATCH_MATMUL": "BatchMatMul", "LOG_SOFTMAX": "LogSoftmax", "L2_NORMALIZATION": "L2Normalization",
+    "BATCH_MATMUL": "BatchMatMul",
+    "LOG_SOFTMAX": "LogSoftmax",
+    "L2_NORMALIZATION": "L2Normalization",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM",
 }
 
@@ -38,7 +41,8 @@ def write_model_data(model: bytes, folder: Path, source: str) -> None:
     (folder / "model_data.h").write_text(
         GENERATED.format(tool=TOOL, source=source)
         + "#ifndef KWS_MODEL_DATA_H_\n#define KWS_MODEL_DATA_H_\n\n"
-        + "extern const unsigned char g_model[];\nextern const unsigned int g_model_len;\n\n#endif  // KWS_MODEL_DATA_H_\n"
+        + "extern const unsigned char g_model[];\nextern const unsigned int "
+        "g_model_len;\n\n#endif  // KWS_MODEL_DATA_H_\n"
     )
     (folder / "model_data.cc").write_text(
         GENERATED.format(tool=TOOL, source=source)
@@ -57,20 +61,34 @@ def ignored_indices(labels: Sequence[str], recognizer: RecognizerSettings) -> tu
             slot = "silence" if "silence" in label else "unknown"
             if slots[slot] != -1:
                 ignored = [name for name in labels if name in recognizer.ignore]
-                raise ExportError(f"the recognizer ignores {ignored}: the firmware's recognizer "
-                                  "(firmware/recognize_commands.h) has one silence and one unknown slot")
+                raise ExportError(
+                    f"the recognizer ignores {ignored}: the firmware's recognizer "
+                    "(firmware/recognize_commands.h) has one silence and one unknown slot"
+                )
             slots[slot] = index
     return slots["silence"], slots["unknown"]
 
 
-def write_model_settings(folder: Path, source: str, settings: FeatureSettings, labels: Sequence[str], input_q: tuple[float, int], output_q: tuple[float, int], arena: int,
-                         recognizer: RecognizerSettings = DEFAULT_RECOGNIZER, calibrated: bool = False) -> None:
+def write_model_settings(
+    folder: Path,
+    source: str,
+    settings: FeatureSettings,
+    labels: Sequence[str],
+    input_q: tuple[float, int],
+    output_q: tuple[float, int],
+    arena: int,
+    recognizer: RecognizerSettings = DEFAULT_RECOGNIZER,
+    calibrated: bool = False,
+) -> None:
     """model_settings.h: the feature front end, the labels, the int8 model's quantization and the
     command recognizer's settings with its inference stride (``calibrated``: for this model, else
     the defaults), so that the firmware and the host share one definition of each."""
     rec = recognizer
-    rec_source = ("calibrated for this model on the validation stream (report.json: recognizer)" if calibrated
-                  else "micro_speech's defaults (no calibration)")
+    rec_source = (
+        "calibrated for this model on the validation stream (report.json: recognizer)"
+        if calibrated
+        else "micro_speech's defaults (no calibration)"
+    )
     silence, unknown = ignored_indices(labels, recognizer)
     label_list = ", ".join(json.dumps(label) for label in labels)
     text = f"""{GENERATED.format(tool=TOOL, source=source)}#ifndef KWS_MODEL_SETTINGS_H_
@@ -127,15 +145,19 @@ constexpr int kTensorArenaSize = {arena};
 
 def resolver_method(op: str) -> str:
     """TFLM's MicroMutableOpResolver method for a builtin op: CONV_2D -> AddConv2D."""
-    return "Add" + RESOLVER_METHODS.get(op, "".join(part.upper() if part[0].isdigit() else part.capitalize() for part in op.lower().split("_")))
+    return "Add" + RESOLVER_METHODS.get(
+        op, "".join(part.upper() if part[0].isdigit() else part.capitalize() for part in op.lower().split("_"))
+    )
 
 
 # A full-integer model needs only the int8 variant of these kernels: registering it alone keeps
 # CMSIS-NN's int4/int16 code out of the firmware (21.6 KB of flash measured, same outputs); with
 # the reference kernels it is the generic registration.
 INT8_REGISTRATIONS = {
-    "CONV_2D": "tflite::Register_CONV_2D_INT8()", "DEPTHWISE_CONV_2D": "tflite::Register_DEPTHWISE_CONV_2D_INT8()",
-    "AVERAGE_POOL_2D": "tflite::Register_AVERAGE_POOL_2D_INT8()", "FULLY_CONNECTED": "tflite::Register_FULLY_CONNECTED_INT8()",
+    "CONV_2D": "tflite::Register_CONV_2D_INT8()",
+    "DEPTHWISE_CONV_2D": "tflite::Register_DEPTHWISE_CONV_2D_INT8()",
+    "AVERAGE_POOL_2D": "tflite::Register_AVERAGE_POOL_2D_INT8()",
+    "FULLY_CONNECTED": "tflite::Register_FULLY_CONNECTED_INT8()",
 }
 
 
@@ -144,7 +166,10 @@ def write_model_ops(ops: Sequence[str], folder: Path, source: str, int8: bool = 
     kernels only when ``int8``: a full-integer model)."""
     distinct = list(dict.fromkeys(ops))
     registration = INT8_REGISTRATIONS if int8 else {}
-    adds = "\n".join(f"  TF_LITE_ENSURE_STATUS(resolver.{resolver_method(op)}({registration.get(op, '')}));  // {op}" for op in distinct)
+    adds = "\n".join(
+        f"  TF_LITE_ENSURE_STATUS(resolver.{resolver_method(op)}({registration.get(op, '')}));  // {op}"
+        for op in distinct
+    )
     (folder / "model_ops.h").write_text(
         f"""{GENERATED.format(tool=TOOL, source=source)}#ifndef KWS_MODEL_OPS_H_
 #define KWS_MODEL_OPS_H_

@@ -2,6 +2,7 @@
 the model's raw outputs (int8 for an int8 .tflite, logits for PyTorch) and the class
 probabilities the recognizer averages out. Used by listen, the stream test, the export's
 recognizer calibration and the firmware check."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,7 +55,9 @@ def module_classifier(module) -> ModelClassifier:
     return classifier
 
 
-def tflite_classifier(model: bytes | str | Path, runtime: str = "litert", arena_size: int | None = None) -> ModelClassifier:
+def tflite_classifier(
+    model: bytes | str | Path, runtime: str = "litert", arena_size: int | None = None
+) -> ModelClassifier:
     """A .tflite model (its bytes or its path) run window by window in ``runtime`` (litert,
     litert-reference, micro: tflite-micro as the board)."""
     from kws.export.tflite import TFLiteRunner, read_model, tflite_ops

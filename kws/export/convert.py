@@ -1,5 +1,6 @@
 """ONNX -> TFLite through onnx2tf: the float32 model and the full-integer int8 one (int8 input and
 output), calibrated on features of training clips."""
+
 from __future__ import annotations
 
 import contextlib
@@ -61,7 +62,9 @@ def convert_tflite(onnx_path: Path, calibration: np.ndarray, work: Path) -> tupl
                 output_folder_path=str(out),
                 overwrite_input_shape=[f"{INPUT_NAME}:1,{calibration.shape[1]}"],  # the firmware runs batch 1
                 output_integer_quantized_tflite=True,
-                custom_input_op_name_np_data_path=[[INPUT_NAME, str(calibration_path), 0.0, 1.0]],  # features as they are: mean 0, std 1
+                custom_input_op_name_np_data_path=[
+                    [INPUT_NAME, str(calibration_path), 0.0, 1.0]
+                ],  # features as they are: mean 0, std 1
                 input_quant_dtype="int8",
                 output_quant_dtype="int8",
                 not_use_onnxsim=True,  # onnxsim is not installed; the graph needs no simplification

@@ -12,6 +12,7 @@ it and nothing else:
 
 Light on purpose (no PyTorch): listen with an int8 model reads its folder through here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,20 +61,24 @@ def read_export(folder: str | Path, firmware: bool = False) -> ExportFolder:
     the contract is re-exported, never completed with defaults)."""
     folder = Path(folder)
     if not (folder / REPORT).is_file():
-        raise ExportError(f"{folder} is not an export folder: it holds no {REPORT} "
-                          f"(write one with `python -m kws export --ckpt CKPT --out {folder}`)")
+        raise ExportError(
+            f"{folder} is not an export folder: it holds no {REPORT} "
+            f"(write one with `python -m kws export --ckpt CKPT --out {folder}`)"
+        )
     try:
         report = json.loads((folder / REPORT).read_text())
         fields = {f.name for f in dataclasses.fields(FeatureSettings)}
         features = FeatureSettings(**{k: v for k, v in report["features"].items() if k in fields})
         labels = list(report["labels"])
     except (ValueError, KeyError, TypeError) as err:
-        raise ExportError(f"{folder / REPORT} is not a readable export report ({err}); "
-                          f"{reexport_hint(folder, {})}") from err
+        raise ExportError(
+            f"{folder / REPORT} is not a readable export report ({err}); {reexport_hint(folder, {})}"
+        ) from err
     entry = report.get("recognizer")
     if not isinstance(entry, dict) or "settings" not in entry:
-        raise ExportError(f"{folder / REPORT} holds no recognizer settings: the export predates them; "
-                          f"{reexport_hint(folder, report)}")
+        raise ExportError(
+            f"{folder / REPORT} holds no recognizer settings: the export predates them; {reexport_hint(folder, report)}"
+        )
     try:
         recognizer = RecognizerSettings.from_dict(entry["settings"], str(folder / REPORT))
     except ValueError as err:
@@ -84,8 +89,10 @@ def read_export(folder: str | Path, firmware: bool = False) -> ExportFolder:
         needed += ["model_data.cc", "model_data.h", "model_ops.h", SETTINGS, export.tables.name]
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
-        raise ExportError(f"{folder} lacks {', '.join(missing)}: the export predates them or was altered; "
-                          f"{reexport_hint(folder, report)}")
+        raise ExportError(
+            f"{folder} lacks {', '.join(missing)}: the export predates them or was altered; "
+            f"{reexport_hint(folder, report)}"
+        )
     if firmware:
         check_settings(folder, report)
     return export
@@ -108,26 +115,40 @@ def check_settings(folder: Path, report: dict) -> None:
         try:
             write_settings(Path(scratch), report)
         except (KeyError, TypeError, ValueError) as err:
-            raise ExportError(f"{folder / REPORT} lacks what {SETTINGS} is written from ({err!r}); "
-                              f"{reexport_hint(folder, report)}") from err
+            raise ExportError(
+                f"{folder / REPORT} lacks what {SETTINGS} is written from ({err!r}); {reexport_hint(folder, report)}"
+            ) from err
         expected = _constants((Path(scratch) / SETTINGS).read_text())
     found = _constants(path.read_text(errors="replace"))
     differ = [name for name in expected if found.get(name) != expected[name]]
     if differ:
         shown = ", ".join(f"{name} {found.get(name, 'missing')} (report.json: {expected[name]})" for name in differ[:3])
-        raise ExportError(f"{path} does not hold what {REPORT} says -- {shown}{', ...' if len(differ) > 3 else ''}: "
-                          f"it is damaged or was edited; {reexport_hint(folder, report)}")
+        raise ExportError(
+            f"{path} does not hold what {REPORT} says -- {shown}{', ...' if len(differ) > 3 else ''}: "
+            f"it is damaged or was edited; {reexport_hint(folder, report)}"
+        )
 
 
-def report_inputs(source: str, settings: FeatureSettings, labels: list[str], input_q, output_q, arena: int,
-                  recognizer: dict) -> dict:
+def report_inputs(
+    source: str, settings: FeatureSettings, labels: list[str], input_q, output_q, arena: int, recognizer: dict
+) -> dict:
     """What model_settings.h is written from, in report.json's own keys, so that a new
     calibration can rewrite it from report.json alone (:func:`write_recognizer`)."""
     features = {**dataclasses.asdict(settings), "frames": settings.num_frames, "feature_scale": settings.feature_scale}
-    int8 = {"input_scale": input_q[0], "input_zero_point": input_q[1],
-            "output_scale": output_q[0], "output_zero_point": output_q[1]}
-    return {"source": source, "labels": labels, "features": features, "int8": int8, "tensor_arena": {"bytes": arena},
-            "recognizer": recognizer}
+    int8 = {
+        "input_scale": input_q[0],
+        "input_zero_point": input_q[1],
+        "output_scale": output_q[0],
+        "output_zero_point": output_q[1],
+    }
+    return {
+        "source": source,
+        "labels": labels,
+        "features": features,
+        "int8": int8,
+        "tensor_arena": {"bytes": arena},
+        "recognizer": recognizer,
+    }
 
 
 def write_settings(folder: Path, report: dict) -> None:
@@ -135,11 +156,17 @@ def write_settings(folder: Path, report: dict) -> None:
     fields = {f.name for f in dataclasses.fields(FeatureSettings)}
     features = FeatureSettings(**{k: v for k, v in report["features"].items() if k in fields})
     q = report["int8"]
-    write_model_settings(folder, report["source"], features, report["labels"],
-                         (q["input_scale"], q["input_zero_point"]), (q["output_scale"], q["output_zero_point"]),
-                         report["tensor_arena"]["bytes"],
-                         RecognizerSettings.from_dict(report["recognizer"]["settings"], f"{folder / REPORT}"),
-                         calibrated=report["recognizer"].get("calibrated_on") is not None)
+    write_model_settings(
+        folder,
+        report["source"],
+        features,
+        report["labels"],
+        (q["input_scale"], q["input_zero_point"]),
+        (q["output_scale"], q["output_zero_point"]),
+        report["tensor_arena"]["bytes"],
+        RecognizerSettings.from_dict(report["recognizer"]["settings"], f"{folder / REPORT}"),
+        calibrated=report["recognizer"].get("calibrated_on") is not None,
+    )
 
 
 def write_recognizer(folder: str | Path, calibration: dict, stream_test: dict) -> ExportFolder:

@@ -17,6 +17,7 @@ The export writes the header of the model's own front end and settings into its 
 setup.py compiles into the training library) is :func:`write_micro_frontend_tables`' output, kept
 equal to it by tests/firmware/test_frontend.py.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torchaudio
 
+from kws.audio.mfcc import MFCCFeatures
 from kws.audio.micro_tables import (
     NOISE_REDUCTION_BITS,
     MicroFrontendConfig,
@@ -36,11 +38,9 @@ from kws.audio.micro_tables import (
     pcan_gain_lut,
     super_twiddles,
 )
-from kws.audio.mfcc import MFCCFeatures
 from kws.audio.settings import FeatureSettings
 from kws.export.c_sources import HEADER_NAMES, tables_header
 from kws.utils.c_source import c_float_array, c_int_array, write_text
-
 
 
 def _check_range(name: str, values, lo: int, hi: int) -> None:
@@ -81,7 +81,10 @@ def micro_frontend_tables_source(cfg: MicroFrontendConfig = MicroFrontendConfig(
     _check_range("log lut", loglut, 0, 65535)
     _check_range("twiddles", np.concatenate([twiddles, split_twiddles]), -32768, 32767)
     if cfg.snr_shift < 0 or cfg.correction_bits < 0:
-        raise ValueError(f"firmware tables: negative shift (snr_shift {cfg.snr_shift}, correction_bits {cfg.correction_bits}) not supported")
+        raise ValueError(
+            f"firmware tables: negative shift (snr_shift {cfg.snr_shift}, "
+            f"correction_bits {cfg.correction_bits}) not supported"
+        )
 
     defines = {
         "MF_SAMPLE_RATE": cfg.sample_rate,
@@ -155,11 +158,15 @@ def mfcc_frontend_tables_source(settings: FeatureSettings = FeatureSettings(fron
     fb = mel.mel_scale.fb.detach().cpu().numpy().astype(np.float32)  # [bins, n_mels]
     dct = fe.mfcc.dct_mat.detach().cpu().numpy().astype(np.float32)  # [n_mels, n_mfcc]
     window = mel.spectrogram.window.detach().cpu().numpy().astype(np.float32)
-    ref_fb = torchaudio.functional.melscale_fbanks(bins, F_MIN, settings.sample_rate / 2, settings.num_features, settings.sample_rate)
+    ref_fb = torchaudio.functional.melscale_fbanks(
+        bins, F_MIN, settings.sample_rate / 2, settings.num_features, settings.sample_rate
+    )
     ref_dct = torchaudio.functional.create_dct(settings.num_features, settings.num_features, "ortho")
     assert np.array_equal(fb, ref_fb.numpy()) and np.array_equal(dct, ref_dct.numpy())
     assert np.array_equal(window, torch.hann_window(settings.window_samples, periodic=True).numpy())
-    assert mel.spectrogram.power == 2.0 and fe.mfcc.log_mels and fe.pad[0] + fe.pad[1] == n_fft - settings.window_samples
+    assert (
+        mel.spectrogram.power == 2.0 and fe.mfcc.log_mels and fe.pad[0] + fe.pad[1] == n_fft - settings.window_samples
+    )
 
     fb_start, fb_count, fb_offset, fb_weights = [], [], [], []
     for c in range(fb.shape[1]):
@@ -222,7 +229,9 @@ def write_micro_frontend_tables(out_dir: str | Path, cfg: MicroFrontendConfig = 
     return write_text(out_dir, HEADER_NAMES["micro"], micro_frontend_tables_source(cfg))
 
 
-def write_mfcc_frontend_tables(out_dir: str | Path, settings: FeatureSettings = FeatureSettings(frontend="mfcc")) -> Path:
+def write_mfcc_frontend_tables(
+    out_dir: str | Path, settings: FeatureSettings = FeatureSettings(frontend="mfcc")
+) -> Path:
     """Write ``out_dir/mfcc_frontend_tables.h`` for ``settings``; returns its path."""
     return write_text(out_dir, HEADER_NAMES["mfcc"], mfcc_frontend_tables_source(settings))
 

@@ -3,6 +3,7 @@ DS-CNN's BatchNorm folded: :func:`plain_float_model`), rewritten exactly into a 
 TFLite ops with no TRANSPOSE or PAD (:func:`tflite_graph`: TinyConv -> RESHAPE, CONV_2D,
 FULLY_CONNECTED; DS-CNN -> RESHAPE, CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, FULLY_CONNECTED),
 and written as ONNX (opset 17, input ``features`` [N, frames * features])."""
+
 from __future__ import annotations
 
 import warnings
@@ -31,7 +32,9 @@ def plain_float_model(model: nn.Module) -> nn.Module:
         return float_tinyconv(model)
     if isinstance(model, DSCNN):
         return float_dscnn(model)
-    raise ExportError(f"export supports TinyConv and DSCNN models (model.arch tiny_conv or ds_cnn), got {type(model).__name__}")
+    raise ExportError(
+        f"export supports TinyConv and DSCNN models (model.arch tiny_conv or ds_cnn), got {type(model).__name__}"
+    )
 
 
 def float_tinyconv(model: nn.Module) -> TinyConv:
@@ -41,7 +44,14 @@ def float_tinyconv(model: nn.Module) -> TinyConv:
     if not isinstance(model, TinyConv):
         raise ExportError(f"export supports TinyConv models, got {type(model).__name__}")
     conv, fc = _float_layer(model.conv), _float_layer(model.fc)
-    plain = TinyConv(model.input_shape, fc.out_features, channels=conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride[0], dropout=0.0)
+    plain = TinyConv(
+        model.input_shape,
+        fc.out_features,
+        channels=conv.out_channels,
+        kernel_size=conv.kernel_size,
+        stride=conv.stride[0],
+        dropout=0.0,
+    )
     if plain.conv.padding != conv.padding or plain.conv.stride != conv.stride or plain.fc.in_features != fc.in_features:
         raise ExportError(f"the model's layers {conv} / {fc} are not TinyConv's shape rules")
     state = {"conv.weight": conv.weight, "conv.bias": conv.bias, "fc.weight": fc.weight, "fc.bias": fc.bias}
@@ -84,18 +94,25 @@ class TFLiteGraph(nn.Module):
         super().__init__()
         conv, fc = model.conv, model.fc
         self.frames, self.features = model.input_shape
-        taps = [same_padding_taps(n, k, s, p) for n, k, s, p in zip(model.input_shape, conv.kernel_size, conv.stride, conv.padding)]
+        taps = [
+            same_padding_taps(n, k, s, p)
+            for n, k, s, p in zip(model.input_shape, conv.kernel_size, conv.stride, conv.padding)
+        ]
         self.same_padding = None not in taps
         weight = conv.weight.detach()
         if self.same_padding:
             weight = nn.functional.pad(weight, (0, taps[1], 0, taps[0]))  # zeros after the last row and column
-        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, tuple(weight.shape[2:]), stride=conv.stride, padding=conv.padding)
+        self.conv = nn.Conv2d(
+            conv.in_channels, conv.out_channels, tuple(weight.shape[2:]), stride=conv.stride, padding=conv.padding
+        )
         self.conv.weight.data.copy_(weight)
         self.conv.bias.data.copy_(conv.bias.detach())
         channels, positions = conv.out_channels, model.conv_output_size()
         self.fc = nn.Linear(fc.in_features, fc.out_features)
         # column c * H'W' + p (channel-major) -> p * C + c (channel-last)
-        self.fc.weight.data.copy_(fc.weight.detach().reshape(-1, channels, positions).transpose(1, 2).reshape(fc.weight.shape))
+        self.fc.weight.data.copy_(
+            fc.weight.detach().reshape(-1, channels, positions).transpose(1, 2).reshape(fc.weight.shape)
+        )
         self.fc.bias.data.copy_(fc.bias.detach())
 
     @property
@@ -116,7 +133,14 @@ def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     TFLite has no BatchNorm kernel; folded, a depthwise-separable block is two convolutions."""
     scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
     bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding, groups=conv.groups)
+    folded = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        groups=conv.groups,
+    )
     folded.weight.data.copy_(conv.weight.detach() * scale.reshape(-1, 1, 1, 1))
     folded.bias.data.copy_((bias - bn.running_mean) * scale + bn.bias.detach())
     return folded
@@ -129,16 +153,32 @@ def float_dscnn(model: DSCNN) -> DSCNN:
     if not isinstance(model, DSCNN):
         raise ExportError(f"float_dscnn takes a DSCNN, got {type(model).__name__}")
     fc = _float_layer(model.fc)
-    plain = DSCNN(model.input_shape, fc.out_features, channels=fc.in_features, blocks=len(model.blocks), kernel_size=model.kernel_size, stride=model.stride, dropout=0.0)
+    plain = DSCNN(
+        model.input_shape,
+        fc.out_features,
+        channels=fc.in_features,
+        blocks=len(model.blocks),
+        kernel_size=model.kernel_size,
+        stride=model.stride,
+        dropout=0.0,
+    )
     state = {}
     for name, layer in plain.named_modules():
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
             source = _float_layer(model.get_submodule(name))
-            state.update({f"{name}.{key}": getattr(source, key) for key in ("weight", "bias") if getattr(source, key) is not None})
+            state.update(
+                {
+                    f"{name}.{key}": getattr(source, key)
+                    for key in ("weight", "bias")
+                    if getattr(source, key) is not None
+                }
+            )
         elif isinstance(layer, nn.BatchNorm2d):
             state.update({f"{name}.{key}": value for key, value in model.get_submodule(name).state_dict().items()})
     try:
-        plain.load_state_dict({k: v.detach().cpu().float() if v.is_floating_point() else v.cpu() for k, v in state.items()})
+        plain.load_state_dict(
+            {k: v.detach().cpu().float() if v.is_floating_point() else v.cpu() for k, v in state.items()}
+        )
     except RuntimeError as err:
         raise ExportError(f"the model's layers do not fit DSCNN's shape rules: {err}") from err
     plain.eval()
@@ -164,7 +204,10 @@ class DSCNNGraph(nn.Module):
 
     def __init__(self, model: DSCNN):
         super().__init__()
-        if not all(isinstance(bn, nn.Identity) for bn in (model.bn, *(b for block in model.blocks for b in (block.bn1, block.bn2)))):
+        if not all(
+            isinstance(bn, nn.Identity)
+            for bn in (model.bn, *(b for block in model.blocks for b in (block.bn1, block.bn2)))
+        ):
             raise ExportError("DSCNNGraph takes a DSCNN with its BatchNorm folded (kws.export.graph.float_dscnn)")
         self.frames, self.features = model.input_shape
         convs, sizes = [model.conv], [model.input_shape]
@@ -173,10 +216,19 @@ class DSCNNGraph(nn.Module):
             sizes += [model.feature_map()] * 2
         self.convs, self.same_padding_convs = nn.ModuleList(), []
         for conv, size in zip(convs, sizes):
-            taps = [same_padding_taps(n, k, s, p) for n, k, s, p in zip(size, conv.kernel_size, conv.stride, conv.padding)]
+            taps = [
+                same_padding_taps(n, k, s, p) for n, k, s, p in zip(size, conv.kernel_size, conv.stride, conv.padding)
+            ]
             same = None not in taps
             weight = nn.functional.pad(conv.weight.detach(), (0, taps[1], 0, taps[0])) if same else conv.weight.detach()
-            rewritten = nn.Conv2d(conv.in_channels, conv.out_channels, tuple(weight.shape[2:]), stride=conv.stride, padding=conv.padding, groups=conv.groups)
+            rewritten = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                tuple(weight.shape[2:]),
+                stride=conv.stride,
+                padding=conv.padding,
+                groups=conv.groups,
+            )
             rewritten.weight.data.copy_(weight)
             rewritten.bias.data.copy_(conv.bias.detach())
             self.convs.append(rewritten)
@@ -214,13 +266,21 @@ def export_onnx(model: nn.Module, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            graph, (example,), str(path), opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}}, dynamo=False,
+            graph,
+            (example,),
+            str(path),
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}},
+            dynamo=False,
         )
     proto = onnx.load(str(path))
     convs = [node for node in proto.graph.node if node.op_type == "Conv"]
     if len(convs) != len(graph.same_padding_convs):
-        raise ExportError(f"the ONNX graph has {len(convs)} Conv nodes, the model {len(graph.same_padding_convs)} convolutions")
+        raise ExportError(
+            f"the ONNX graph has {len(convs)} Conv nodes, the model {len(graph.same_padding_convs)} convolutions"
+        )
     for conv, same in zip(convs, graph.same_padding_convs):
         if same:
             del conv.attribute[[a.name for a in conv.attribute].index("pads")]

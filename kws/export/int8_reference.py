@@ -12,11 +12,11 @@ and a runtime may mix them per kernel: measured on the exported TinyConv, tflite
 rounding everywhere, LiteRT's default (XNNPACK) single everywhere, LiteRT's reference kernels double
 in CONV_2D but single in FULLY_CONNECTED. A third, ``fp32``, is XNNPACK's own: the accumulator times
 a float32 scale, rounded half to even; measured on the exported DS-CNN, LiteRT's default kernels
-compute its CONV_2D and DEPTHWISE_CONV_2D so (on TinyConv, single rounding reproduces them). All round the same real value, so they differ by at most one step, only
-where the value lies within a rounding of a half. Running the graph here with each assignment of
-roundings to ops tells which one a runtime computes, bit for bit (:func:`matching_roundings`, in
-:mod:`kws.export.verify`): a one-step difference between tflite-micro and LiteRT is then the
-runtimes' rounding, not the export.
+compute its CONV_2D and DEPTHWISE_CONV_2D so (on TinyConv, single rounding reproduces them). All
+round the same real value, so they differ by at most one step, only where the value lies within a
+rounding of a half. Running the graph here with each assignment of roundings to ops tells which one
+a runtime computes, bit for bit (:func:`matching_roundings`, in :mod:`kws.export.verify`): a
+one-step difference between tflite-micro and LiteRT is then the runtimes' rounding, not the export.
 
 Covers the ops TinyConv and DS-CNN export to: RESHAPE, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
 (int8 activations, int8 per-channel or per-tensor weights, int32 bias, NONE/RELU/RELU6 fused) and
@@ -25,6 +25,7 @@ away from zero, as TFLite's reference kernel and CMSIS-NN's do). Left out, irrel
 models' scales: single rounding's clamp for shifts above 30, and the float32 (not double)
 arithmetic some TFLite versions use for activation ranges and multipliers.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -63,7 +64,9 @@ def _truncating_shift(x: np.ndarray, bits: int) -> np.ndarray:
 def _double_rounding(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
     left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
     product = (x << left) * multiplier
-    high = _truncating_shift(product + np.where(product >= 0, 1 << 30, 1 - (1 << 30)), 31)  # SaturatingRoundingDoublingHighMul
+    high = _truncating_shift(
+        product + np.where(product >= 0, 1 << 30, 1 - (1 << 30)), 31
+    )  # SaturatingRoundingDoublingHighMul
     mask = (np.int64(1) << right) - 1
     threshold = (mask >> 1) + (high < 0)
     return (high >> right) + ((high & mask) > threshold)  # RoundingDivideByPOT
@@ -131,7 +134,9 @@ class Int8Graph:
             raise ValueError(f"fused activation {fused} is not implemented")
         return low, high
 
-    def _requantize(self, accumulator: np.ndarray, input_index: int, filter_index: int, output: int, fused: int, rounding: str) -> np.ndarray:
+    def _requantize(
+        self, accumulator: np.ndarray, input_index: int, filter_index: int, output: int, fused: int, rounding: str
+    ) -> np.ndarray:
         input_scale, _ = self.quantization(input_index)
         filter_scale, _ = self.quantization(filter_index)
         output_scale, output_zero_point = self.quantization(output)
@@ -164,7 +169,9 @@ class Int8Graph:
         total = 0
         for i in range(kh):
             for j in range(kw):
-                total = total + term(i, j, padded[:, i : i + (out_h - 1) * sh + 1 : sh, j : j + (out_w - 1) * sw + 1 : sw])
+                total = total + term(
+                    i, j, padded[:, i : i + (out_h - 1) * sh + 1 : sh, j : j + (out_w - 1) * sw + 1 : sw]
+                )
         return total
 
     def _conv(self, op, x: np.ndarray, rounding: str, depthwise: bool = False) -> np.ndarray:
@@ -182,10 +189,14 @@ class Int8Graph:
             term = lambda i, j, tap: (np.repeat(tap, multiplier, axis=3) if multiplier != 1 else tap) * weights[0, i, j]  # noqa: E731
         else:
             term = lambda i, j, tap: tap @ weights[:, i, j, :].T  # noqa: E731
-        accumulator = np.rint(self._tap_sum(options, centred, weights.shape[1], weights.shape[2], term)).astype(np.int64)
+        accumulator = np.rint(self._tap_sum(options, centred, weights.shape[1], weights.shape[2], term)).astype(
+            np.int64
+        )
         if bias_index >= 0:
             accumulator = accumulator + self.constant(bias_index)
-        return self._requantize(accumulator, input_index, filter_index, op.outputs[0], options.fusedActivationFunction, rounding)
+        return self._requantize(
+            accumulator, input_index, filter_index, op.outputs[0], options.fusedActivationFunction, rounding
+        )
 
     def _average_pool(self, op, x: np.ndarray) -> np.ndarray:
         """TFLite's int8 AveragePool: input and output share scale and zero point; the sum of the
@@ -211,7 +222,9 @@ class Int8Graph:
         accumulator = rows @ (weights - filter_zero_point[0]).T
         if bias_index >= 0:
             accumulator = accumulator + self.constant(bias_index)
-        return self._requantize(accumulator, input_index, filter_index, op.outputs[0], options.fusedActivationFunction, rounding)
+        return self._requantize(
+            accumulator, input_index, filter_index, op.outputs[0], options.fusedActivationFunction, rounding
+        )
 
     @property
     def requantizing_ops(self) -> list[str]:
@@ -240,12 +253,18 @@ class Int8Graph:
         for k, (name, op) in enumerate(self.ops):
             if name in REQUANTIZING and name not in seen:
                 seen.append(name)
-                states = {key: dict(states[key[:-1]]) for key in dict.fromkeys(tuple(a[t] for t in seen) for a in assignments)}
+                states = {
+                    key: dict(states[key[:-1]]) for key in dict.fromkeys(tuple(a[t] for t in seen) for a in assignments)
+                }
             for key, values in states.items():
-                values[op.outputs[0]] = self._op(name, op, values[op.inputs[0]], n, key[seen.index(name)] if name in REQUANTIZING else None)
+                values[op.outputs[0]] = self._op(
+                    name, op, values[op.inputs[0]], n, key[seen.index(name)] if name in REQUANTIZING else None
+                )
                 for t in [t for t in values if last_read.get(t, -1) <= k and t != self.graph.outputs[0]]:
                     del values[t]  # read by no later op
-        return [states[tuple(a[t] for t in seen)][self.graph.outputs[0]].reshape(n, -1).astype(np.int8) for a in assignments]
+        return [
+            states[tuple(a[t] for t in seen)][self.graph.outputs[0]].reshape(n, -1).astype(np.int8) for a in assignments
+        ]
 
     def _op(self, name: str, op, x: np.ndarray, n: int, rounding: str | None) -> np.ndarray:
         shape = [n, *self._tensor(op.outputs[0]).shape[1:]]
@@ -268,7 +287,9 @@ def round_half_away(x: float) -> int:
     return int(math.copysign(math.floor(abs(x) + 0.5), x))
 
 
-def matching_roundings(graph: Int8Graph, inputs: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, dict[str, list[str]] | None]:
+def matching_roundings(
+    graph: Int8Graph, inputs: np.ndarray, outputs: dict[str, np.ndarray]
+) -> dict[str, dict[str, list[str]] | None]:
     """For each runtime's raw int8 outputs (name -> [n, classes]) of ``inputs``: per op type, the
     roundings with which the numpy run equals them bit for bit (several, where no value of that op
     fell where they differ), or None when no assignment matches. TFLite's two roundings are tried

@@ -23,6 +23,7 @@ inference stride, all generated), model_ops.h (a MicroMutableOpResolver for the 
 and report.json. The folder is the whole deploy contract: the firmware build, firmware-sim,
 listen and the Arduino library read it and nothing else.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,9 @@ from kws.compression.quantization import quantizers  # noqa: E402
 from kws.export import ExportError  # noqa: E402
 from kws.export.arduino import write_arduino_library  # noqa: E402
 from kws.export.c_sources import HEADER_NAMES, tables_header, write_model_data, write_model_ops  # noqa: E402
+from kws.export.convert import convert_tflite  # noqa: E402
 from kws.export.folder import REPORT, report_inputs, write_settings  # noqa: E402
 from kws.export.frontend_tables import write_frontend_tables  # noqa: E402
-from kws.export.convert import convert_tflite  # noqa: E402
 from kws.export.graph import export_onnx, plain_float_model  # noqa: E402
 from kws.export.qat_int8 import qat_int8_model  # noqa: E402
 from kws.export.qat_verify import verify_qat, weight_report  # noqa: E402
@@ -67,7 +68,15 @@ UNWANTED_OPS = ("TRANSPOSE", "PAD")
 Log = Callable[[str], None]
 
 
-ARTIFACTS = ("model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h", "model_settings.h", "model_ops.h")
+ARTIFACTS = (
+    "model.onnx",
+    "model_float.tflite",
+    "model_int8.tflite",
+    "model_data.cc",
+    "model_data.h",
+    "model_settings.h",
+    "model_ops.h",
+)
 # Besides ARTIFACTS, an export holds one of these: the tables of its model's front end.
 FRONTEND_TABLES = tuple(HEADER_NAMES.values())
 
@@ -169,15 +178,21 @@ def export_model(
             int8 = TFLiteRunner(int8_tflite, "litert-reference")
             if int8.input_quantization is None or int8.output_quantization is None:
                 raise ExportError("the int8 model's input or output is not quantized")
-            arena = tensor_arena_size(int8_tflite, quantize(test_x[:1], *int8.input_quantization, int8.input["dtype"]), work)
+            arena = tensor_arena_size(
+                int8_tflite, quantize(test_x[:1], *int8.input_quantization, int8.input["dtype"]), work
+            )
         with _step(log, f"evaluation of every runtime on {len(test_y)} test clips"):
-            results = verify(module, float_model, folder / "model.onnx", float_tflite, int8_tflite, test_x, test_y, arena["bytes"])
+            results = verify(
+                module, float_model, folder / "model.onnx", float_tflite, int8_tflite, test_x, test_y, arena["bytes"]
+            )
             results["accuracy_views"] = {views[0]: results["accuracy"]}
             results["int8_weights"] = weight_report(module.model, int8_tflite)
             if qat and qat_problem is None:
                 results["qat_int8"] = verify_qat(module.model, int8_tflite, test_x, arena["bytes"])
             if fresh is not None:
-                results["accuracy_views"]["fresh"] = runtime_accuracies(module, float_model, folder / "model.onnx", float_tflite, int8_tflite, *fresh, arena["bytes"])
+                results["accuracy_views"]["fresh"] = runtime_accuracies(
+                    module, float_model, folder / "model.onnx", float_tflite, int8_tflite, *fresh, arena["bytes"]
+                )
             compared = {}  # path -> {view: accuracy}
             for path in compare:
                 other = evaluate_tflite(path, test_x, test_y)
@@ -190,16 +205,26 @@ def export_model(
         if recognizer_fa_per_hour is not None:
             with _step(log, "stream test of the int8 model (tflite-micro) and the recognizer's calibration"):
                 try:
-                    calibrated, stream_test = calibrate_int8(int8_tflite, labels, settings, datamodule.data_dir,
-                                                             recognizer_fa_per_hour, arena["bytes"], log,
-                                                             data_stream_options(datamodule))
+                    calibrated, stream_test = calibrate_int8(
+                        int8_tflite,
+                        labels,
+                        settings,
+                        datamodule.data_dir,
+                        recognizer_fa_per_hour,
+                        arena["bytes"],
+                        log,
+                        data_stream_options(datamodule),
+                    )
                     recognizer = calibrated or recognizer
                 except (ValueError, OSError) as err:
-                    raise ExportError(f"the stream test of the int8 model (the recognizer's calibration) failed: {err}") from err
+                    raise ExportError(
+                        f"the stream test of the int8 model (the recognizer's calibration) failed: {err}"
+                    ) from err
         ops = tflite_ops(int8_tflite)
         write_model_data(int8_tflite, folder, source)
-        inputs = report_inputs(source, settings, labels, int8.input_quantization, int8.output_quantization,
-                               arena["bytes"], recognizer)
+        inputs = report_inputs(
+            source, settings, labels, int8.input_quantization, int8.output_quantization, arena["bytes"], recognizer
+        )
         write_settings(folder, inputs)
         write_model_ops(ops, folder, source, int8=int8.input["dtype"] == np.int8)
         write_frontend_tables(folder, settings)
@@ -209,8 +234,10 @@ def export_model(
         if unwanted:
             notes.append(f"the int8 graph holds {unwanted}: onnx2tf could not map this model's padding/layout directly")
         if qat and qat_problem is None:
-            notes.append("QAT-trained model: the int8 model holds QAT's own scales, zero points and integer weights "
-                         "(kws.export.qat_int8), not the calibration's; see qat_int8 for the checks")
+            notes.append(
+                "QAT-trained model: the int8 model holds QAT's own scales, zero points and integer weights "
+                "(kws.export.qat_int8), not the calibration's; see qat_int8 for the checks"
+            )
         elif qat:
             notes.append(
                 f"QAT-trained model that TFLite int8 cannot hold exactly ({qat_problem}): the float weights "
@@ -242,22 +269,40 @@ def export_model(
     try:
         write_arduino_library(out_dir, log=log)
     except OSError as err:
-        raise ExportError(f"{out_dir} holds the new, verified export, but its Arduino library could not be written "
-                          f"({err.strerror or err}); free some space and run: python -m kws arduino-library "
-                          f"--export {out_dir}") from err
+        raise ExportError(
+            f"{out_dir} holds the new, verified export, but its Arduino library could not be written "
+            f"({err.strerror or err}); free some space and run: python -m kws arduino-library "
+            f"--export {out_dir}"
+        ) from err
     return report
 
 
-def calibrate_int8(model: bytes, labels: list[str], settings: FeatureSettings, data_dir: Path, max_fa_per_hour: float, arena: int, log: Log,
-                   stream_kwargs: dict | None = None) -> tuple[dict | None, dict]:
+def calibrate_int8(
+    model: bytes,
+    labels: list[str],
+    settings: FeatureSettings,
+    data_dir: Path,
+    max_fa_per_hour: float,
+    arena: int,
+    log: Log,
+    stream_kwargs: dict | None = None,
+) -> tuple[dict | None, dict]:
     """(the recognizer calibrated on the validation stream for ``max_fa_per_hour`` or None,
     the stream test's numbers on both streams at every budget), the int8 model running in
     tflite-micro as on the board: the stream test of callbacks.StreamTest and stream-test."""
     from kws.export.classifiers import tflite_classifier
     from kws.streams.evaluate import stream_test
 
-    test = stream_test(tflite_classifier(model, "micro", arena), labels, settings, data_dir, "int8 (tflite-micro)",
-                       max_fa_per_hour, stream_kwargs=stream_kwargs, log=lambda line: log(f"[export] {line}"))
+    test = stream_test(
+        tflite_classifier(model, "micro", arena),
+        labels,
+        settings,
+        data_dir,
+        "int8 (tflite-micro)",
+        max_fa_per_hour,
+        stream_kwargs=stream_kwargs,
+        log=lambda line: log(f"[export] {line}"),
+    )
     return test.calibration, test.summary
 
 
@@ -267,7 +312,9 @@ def default_out(ckpt: Path) -> Path:
     return run / f"export_{ckpt.stem}"
 
 
-def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, config: str | Path | None = None, **kwargs) -> dict:
+def export_checkpoint(
+    ckpt: str | Path, out_dir: str | Path | None = None, config: str | Path | None = None, **kwargs
+) -> dict:
     """Load a checkpoint (and its data) and export it; ``out_dir`` defaults to
     ``<run folder>/export_<checkpoint name>``."""
     ckpt = Path(ckpt)
@@ -278,22 +325,47 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path | None = None, confi
         raise ExportError(str(err)) from err
     module.eval()
     try:
-        datamodule.setup()  # not prepare_data: export reads the data the model was trained on, never generates or downloads it
+        # not prepare_data: export reads the data the model was trained on, never generates or downloads it
+        datamodule.setup()
     except DataError as err:
-        raise ExportError(f"{err}\n(export needs the data the checkpoint was trained on: point --config's data.data_dir at it)") from err
+        raise ExportError(
+            f"{err}\n(export needs the data the checkpoint was trained on: point --config's data.data_dir at it)"
+        ) from err
     return export_model(module, datamodule, out_dir, source=str(ckpt), **kwargs)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m kws export",
-        description="Export a checkpoint to ONNX, TFLite float/int8 and the firmware's C sources, verifying every runtime on the test split.",
+        description=(
+            "Export a checkpoint to ONNX, TFLite float/int8 and the firmware's C sources, "
+            "verifying every runtime on the test split."
+        ),
     )
     parser.add_argument("--ckpt", required=True, help="a checkpoint saved by `python -m kws fit`")
-    parser.add_argument("--out", default=None, help="output folder (default: <run folder>/export_<checkpoint name>); replaced only by a verified export")
-    parser.add_argument("--config", default=None, help="a fit config whose `data:` section overrides the checkpoint's data settings (e.g. data_dir)")
-    parser.add_argument("--calibration_clips", type=int, default=DEFAULT_CALIBRATION_CLIPS, help="training clips that calibrate the int8 model")
-    parser.add_argument("--compare", action="append", default=[], metavar="TFLITE", help="another .tflite classifier to evaluate on the same test clips (repeatable)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: <run folder>/export_<checkpoint name>); replaced only by a verified export",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="a fit config whose `data:` section overrides the checkpoint's data settings (e.g. data_dir)",
+    )
+    parser.add_argument(
+        "--calibration_clips",
+        type=int,
+        default=DEFAULT_CALIBRATION_CLIPS,
+        help="training clips that calibrate the int8 model",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="TFLITE",
+        help="another .tflite classifier to evaluate on the same test clips (repeatable)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else default_out(Path(args.ckpt))
     try:
@@ -302,8 +374,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, f"error: {err}\n")
     except OSError as err:  # a full disk, most often: the staging folder kept the earlier export whole
         where = f" ({err.filename})" if err.filename else ""
-        parser.exit(2, f"error: the export to {out} failed: {err.strerror or err}{where}; {out} is left as it was: "
-                       "free some space (or choose another --out) and export again\n")
+        parser.exit(
+            2,
+            f"error: the export to {out} failed: {err.strerror or err}{where}; {out} is left as it was: "
+            "free some space (or choose another --out) and export again\n",
+        )
     except KeyboardInterrupt:
         if os.environ.get("KWS_DEBUG"):
             import traceback

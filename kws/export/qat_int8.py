@@ -17,6 +17,7 @@ int8 weight / int32 bias buffers come from the QuantWrappers, nothing from the c
 The rest of the file (ops, options, shapes, metadata) is onnx2tf's. Checks of the result:
 :mod:`kws.export.qat_verify`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,33 +43,45 @@ def check_exportable(options: dict, model: nn.Module) -> None:
         problems.append(
             "model.arch ds_cnn: its BatchNorm is folded into the convolutions at export and its average pool "
             "requantizes, so its fake-quantized graph is not what TFLite computes; use --model.arch tiny_conv "
-            "or drop callbacks.QuantizationAwareTraining (the export then calibrates)")
+            "or drop callbacks.QuantizationAwareTraining (the export then calibrates)"
+        )
     elif not isinstance(model, TinyConv):
-        problems.append(f"the model is a {type(model).__name__}: the exact QAT export maps TinyConv only; "
-                        "use --model.arch tiny_conv")
+        problems.append(
+            f"the model is a {type(model).__name__}: the exact QAT export maps TinyConv only; "
+            "use --model.arch tiny_conv"
+        )
     if problems:
-        raise ValueError("callbacks.QuantizationAwareTraining with callbacks.Export: the int8 model would not be "
-                         "the model QAT trains: " + "; ".join(problems))
+        raise ValueError(
+            "callbacks.QuantizationAwareTraining with callbacks.Export: the int8 model would not be "
+            "the model QAT trains: " + "; ".join(problems)
+        )
 
 
 def option_problems(options: dict) -> list[str]:
     """What in the quantizer ``options`` TFLite's int8 kernels cannot compute, each with its fix."""
     problems = []
     if options["mode"] != "symmetric":
-        problems.append(f"mode={options['mode']!r} (weights with a zero point): TFLite int8 weights are symmetric; "
-                        "set mode: symmetric")
+        problems.append(
+            f"mode={options['mode']!r} (weights with a zero point): TFLite int8 weights are symmetric; "
+            "set mode: symmetric"
+        )
     if options["activation_bits"] != 8:
-        problems.append(f"activation_bits={options['activation_bits']}: TFLite activations are int8; "
-                        "set activation_bits: 8")
+        problems.append(
+            f"activation_bits={options['activation_bits']}: TFLite activations are int8; set activation_bits: 8"
+        )
     if options["activation_mode"] != "asymmetric":
-        problems.append(f"activation_mode={options['activation_mode']!r}: TFLite int8 activations have a zero point "
-                        "(a symmetric range is another grid after the ReLU); set activation_mode: asymmetric")
+        problems.append(
+            f"activation_mode={options['activation_mode']!r}: TFLite int8 activations have a zero point "
+            "(a symmetric range is another grid after the ReLU); set activation_mode: asymmetric"
+        )
     if options.get("layers") is not None:
-        problems.append(f"layers={options['layers']}: every Conv2d/Linear runs in int8 on the board; "
-                        "set layers: null (all)")
+        problems.append(
+            f"layers={options['layers']}: every Conv2d/Linear runs in int8 on the board; set layers: null (all)"
+        )
     if not options.get("quantize_output", False):
-        problems.append("quantize_output=false: the int8 output (the logits) needs QAT's output range; "
-                        "set quantize_output: true")
+        problems.append(
+            "quantize_output=false: the int8 output (the logits) needs QAT's output range; set quantize_output: true"
+        )
     return problems
 
 
@@ -81,8 +94,12 @@ def mapping_problem(model: nn.Module) -> str | None:
     if unwrapped:
         return f"layers {unwrapped} were not fake-quantized"
     for name, q in wrappers.items():
-        options = {"mode": q.mode, "activation_bits": q.activation_bits, "activation_mode": q.activation_mode,
-                   "quantize_output": q.quantize_output if name == list(wrappers)[-1] else True}
+        options = {
+            "mode": q.mode,
+            "activation_bits": q.activation_bits,
+            "activation_mode": q.activation_mode,
+            "quantize_output": q.quantize_output if name == list(wrappers)[-1] else True,
+        }
         problems = option_problems(options)
         if problems:
             return f"{name}: " + "; ".join(problems)
@@ -109,11 +126,14 @@ def layer_integers(wrapper: QuantWrapper) -> dict:
     bias = bias.detach().float().cpu() if bias is not None else torch.zeros(weight.shape[0])
     bias_int = torch.round(bias / bias_scale)  # as fake_quantize_bias rounds
     if bias_int.abs().max() >= BIAS_LIMIT:
-        raise ExportError(f"a bias of {wrapper} is {int(bias_int.abs().max())} steps of its scale, "
-                          "beyond float32's exact integers")
+        raise ExportError(
+            f"a bias of {wrapper} is {int(bias_int.abs().max())} steps of its scale, beyond float32's exact integers"
+        )
     result = {
-        "weight": weight_int, "weight_scale": scale.reshape(-1).float().numpy(),
-        "bias": bias_int, "bias_scale": bias_scale.float().numpy(),
+        "weight": weight_int,
+        "weight_scale": scale.reshape(-1).float().numpy(),
+        "bias": bias_int,
+        "bias_scale": bias_scale.float().numpy(),
         "input": (float(act_scale), int(wrapper.act_zero_point) - INT8_OFFSET),
     }
     if wrapper.quantize_output:
@@ -148,11 +168,15 @@ def expected_quantization(model: TinyConv) -> tuple[list[dict], dict[str, tuple[
     for name, following in (("conv", "fc"), ("fc", None)):
         q = layers[name]
         output = layers[following]["input"] if following else q["output"]
-        ops.append({
-            "layer": name, "input": ([q["input"][0]], [q["input"][1]]), "output": ([output[0]], [output[1]]),
-            "weight": (list(q["weight_scale"]), [0] * len(q["weight_scale"])),
-            "bias": (list(q["bias_scale"]), [0] * len(q["bias_scale"])),
-        })
+        ops.append(
+            {
+                "layer": name,
+                "input": ([q["input"][0]], [q["input"][1]]),
+                "output": ([output[0]], [output[1]]),
+                "weight": (list(q["weight_scale"]), [0] * len(q["weight_scale"])),
+                "bias": (list(q["bias_scale"]), [0] * len(q["bias_scale"])),
+            }
+        )
     return ops, tflite_layout(model, layers)
 
 
@@ -187,15 +211,19 @@ def qat_tflite(model: nn.Module, int8_tflite: bytes) -> bytes:
         data, weight, bias = list(op.inputs)
         for index, key in ((data, "input"), (op.outputs[0], "output"), (weight, "weight"), (bias, "bias")):
             if assigned.get(index, expected[key]) != expected[key]:
-                raise ExportError(f"tensor {index} of the int8 graph would take two quantizations: "
-                                  f"{assigned[index]} and {expected[key]}")
+                raise ExportError(
+                    f"tensor {index} of the int8 graph would take two quantizations: "
+                    f"{assigned[index]} and {expected[key]}"
+                )
             assigned[index] = expected[key]
         values, biases = constants[expected["layer"]]
         for index, array in ((weight, values), (bias, biases)):
             tensor = graph.tensors[index]
             if list(tensor.shape) != list(array.shape):
-                raise ExportError(f"{expected['layer']}: the int8 tensor {tensor.name!r} is {list(tensor.shape)}, "
-                                  f"QAT's {list(array.shape)}")
+                raise ExportError(
+                    f"{expected['layer']}: the int8 tensor {tensor.name!r} is {list(tensor.shape)}, "
+                    f"QAT's {list(array.shape)}"
+                )
             parsed.buffers[tensor.buffer].data = np.frombuffer(array.tobytes(), dtype=np.uint8)
     # RESHAPE: the same values, so the same quantization, in both directions (model input, FC input)
     for op, name in zip(graph.operators, names[0]):
@@ -226,7 +254,6 @@ def serialize(parsed) -> bytes:
     builder = _aligned_builder(1024)
     builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
-
 
 
 def qat_int8_model(model: nn.Module, int8_tflite: bytes) -> tuple[bytes, str | None]:

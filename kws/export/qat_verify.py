@@ -1,6 +1,7 @@
 """Checks of an int8 export against the model it came from: the int8 weights of every export (sparsity,
 levels per channel) and, for a QAT model exported with its own quantization (:mod:`kws.export.qat_int8`),
 scales, zero points and outputs against the fake-quantized PyTorch model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,12 +45,17 @@ def weight_report(model: nn.Module, int8_tflite: bytes) -> list[dict]:
         channels = weight.shape[-1] if op_name == "DEPTHWISE_CONV_2D" else weight.shape[0]
         per_channel = np.moveaxis(weight, -1, 0) if op_name == "DEPTHWISE_CONV_2D" else weight
         per_channel = per_channel.reshape(channels, -1)
-        report.append({
-            "layer": layer_name, "op": op_name, "shape": [int(d) for d in graph._tensor(op.inputs[1]).shape],
-            "sparsity": float((weight == 0).mean()), "float_sparsity": float((float_weight == 0).float().mean()),
-            "levels_per_channel": [int(len(np.unique(row))) for row in per_channel],
-            "range": [int(weight.min()), int(weight.max())],
-        })
+        report.append(
+            {
+                "layer": layer_name,
+                "op": op_name,
+                "shape": [int(d) for d in graph._tensor(op.inputs[1]).shape],
+                "sparsity": float((weight == 0).mean()),
+                "float_sparsity": float((float_weight == 0).float().mean()),
+                "levels_per_channel": [int(len(np.unique(row))) for row in per_channel],
+                "range": [int(weight.min()), int(weight.max())],
+            }
+        )
     return report
 
 
@@ -82,8 +88,10 @@ def scale_check(model: nn.Module, int8_tflite: bytes) -> dict:
             want = (np.asarray(expected[key][0], np.float32), np.asarray(expected[key][1], np.int64))
             checked += 1
             if not (np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])):
-                mismatches.append(f"{expected['layer']} {key}: int8 model {got[0].tolist()}/{got[1].tolist()}, "
-                                  f"QAT {want[0].tolist()}/{want[1].tolist()}")
+                mismatches.append(
+                    f"{expected['layer']} {key}: int8 model {got[0].tolist()}/{got[1].tolist()}, "
+                    f"QAT {want[0].tolist()}/{want[1].tolist()}"
+                )
     # the model's input and output tensors, through RESHAPE
     for index, want in ((graph.inputs[0], ops[0]["input"]), (graph.outputs[0], ops[-1]["output"])):
         q = graph.tensors[index].quantization
@@ -93,9 +101,14 @@ def scale_check(model: nn.Module, int8_tflite: bytes) -> dict:
     if mismatches:
         raise ExportError("the int8 model's quantization is not QAT's: " + "; ".join(mismatches))
     # QAT's activation grids as TFLite holds them (zero point - 128), for the record
-    layers = {op["layer"]: {"input": [op["input"][0][0], op["input"][1][0]],
-                            "output": [op["output"][0][0], op["output"][1][0]],
-                            "weight_scales": [float(s) for s in op["weight"][0]]} for op in ops}
+    layers = {
+        op["layer"]: {
+            "input": [op["input"][0][0], op["input"][1][0]],
+            "output": [op["output"][0][0], op["output"][1][0]],
+            "weight_scales": [float(s) for s in op["weight"][0]],
+        }
+        for op in ops
+    }
     return {"equal": True, "tensors_checked": checked, "zero_point_offset": INT8_OFFSET, "layers": layers}
 
 
@@ -123,9 +136,11 @@ def output_check(model: nn.Module, int8_tflite: bytes, features: np.ndarray, are
     single, double = (graph.run(inputs, rounding).reshape(micro.shape) for rounding in ("single", "double"))
     difference = np.abs(micro - expected)
     return {
-        "clips": len(features), "outputs": int(micro.size),
+        "clips": len(features),
+        "outputs": int(micro.size),
         "top1_agreement": float((micro.argmax(1) == logits.argmax(1)).mean()),
-        "outputs_equal": float((difference == 0).mean()), "max_difference": int(difference.max()),
+        "outputs_equal": float((difference == 0).mean()),
+        "max_difference": int(difference.max()),
         "reference_single_rounding_equal": float((single == expected).mean()),
         "micro_is_reference_double_rounding": bool(np.array_equal(micro, double)),
     }
@@ -141,9 +156,11 @@ def report_lines(report: dict) -> list[str]:
     lines = []
     for w in report.get("int8_weights") or []:
         levels = w["levels_per_channel"]
-        lines.append(f"int8 weights {w['layer']} ({w['op']} {w['shape']}): sparsity {100 * w['sparsity']:.2f}% "
-                     f"(float model {100 * w['float_sparsity']:.2f}%), levels {w['range']}, distinct per channel "
-                     f"{levels if len(levels) <= 8 else f'{min(levels)}..{max(levels)}'}")
+        lines.append(
+            f"int8 weights {w['layer']} ({w['op']} {w['shape']}): sparsity {100 * w['sparsity']:.2f}% "
+            f"(float model {100 * w['float_sparsity']:.2f}%), levels {w['range']}, distinct per channel "
+            f"{levels if len(levels) <= 8 else f'{min(levels)}..{max(levels)}'}"
+        )
     qat = report.get("qat_int8")
     if qat:
         s, o = qat["scales"], qat["outputs"]
@@ -154,7 +171,10 @@ def report_lines(report: dict) -> list[str]:
             f"{100 * o['outputs_equal']:.2f}% of int8 outputs equal (others within {o['max_difference']} step)",
             f"QAT int8: numpy int8 reference with one rounding "
             f"{100 * o['reference_single_rounding_equal']:.2f}% equal; "
-            + ("tflite-micro is its double rounding bit for bit" if o["micro_is_reference_double_rounding"]
-               else "tflite-micro is NOT its double rounding"),
+            + (
+                "tflite-micro is its double rounding bit for bit"
+                if o["micro_is_reference_double_rounding"]
+                else "tflite-micro is NOT its double rounding"
+            ),
         ]
     return lines

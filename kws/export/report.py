@@ -1,4 +1,5 @@
 """The export's console summary, from report.json's contents."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,12 +8,21 @@ from kws.export.qat_verify import report_lines
 from kws.export.tflite import RUNTIME_LABELS
 from kws.streams.evaluate import table
 
-ROUNDING_RUNTIMES = {"tflite_micro": "tflite-micro", "litert": "LiteRT", "litert_reference_kernels": "LiteRT reference kernels"}
+ROUNDING_RUNTIMES = {
+    "tflite_micro": "tflite-micro",
+    "litert": "LiteRT",
+    "litert_reference_kernels": "LiteRT reference kernels",
+}
 
 
 def format_report(report: dict) -> str:
     """The console summary: artifact sizes, ops, arena and every runtime's test accuracy."""
-    lines = [f"Export of {report['source']} -> {report['out_dir']}", "", f"| {'artifact':<20} | {'bytes':>8} |", f"|{'-' * 22}|{'-' * 9}:|"]
+    lines = [
+        f"Export of {report['source']} -> {report['out_dir']}",
+        "",
+        f"| {'artifact':<20} | {'bytes':>8} |",
+        f"|{'-' * 22}|{'-' * 9}:|",
+    ]
     lines += [f"| {name:<20} | {size:>8,} |" for name, size in report["artifacts"].items()]
     q = report["int8"]
     lines += [
@@ -25,21 +35,33 @@ def format_report(report: dict) -> str:
     lines += accuracy_table(report)
     lines += [
         "",
-        f"{report['test_clips']} test clips; int8 top-1 agreement with PyTorch: {100 * report['int8_top1_agreement_with_pytorch']:.2f}%",
+        f"{report['test_clips']} test clips; int8 top-1 agreement with PyTorch: "
+        f"{100 * report['int8_top1_agreement_with_pytorch']:.2f}%",
     ]
-    for key, what in (("tflite_micro_vs_litert_int8", "LiteRT"), ("tflite_micro_vs_litert_reference_kernels_int8", "LiteRT's reference kernels")):
+    for key, what in (
+        ("tflite_micro_vs_litert_int8", "LiteRT"),
+        ("tflite_micro_vs_litert_reference_kernels_int8", "LiteRT's reference kernels"),
+    ):
         c = report[key]
         lines.append(
-            f"tflite-micro vs {what}: int8 outputs identical" if c["identical"] else
-            f"tflite-micro vs {what}: {c['outputs_differing']} of {c['outputs']} int8 outputs differ (by at most {c['max_difference']}), top-1 agreement {100 * c['top1_agreement']:.2f}%"
+            f"tflite-micro vs {what}: int8 outputs identical"
+            if c["identical"]
+            else f"tflite-micro vs {what}: {c['outputs_differing']} of {c['outputs']} int8 outputs differ (by at most "
+            f"{c['max_difference']}), top-1 agreement {100 * c['top1_agreement']:.2f}%"
         )
     rounding = report["int8_rounding"]
     if rounding["checked"]:
         for name in ROUNDING_RUNTIMES:
             found = rounding[name]
-            lines.append(f"numpy int8 reference: {ROUNDING_RUNTIMES[name]} = " + (
-                ", ".join(f"{op} {' or '.join(modes)} rounding" for op, modes in found.items()) + " (bit for bit)" if found else "no rounding assignment matches"))
-        lines.append("  (\"double or single\": no output of that op fell where the two roundings differ)")
+            lines.append(
+                f"numpy int8 reference: {ROUNDING_RUNTIMES[name]} = "
+                + (
+                    ", ".join(f"{op} {' or '.join(modes)} rounding" for op, modes in found.items()) + " (bit for bit)"
+                    if found
+                    else "no rounding assignment matches"
+                )
+            )
+        lines.append('  ("double or single": no output of that op fell where the two roundings differ)')
     else:
         lines.append(f"numpy int8 reference: not checked ({rounding['why']})")
     lines += report_lines(report)
@@ -75,8 +97,14 @@ def stream_lines(report: dict) -> list[str]:
     lines += [str(summary) for summary in stream["streams"].values()]
     if recognizer and recognizer.get("calibrated_on"):
         r = recognizer["settings"]
-        lines.append(f"recognizer (report.json, model_settings.h; listen's default): <= {recognizer['max_fa_per_hour']:g} false alarms/h on validation -> "
-                     f"threshold {r['detection_threshold']:.3f}, average window {r['average_window_ms']} ms, suppression {r['suppression_ms']} ms, minimum count {r['minimum_count']}")
+        lines.append(
+            "recognizer (report.json, model_settings.h; listen's default): "
+            f"<= {recognizer['max_fa_per_hour']:g} false alarms/h on validation -> "
+            f"threshold {r['detection_threshold']:.3f}, average window {r['average_window_ms']} ms, "
+            f"suppression {r['suppression_ms']} ms, minimum count {r['minimum_count']}"
+        )
     else:
-        lines.append("recognizer: no setting met the budget on validation; model_settings.h keeps micro_speech's defaults")
+        lines.append(
+            "recognizer: no setting met the budget on validation; model_settings.h keeps micro_speech's defaults"
+        )
     return lines

@@ -1,5 +1,6 @@
 """Running .tflite models: the op list, TFLite's input quantization, one runner for LiteRT (default
 or reference kernels) and the tflite-micro interpreter, and the tensor arena tflite-micro needs."""
+
 from __future__ import annotations
 
 import re
@@ -103,7 +104,9 @@ class TFLiteRunner:
         """Raw outputs [n, classes] (int8 for an int8 model) of features [n, frames * features]."""
         expected = int(np.prod(self.input["shape"]))
         if features.shape[1] != expected:
-            raise ExportError(f"the model takes {expected} input values per clip, the features have {features.shape[1]}")
+            raise ExportError(
+                f"the model takes {expected} input values per clip, the features have {features.shape[1]}"
+            )
         x = features.astype(np.float32)
         if self.input_quantization:
             x = quantize(x, *self.input_quantization, self.input["dtype"])
@@ -127,7 +130,13 @@ class TFLiteRunner:
         return (outputs.astype(np.float32) - zero_point) * scale
 
 
-def evaluate_tflite(model: bytes | str | Path, features: np.ndarray, labels: np.ndarray | None = None, runtime: str = "litert", arena_size: int | None = None) -> dict:
+def evaluate_tflite(
+    model: bytes | str | Path,
+    features: np.ndarray,
+    labels: np.ndarray | None = None,
+    runtime: str = "litert",
+    arena_size: int | None = None,
+) -> dict:
     """Run any .tflite classifier on float features: ``outputs`` (raw), ``scores`` (dequantized),
     ``predictions`` and, with ``labels``, ``accuracy``. Integer inputs are quantized with the
     model's own input scale and zero point (e.g. micro_speech's reference model: 0.1017, -128)."""
@@ -182,7 +191,7 @@ def tensor_arena_size(model: bytes, sample: np.ndarray, work: Path) -> dict:
         "bytes": high,
         "recorded_total_bytes": int(recorded.group(1)) if recorded else None,
         "method": "bisection over arena_size with the tflite-micro Python interpreter (allocate + one invoke), "
-                  "to 16 bytes; recorded_total_bytes is RecordingMicroAllocator's total (print_allocations) at that size. "
-                  "Reference kernels on a 64-bit host: a 32-bit MCU needs slightly less, optimized kernels (CMSIS-NN) "
-                  "may add scratch buffers; leave a margin",
+        "to 16 bytes; recorded_total_bytes is RecordingMicroAllocator's total (print_allocations) at that size. "
+        "Reference kernels on a 64-bit host: a 32-bit MCU needs slightly less, optimized kernels (CMSIS-NN) "
+        "may add scratch buffers; leave a margin",
     }

@@ -1,5 +1,6 @@
 """Checking an export: every runtime on the test features, the float ones against PyTorch, the int8
 ones against each other and against the numpy integer reference."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,17 +24,31 @@ def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def verify(module, float_model: nn.Module, onnx_path: Path, float_tflite: bytes, int8_tflite: bytes, features: np.ndarray, labels: np.ndarray, arena: int) -> dict:
+def verify(
+    module,
+    float_model: nn.Module,
+    onnx_path: Path,
+    float_tflite: bytes,
+    int8_tflite: bytes,
+    features: np.ndarray,
+    labels: np.ndarray,
+    arena: int,
+) -> dict:
     """Every runtime on the test features: accuracy, and the checks an export must pass (ONNX
     Runtime and TFLite float equal PyTorch to FLOAT_TOLERANCE; the int8 model has int8 input and
     output). Agreement figures are reported, not enforced."""
-    logits, litert, reference_kernels, micro = runtime_outputs(module, float_model, onnx_path, float_tflite, int8_tflite, features, arena)
+    logits, litert, reference_kernels, micro = runtime_outputs(
+        module, float_model, onnx_path, float_tflite, int8_tflite, features, arena
+    )
 
     reference = logits["pytorch_float"]
     differences = {name: _relative_error(logits[name], reference) for name in ("onnxruntime", "tflite_float")}
     for name, error in differences.items():
         if not error <= FLOAT_TOLERANCE:
-            raise ExportError(f"{RUNTIME_LABELS[name]} differs from PyTorch by {error:.2e} of the largest logit (tolerance {FLOAT_TOLERANCE:g})")
+            raise ExportError(
+                f"{RUNTIME_LABELS[name]} differs from PyTorch by {error:.2e} of the largest logit "
+                f"(tolerance {FLOAT_TOLERANCE:g})"
+            )
     if litert["outputs"].dtype != np.int8:
         raise ExportError(f"the int8 model's output is {litert['outputs'].dtype}, not int8")
     return {
@@ -43,12 +58,24 @@ def verify(module, float_model: nn.Module, onnx_path: Path, float_tflite: bytes,
         "int8_top1_agreement_with_pytorch": accuracy(logits["tflite_int8"], logits["pytorch_float"]),
         "tflite_micro_vs_litert_int8": compare_int8(micro, litert),
         "tflite_micro_vs_litert_reference_kernels_int8": compare_int8(micro, reference_kernels),
-        "int8_rounding": int8_rounding(int8_tflite, features, {"tflite_micro": micro, "litert": litert, "litert_reference_kernels": reference_kernels}),
+        "int8_rounding": int8_rounding(
+            int8_tflite,
+            features,
+            {"tflite_micro": micro, "litert": litert, "litert_reference_kernels": reference_kernels},
+        ),
     }
 
 
 @torch.no_grad()
-def runtime_outputs(module, float_model: nn.Module, onnx_path: Path, float_tflite: bytes, int8_tflite: bytes, features: np.ndarray, arena: int):
+def runtime_outputs(
+    module,
+    float_model: nn.Module,
+    onnx_path: Path,
+    float_tflite: bytes,
+    int8_tflite: bytes,
+    features: np.ndarray,
+    arena: int,
+):
     """(logits or dequantized scores per runtime name, LiteRT int8 run, LiteRT reference-kernel
     run, tflite-micro run) of every runtime on ``features``."""
     import onnxruntime as ort
@@ -70,8 +97,16 @@ def runtime_outputs(module, float_model: nn.Module, onnx_path: Path, float_tflit
     return logits, litert, reference_kernels, micro
 
 
-def runtime_accuracies(module, float_model: nn.Module, onnx_path: Path, float_tflite: bytes, int8_tflite: bytes, features: np.ndarray,
-                       labels: np.ndarray, arena: int) -> dict[str, float]:
+def runtime_accuracies(
+    module,
+    float_model: nn.Module,
+    onnx_path: Path,
+    float_tflite: bytes,
+    int8_tflite: bytes,
+    features: np.ndarray,
+    labels: np.ndarray,
+    arena: int,
+) -> dict[str, float]:
     """Every runtime's accuracy on ``features`` (e.g. the test clips featurized another way)."""
     logits = runtime_outputs(module, float_model, onnx_path, float_tflite, int8_tflite, features, arena)[0]
     return {name: accuracy(logits[name], labels) for name in RUNTIME_LABELS if name in logits}
@@ -88,7 +123,10 @@ def int8_rounding(model: bytes, features: np.ndarray, runs: dict[str, dict]) -> 
         graph = Int8Graph(model)
         scale, zero_point = graph.quantization(graph.graph.inputs[0])
         inputs = quantize(features, float(scale[0]), int(zero_point[0]), np.int8)
-        return {"checked": True, **matching_roundings(graph, inputs, {name: run["outputs"] for name, run in runs.items()})}
+        return {
+            "checked": True,
+            **matching_roundings(graph, inputs, {name: run["outputs"] for name, run in runs.items()}),
+        }
     except ValueError as error:
         return {"checked": False, "why": str(error)}
 
@@ -97,6 +135,9 @@ def compare_int8(a: dict, b: dict) -> dict:
     """How far two runs' raw int8 outputs (:func:`evaluate_tflite`) are from identical."""
     difference = np.abs(a["outputs"].astype(np.int32) - b["outputs"].astype(np.int32))
     return {
-        "identical": bool(not difference.any()), "outputs_differing": int((difference > 0).sum()), "outputs": int(difference.size),
-        "max_difference": int(difference.max()), "top1_agreement": accuracy(a["scores"], b["scores"]),
+        "identical": bool(not difference.any()),
+        "outputs_differing": int((difference > 0).sum()),
+        "outputs": int(difference.size),
+        "max_difference": int(difference.max()),
+        "top1_agreement": accuracy(a["scores"], b["scores"]),
     }

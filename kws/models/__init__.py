@@ -1,6 +1,7 @@
 """Keyword-spotting models, and the surgery log that lets a checkpoint rebuild a compressed one.
 
 ``ARCHITECTURES`` names each model the ``model.arch`` option can choose; :func:`build_model` makes one."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -13,7 +14,9 @@ ARCHITECTURES = ("tiny_conv", "ds_cnn")
 DEFAULT_CHANNELS = {"tiny_conv": 8, "ds_cnn": 64}
 
 
-def build_model(arch: str, input_shape: tuple[int, int], num_classes: int, channels: int | None = None, dropout: float = 0.5) -> nn.Module:
+def build_model(
+    arch: str, input_shape: tuple[int, int], num_classes: int, channels: int | None = None, dropout: float = 0.5
+) -> nn.Module:
     """A fresh model of architecture ``arch`` (one of :data:`ARCHITECTURES`); ``channels``: its
     width (None: the architecture's own default, :data:`DEFAULT_CHANNELS`)."""
     if arch not in ARCHITECTURES:

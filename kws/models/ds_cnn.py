@@ -6,6 +6,7 @@ Conv 10x4 stride 2 ('same') with 64 filters + BN + ReLU, then 4 x [depthwise 3x3
 pointwise 1x1 + BN + ReLU], dropout, an average pool over the whole map, dense to the classes.
 Written here in PyTorch; the one change is the first convolution's frequency axis (below).
 """
+
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -25,7 +26,9 @@ class DepthwiseSeparable(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 3):
         super().__init__()
-        self.depthwise = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False)
+        self.depthwise = nn.Conv2d(
+            channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(channels)
         self.relu1 = nn.ReLU()
         self.pointwise = nn.Conv2d(channels, channels, 1, bias=False)
@@ -73,12 +76,16 @@ class DSCNN(nn.Module):
         if len(input_shape) != 2 or min(input_shape) <= 0:
             raise ValueError(f"input_shape must be (frames, features), got {input_shape}")
         if num_classes < 2 or channels < 1 or blocks < 0:
-            raise ValueError(f"need num_classes >= 2, channels >= 1 and blocks >= 0, got {num_classes}, {channels}, {blocks}")
+            raise ValueError(
+                f"need num_classes >= 2, channels >= 1 and blocks >= 0, got {num_classes}, {channels}, {blocks}"
+            )
         if min(kernel_size) < 1 or min(stride) < 1:
             raise ValueError(f"kernel_size and stride must be positive, got {kernel_size}, {stride}")
         self.input_shape = tuple(input_shape)
         self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
-        padding = tuple(same_output_padding(n, k, s) for n, k, s in zip(self.input_shape, self.kernel_size, self.stride))
+        padding = tuple(
+            same_output_padding(n, k, s) for n, k, s in zip(self.input_shape, self.kernel_size, self.stride)
+        )
         self.conv = nn.Conv2d(1, channels, self.kernel_size, stride=self.stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU()

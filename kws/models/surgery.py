@@ -15,6 +15,7 @@ loads without whoever loads it importing the modules that compress (kws.compress
 plugin's): the model layer never imports the layers above it. The names are what checkpoints
 store: never rename one.
 """
+
 from __future__ import annotations
 
 from importlib.metadata import entry_points
@@ -48,8 +49,11 @@ def find_transform(name: str) -> Callable[..., nn.Module]:
     if name not in TRANSFORMS:
         found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
         if not found:
-            raise KeyError(f"the checkpoint needs model transform {name!r}, which is neither registered (known: {sorted(TRANSFORMS)}) "
-                           f"nor an entry point of group {ENTRY_POINT_GROUP!r}; is kws installed (pip install -e .)?")
+            raise KeyError(
+                f"the checkpoint needs model transform {name!r}, which is neither registered "
+                f"(known: {sorted(TRANSFORMS)}) "
+                f"nor an entry point of group {ENTRY_POINT_GROUP!r}; is kws installed (pip install -e .)?"
+            )
         TRANSFORMS.setdefault(name, found[0].load())
     return TRANSFORMS[name]
 

@@ -1,4 +1,5 @@
 """Keyword-spotting models. ``TinyConv`` is TensorFlow micro_speech's ``tiny_conv``."""
+
 from __future__ import annotations
 
 from torch import Tensor, nn

@@ -6,6 +6,7 @@ model. Blocks of any size give the same windows as the whole recording at once.
 Used by ``python -m kws listen`` and the stream test, whatever the recording's length: only a
 block of audio, one window of frames and a batch of windows are ever held.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Iterable, Iterator
@@ -45,7 +46,7 @@ class StreamingFeatures:
         count = 1 + (len(audio) - s.window_samples) // s.stride_samples
         used = (count - 1) * s.stride_samples + s.window_samples
         features = self._features(audio[None, :used])
-        self.pending = audio[count * s.stride_samples:]
+        self.pending = audio[count * s.stride_samples :]
         self.frames_done += count
         return features[0]
 
@@ -56,7 +57,9 @@ class StreamingFeatures:
         import torch
 
         with torch.no_grad():
-            features, self.state = self.frontend.forward_with_state(torch.from_numpy(np.ascontiguousarray(audio)), self.state)
+            features, self.state = self.frontend.forward_with_state(
+                torch.from_numpy(np.ascontiguousarray(audio)), self.state
+            )
         return features.numpy()
 
 
@@ -72,7 +75,9 @@ class WindowStream:
 
     def __init__(self, settings: FeatureSettings, stride_ms: int = STRIDE_MS):
         if stride_ms <= 0 or stride_ms % settings.stride_ms:
-            raise ValueError(f"stride_ms must be a positive multiple of the {settings.stride_ms} ms frame step, got {stride_ms}")
+            raise ValueError(
+                f"stride_ms must be a positive multiple of the {settings.stride_ms} ms frame step, got {stride_ms}"
+            )
         self.settings, self.step = settings, stride_ms // settings.stride_ms
         self.recent = np.zeros((0, settings.num_features), np.float32)  # the last num_frames - 1 frames
         self.next_frame = 0  # global index of the next frame pushed
@@ -87,15 +92,20 @@ class WindowStream:
         start = max(n - 1, self.next_frame)  # the first end not yet emitted ...
         start += (-(start - (n - 1))) % self.step  # ... on the stride grid n - 1, n - 1 + step, ...
         ends = np.arange(start, last + 1, self.step)
-        x = np.stack([held[e - first - n + 1: e - first + 1].reshape(-1) for e in ends]) if len(ends) else np.zeros((0, n * s.num_features), np.float32)
-        self.recent = held[max(0, len(held) - (n - 1)):] if n > 1 else held[:0]
+        x = (
+            np.stack([held[e - first - n + 1 : e - first + 1].reshape(-1) for e in ends])
+            if len(ends)
+            else np.zeros((0, n * s.num_features), np.float32)
+        )
+        self.recent = held[max(0, len(held) - (n - 1)) :] if n > 1 else held[:0]
         self.next_frame = last + 1
         times = (ends * s.stride_samples + s.window_samples) * 1000 // s.sample_rate
         return x, times
 
 
-def stream_windows(blocks: Iterable[np.ndarray], settings: FeatureSettings,
-                   stride_ms: int = STRIDE_MS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def stream_windows(
+    blocks: Iterable[np.ndarray], settings: FeatureSettings, stride_ms: int = STRIDE_MS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(windows, end times) block by block over a stream of int16 sample blocks."""
     features, windows = StreamingFeatures(settings), WindowStream(settings, stride_ms)
     for block in blocks:
@@ -104,8 +114,9 @@ def stream_windows(blocks: Iterable[np.ndarray], settings: FeatureSettings,
             yield x, t
 
 
-def stream_scores(blocks: Iterable[np.ndarray], classify: Classifier, settings: FeatureSettings,
-                  stride_ms: int = STRIDE_MS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def stream_scores(
+    blocks: Iterable[np.ndarray], classify: Classifier, settings: FeatureSettings, stride_ms: int = STRIDE_MS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(class probabilities [n, classes], window end times ms [n]) block by block."""
     for x, t in stream_windows(blocks, settings, stride_ms):
         yield classify(x), t
@@ -114,4 +125,4 @@ def stream_scores(blocks: Iterable[np.ndarray], classify: Classifier, settings: 
 def blocks_of(audio: np.ndarray, block_samples: int = 16000 * 10) -> Iterator[np.ndarray]:
     """An in-memory recording as consecutive blocks (what a file reader yields)."""
     for start in range(0, len(audio), block_samples):
-        yield audio[start:start + block_samples]
+        yield audio[start : start + block_samples]

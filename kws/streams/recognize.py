@@ -18,6 +18,7 @@ Differences from TFLM, all deliberate:
   command responder would ignore them;
 - at start the previous command is "none" (TFLM: "silence"), so a first silence is not special.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,8 +53,10 @@ class RecognizerSettings:
         object.__setattr__(self, "ignore", tuple(self.ignore))  # a list from JSON stays hashable
         positive = min(self.average_window_ms, self.inference_stride_ms) > 0
         if not positive or self.suppression_ms < 0 or self.minimum_count < 1:
-            raise ValueError("recognizer settings: average_window_ms and inference_stride_ms must be > 0, "
-                             f"suppression_ms >= 0 and minimum_count >= 1, got {self}")
+            raise ValueError(
+                "recognizer settings: average_window_ms and inference_stride_ms must be > 0, "
+                f"suppression_ms >= 0 and minimum_count >= 1, got {self}"
+            )
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "ignore": list(self.ignore)}
@@ -65,8 +68,10 @@ class RecognizerSettings:
         missing, unknown = [n for n in names if n not in data], sorted(set(data) - set(names))
         if missing or unknown:
             faults = [f"lack {missing}"] * bool(missing) + [f"hold unknown {unknown}"] * bool(unknown)
-            raise ValueError(f"{where}: the recognizer settings {' and '.join(faults)}; they were written by another "
-                             "version of kws: re-export the model (python -m kws export)")
+            raise ValueError(
+                f"{where}: the recognizer settings {' and '.join(faults)}; they were written by another "
+                "version of kws: re-export the model (python -m kws export)"
+            )
         return cls(**data)
 
     def float32_threshold(self) -> RecognizerSettings:
@@ -122,8 +127,14 @@ class RecognizeCommands:
     @classmethod
     def from_settings(cls, labels: Sequence[str], settings: RecognizerSettings) -> RecognizeCommands:
         """The recognizer of ``settings`` (its stride is the caller's to keep: process() takes times)."""
-        return cls(labels, settings.average_window_ms, settings.detection_threshold, settings.suppression_ms,
-                   settings.minimum_count, settings.ignore)
+        return cls(
+            labels,
+            settings.average_window_ms,
+            settings.detection_threshold,
+            settings.suppression_ms,
+            settings.minimum_count,
+            settings.ignore,
+        )
 
     def reset(self) -> None:
         self._results: deque[tuple[int, np.ndarray]] = deque()
@@ -162,9 +173,14 @@ def add_recognizer_flags(group, fields: Sequence[str] | None = None) -> None:
     """``--<field>`` options (default None: not given) on an argparse parser or group."""
     for field in dataclasses.fields(RecognizerSettings):
         if field.name != "ignore" and (fields is None or field.name in fields):
-            group.add_argument(f"--{field.name}", *FLAG_ALIASES.get(field.name, ()), dest=field.name,
-                               type=type(field.default), default=None,
-                               help=f"(default: the model's, else {field.default})")
+            group.add_argument(
+                f"--{field.name}",
+                *FLAG_ALIASES.get(field.name, ()),
+                dest=field.name,
+                type=type(field.default),
+                default=None,
+                help=f"(default: the model's, else {field.default})",
+            )
 
 
 def given_flags(args) -> dict:

@@ -11,6 +11,7 @@ from ``seed``; the ground truth is every word's label and [start, end) in sample
     stream.keyword_events # [(label, start, end), ...]
     stream.save("runs/streams/testing-0")   # .wav + .json; Stream.load(...) reads it back
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,12 @@ class Stream:
 
     def summary(self) -> str:
         hours = self.duration_s / 3600
-        return (f"{self.info.get('split', '?')} stream (seed {self.info.get('seed', '?')}): {self.duration_s / 60:.1f} min, "
-                f"{len(self.keyword_events)} keywords, {len(self.other_events)} other words ({len(self.other_events) / hours:.0f} per hour)")
+        return (
+            f"{self.info.get('split', '?')} stream (seed {self.info.get('seed', '?')}): "
+            f"{self.duration_s / 60:.1f} min, "
+            f"{len(self.keyword_events)} keywords, {len(self.other_events)} other words "
+            f"({len(self.other_events) / hours:.0f} per hour)"
+        )
 
     def save(self, path: str | Path) -> Path:
         """``path``.wav and ``path``.json, each written beside and renamed into place (the .json
@@ -68,7 +73,12 @@ class Stream:
         wav, meta = path.with_suffix(".wav"), path.with_suffix(".json")
         write_wav(wav.with_suffix(".wav.tmp"), self.audio, self.sample_rate)
         wav.with_suffix(".wav.tmp").replace(wav)
-        meta.with_suffix(".json.tmp").write_text(json.dumps({"sample_rate": self.sample_rate, "info": self.info, "events": [asdict(e) for e in self.events]}, indent=0))
+        meta.with_suffix(".json.tmp").write_text(
+            json.dumps(
+                {"sample_rate": self.sample_rate, "info": self.info, "events": [asdict(e) for e in self.events]},
+                indent=0,
+            )
+        )
         meta.with_suffix(".json.tmp").replace(meta)
         return path
 
@@ -77,10 +87,17 @@ class Stream:
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())
         audio, _ = read_wav(path.with_suffix(".wav"), meta["sample_rate"])
-        return cls(np.asarray(audio, np.int16), [StreamEvent(**e) for e in meta["events"]], meta["sample_rate"], meta["info"])
+        return cls(
+            np.asarray(audio, np.int16), [StreamEvent(**e) for e in meta["events"]], meta["sample_rate"], meta["info"]
+        )
 
 
-def split_files(data_dir: Path, split: str, split_percentages: tuple[float, float] = (10.0, 10.0), holdout_dialect: str | None = None) -> list[str]:
+def split_files(
+    data_dir: Path,
+    split: str,
+    split_percentages: tuple[float, float] = (10.0, 10.0),
+    holdout_dialect: str | None = None,
+) -> list[str]:
     """Relative paths of the clips of ``split``, as the data module splits them: the data set's
     lists when present, else its speaker-hash rule with the data module's (validation, testing)
     ``split_percentages``; ``holdout_dialect``'s clips all in testing."""
@@ -144,10 +161,12 @@ def build_stream(
     clips = np.zeros((len(files), sample_rate), np.int16)  # shorter clips zero-padded, as the data module does
     for row, f in zip(clips, files):
         audio = read_wav(data_dir / f, sample_rate)[0][:sample_rate]
-        row[:len(audio)] = audio
+        row[: len(audio)] = audio
     extents = word_extents(clips, sample_rate)
     words = [f.split("/")[0] for f in files]
-    order = [i for i, w in enumerate(words) if w in keywords] * keyword_repeats + [i for i, w in enumerate(words) if w not in keywords] * other_repeats
+    order = [i for i, w in enumerate(words) if w in keywords] * keyword_repeats + [
+        i for i, w in enumerate(words) if w not in keywords
+    ] * other_repeats
     order = [order[j] for j in rng.permutation(len(order))]
 
     pad = int(pad_ms * sample_rate / 1000)
@@ -167,12 +186,20 @@ def build_stream(
     events = []
     for i, start, s, e in placed:
         lo, hi = max(0, s - pad), min(sample_rate, e + pad)
-        mix[start - (s - lo): start + (hi - s)] += clips[i, lo:hi]
+        mix[start - (s - lo) : start + (hi - s)] += clips[i, lo:hi]
         label = words[i] if words[i] in keywords else UNKNOWN
         events.append(StreamEvent(label, words[i], int(start), int(start + e - s), files[i]))
     audio = np.clip(np.round(mix), -32768, 32767).astype(np.int16)
-    info = dict(split=split, seed=seed, keywords=list(keywords), keyword_repeats=keyword_repeats, other_repeats=other_repeats,
-                gap_s=list(gap_s), noise_levels=list(noise_levels), segments=segments)
+    info = dict(
+        split=split,
+        seed=seed,
+        keywords=list(keywords),
+        keyword_repeats=keyword_repeats,
+        other_repeats=other_repeats,
+        gap_s=list(gap_s),
+        noise_levels=list(noise_levels),
+        segments=segments,
+    )
     return Stream(audio, events, sample_rate, info)
 
 
@@ -182,8 +209,15 @@ def zlib_hash(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
-def _background(data_dir: Path, split: str, length: int, rng: np.random.Generator, levels: Sequence[float],
-                segment_s: tuple[float, float], sample_rate: int) -> tuple[np.ndarray, list[dict]]:
+def _background(
+    data_dir: Path,
+    split: str,
+    length: int,
+    rng: np.random.Generator,
+    levels: Sequence[float],
+    segment_s: tuple[float, float],
+    sample_rate: int,
+) -> tuple[np.ndarray, list[dict]]:
     """Noise [length] float64 in int16 units: segments of one recording part at one level,
     cross-faded; and the segments' description."""
     parts = read_noise_parts(data_dir / "_background_noise_", split, sample_rate)

@@ -13,6 +13,7 @@
   within a false-alarm budget (chosen on a validation stream, then applied to the test stream).
 - :func:`plot_det`, :func:`write_csv`: the DET curve (recall against false alarms per hour).
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,8 +27,9 @@ import numpy as np
 from kws.streams.recognize import DEFAULT_RECOGNIZER, RecognizerSettings
 
 
-def replay(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str],
-           setting: RecognizerSettings) -> list[tuple[str, float, int]]:
+def replay(
+    probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str], setting: RecognizerSettings
+) -> list[tuple[str, float, int]]:
     """Detections ``(label, score, time_ms)`` that RecognizeCommands would report for these
     per-inference scores [n, classes] at times [n] (non-decreasing); ``setting.ignore`` labels
     are recognised but not reported."""
@@ -40,7 +42,7 @@ def replay(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str
     top = average.argmax(1)
     best = average[np.arange(len(t)), top]
     candidates = np.flatnonzero((count >= setting.minimum_count) & (best >= setting.detection_threshold))
-    ignored = {i for i, l in enumerate(labels) if l in set(setting.ignore)}
+    ignored = {i for i, label in enumerate(labels) if label in set(setting.ignore)}
     previous, previous_time, out = -1, None, []
     for i in candidates.tolist():
         label, now = int(top[i]), int(t[i])
@@ -52,8 +54,9 @@ def replay(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str
     return out
 
 
-def match(detections: Sequence[tuple[str, float, int]], keywords: Sequence, sample_rate: int = 16000,
-          tolerance_ms: int = 1000) -> tuple[np.ndarray, list[int], list[tuple[str, int]]]:
+def match(
+    detections: Sequence[tuple[str, float, int]], keywords: Sequence, sample_rate: int = 16000, tolerance_ms: int = 1000
+) -> tuple[np.ndarray, list[int], list[tuple[str, int]]]:
     """(hit [len(keywords)] bool, delays ms, false alarms ``(label, time_ms)``) of detections
     against keyword events sorted by start (``label``, ``start``, ``end`` in samples)."""
     starts = np.array([e.start * 1000 // sample_rate for e in keywords], np.int64)
@@ -82,8 +85,14 @@ def keyword_events(events, unknown: str = "unknown") -> list:
     return sorted((e for e in events if e.label != unknown), key=lambda e: e.start)
 
 
-def score(detections: Sequence[tuple[str, float, int]], events, duration_s: float, sample_rate: int = 16000,
-          tolerance_ms: int = 1000, unknown: str = "unknown") -> dict:
+def score(
+    detections: Sequence[tuple[str, float, int]],
+    events,
+    duration_s: float,
+    sample_rate: int = 16000,
+    tolerance_ms: int = 1000,
+    unknown: str = "unknown",
+) -> dict:
     """Recall, false alarms (per hour of non-keyword audio) and delays; ``events`` have
     ``label``, ``start``, ``end`` (samples)."""
     keywords = keyword_events(events, unknown)
@@ -95,33 +104,59 @@ def score(detections: Sequence[tuple[str, float, int]], events, duration_s: floa
         mask = np.array([e.label == label for e in keywords])
         per_label[label] = float(hit[mask].mean())
     return dict(
-        keywords=len(keywords), hits=int(hit.sum()), recall=float(hit.mean()) if len(keywords) else float("nan"),
-        false_alarms=len(false_alarms), fa_per_hour=len(false_alarms) / hours, non_keyword_hours=hours,
+        keywords=len(keywords),
+        hits=int(hit.sum()),
+        recall=float(hit.mean()) if len(keywords) else float("nan"),
+        false_alarms=len(false_alarms),
+        fa_per_hour=len(false_alarms) / hours,
+        non_keyword_hours=hours,
         delay_median_ms=float(np.median(delays)) if delays else float("nan"),
         delay_p90_ms=float(np.percentile(delays, 90)) if delays else float("nan"),
         recall_per_label=per_label,
     )
 
 
-DEFAULT_THRESHOLDS = tuple(np.unique(np.round(np.concatenate([np.arange(0.3, 0.9, 0.02), np.arange(0.9, 0.995, 0.005), [0.995, 0.997, 0.998, 0.999]]), 3)))
+DEFAULT_THRESHOLDS = tuple(
+    np.unique(
+        np.round(
+            np.concatenate([np.arange(0.3, 0.9, 0.02), np.arange(0.9, 0.995, 0.005), [0.995, 0.997, 0.998, 0.999]]), 3
+        )
+    )
+)
 DEFAULT_WINDOWS = (200, 300, 500, 700, 1000)
 
 
-def sweep(probabilities: np.ndarray, times_ms: np.ndarray, labels: Sequence[str], events, duration_s: float,
-          thresholds: Sequence[float] = DEFAULT_THRESHOLDS, windows: Sequence[int] = DEFAULT_WINDOWS,
-          suppressions: Sequence[int] = (DEFAULT_RECOGNIZER.suppression_ms,),
-          base: RecognizerSettings = DEFAULT_RECOGNIZER,
-          sample_rate: int = 16000, tolerance_ms: int = 1000) -> list[dict]:
+def sweep(
+    probabilities: np.ndarray,
+    times_ms: np.ndarray,
+    labels: Sequence[str],
+    events,
+    duration_s: float,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    windows: Sequence[int] = DEFAULT_WINDOWS,
+    suppressions: Sequence[int] = (DEFAULT_RECOGNIZER.suppression_ms,),
+    base: RecognizerSettings = DEFAULT_RECOGNIZER,
+    sample_rate: int = 16000,
+    tolerance_ms: int = 1000,
+) -> list[dict]:
     """One row per (window, suppression, threshold) over ``base`` (its minimum count, ignored
     labels and the stride the scores were taken at): the setting and :func:`score`'s numbers."""
     rows = []
     for window, suppression, threshold in itertools.product(windows, suppressions, thresholds):
-        setting = dataclasses.replace(base, detection_threshold=float(threshold), average_window_ms=int(window),
-                                      suppression_ms=int(suppression))
+        setting = dataclasses.replace(
+            base, detection_threshold=float(threshold), average_window_ms=int(window), suppression_ms=int(suppression)
+        )
         result = score(replay(probabilities, times_ms, labels, setting), events, duration_s, sample_rate, tolerance_ms)
-        rows.append(dict(threshold=setting.detection_threshold, average_window_ms=setting.average_window_ms,
-                         suppression_ms=setting.suppression_ms, minimum_count=setting.minimum_count,
-                         inference_stride_ms=setting.inference_stride_ms, **result))
+        rows.append(
+            dict(
+                threshold=setting.detection_threshold,
+                average_window_ms=setting.average_window_ms,
+                suppression_ms=setting.suppression_ms,
+                minimum_count=setting.minimum_count,
+                inference_stride_ms=setting.inference_stride_ms,
+                **result,
+            )
+        )
     return rows
 
 
@@ -136,9 +171,14 @@ def calibrate(rows: Sequence[dict], max_fa_per_hour: float) -> dict | None:
 
 def setting_of(row: dict, base: RecognizerSettings = DEFAULT_RECOGNIZER) -> RecognizerSettings:
     """The recognizer settings of a :func:`sweep` row (ignored labels: ``base``'s)."""
-    return dataclasses.replace(base, detection_threshold=row["threshold"], average_window_ms=row["average_window_ms"],
-                               suppression_ms=row["suppression_ms"], minimum_count=row["minimum_count"],
-                               inference_stride_ms=row["inference_stride_ms"])
+    return dataclasses.replace(
+        base,
+        detection_threshold=row["threshold"],
+        average_window_ms=row["average_window_ms"],
+        suppression_ms=row["suppression_ms"],
+        minimum_count=row["minimum_count"],
+        inference_stride_ms=row["inference_stride_ms"],
+    )
 
 
 def recall_at(rows: Sequence[dict], max_fa_per_hour: float) -> float:
@@ -154,13 +194,17 @@ def write_csv(rows: Sequence[dict], path: str | Path, **extra) -> Path:
     labels = sorted(rows[0]["recall_per_label"])
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*extra, *keys, *(f"recall_{l}" for l in labels)])
+        writer.writerow([*extra, *keys, *(f"recall_{label}" for label in labels)])
         for r in rows:
-            writer.writerow([*extra.values(), *(r[k] for k in keys), *(r["recall_per_label"][l] for l in labels)])
+            writer.writerow(
+                [*extra.values(), *(r[k] for k in keys), *(r["recall_per_label"][label] for label in labels)]
+            )
     return path
 
 
-def plot_det(curves: dict[str, Sequence[dict]], path: str | Path, marks: dict[str, dict] | None = None, title: str = "") -> Path:
+def plot_det(
+    curves: dict[str, Sequence[dict]], path: str | Path, marks: dict[str, dict] | None = None, title: str = ""
+) -> Path:
     """Recall against false alarms per hour, one line per (curve, averaging window): for each
     false-alarm rate, the best recall of any threshold at or below it (the DET envelope)."""
     import matplotlib
@@ -171,13 +215,21 @@ def plot_det(curves: dict[str, Sequence[dict]], path: str | Path, marks: dict[st
     fig, ax = plt.subplots(figsize=(7, 5))
     for (name, rows), style in zip(curves.items(), ("-", "--", ":", "-.")):
         for window in sorted({r["average_window_ms"] for r in rows}):
-            part = sorted((r for r in rows if r["average_window_ms"] == window), key=lambda r: (r["fa_per_hour"], -r["recall"]))
+            part = sorted(
+                (r for r in rows if r["average_window_ms"] == window), key=lambda r: (r["fa_per_hour"], -r["recall"])
+            )
             best = np.maximum.accumulate([100 * r["recall"] for r in part])
             ax.step([max(r["fa_per_hour"], 0.1) for r in part], best, style, where="post", label=f"{name}, {window} ms")
     for k, (name, row) in enumerate((marks or {}).items()):
         ax.plot(max(row["fa_per_hour"], 0.1), 100 * row["recall"], "k*", ms=10)
-        ax.annotate(name, (max(row["fa_per_hour"], 0.1), 100 * row["recall"]), textcoords="offset points", xytext=(10, -16 - 14 * k), fontsize=8,
-                    arrowprops=dict(arrowstyle="-", lw=0.5))
+        ax.annotate(
+            name,
+            (max(row["fa_per_hour"], 0.1), 100 * row["recall"]),
+            textcoords="offset points",
+            xytext=(10, -16 - 14 * k),
+            fontsize=8,
+            arrowprops=dict(arrowstyle="-", lw=0.5),
+        )
     ax.set_xscale("log")
     ax.set_xlabel("false alarms per hour (0 drawn at 0.1)")
     ax.set_ylabel("keyword recall (%)")

@@ -12,6 +12,7 @@ voices to name: :func:`speaker_voices` returns None and nothing is reported.
     by_voice = recall_by_voice(detections, stream.events, voices)
     by_voice["family"]["klatt2"]["no"]                      # {"hits": 3, "keywords": 9, "recall": 0.33}
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,8 +42,13 @@ def speaker_of(source: str) -> str:
     return Path(source).name.split("_nohash_")[0]
 
 
-def recall_by_voice(detections: Sequence[tuple[str, float, int]], events, voices: dict[str, dict[str, str]], sample_rate: int = 16000,
-                    tolerance_ms: int = 1000) -> dict:
+def recall_by_voice(
+    detections: Sequence[tuple[str, float, int]],
+    events,
+    voices: dict[str, dict[str, str]],
+    sample_rate: int = 16000,
+    tolerance_ms: int = 1000,
+) -> dict:
     """{"family" | "dialect": {group: {keyword: {"hits", "keywords", "recall"}}}}: the keywords
     of ``events`` heard by ``detections`` (matched as :func:`kws.streams.scoring.score` does),
     counted per voice group of their speakers; speakers the marker does not name count as "?"."""
@@ -52,7 +58,11 @@ def recall_by_voice(detections: Sequence[tuple[str, float, int]], events, voices
     for event, heard in zip(keywords, hit):
         voice = voices.get(speaker_of(event.source), {})
         for grouping in GROUPINGS:
-            cell = out[grouping].setdefault(voice.get(grouping, "?"), {}).setdefault(event.label, {"hits": 0, "keywords": 0})
+            cell = (
+                out[grouping]
+                .setdefault(voice.get(grouping, "?"), {})
+                .setdefault(event.label, {"hits": 0, "keywords": 0})
+            )
             cell["hits"] += int(heard)
             cell["keywords"] += 1
     for groups in out.values():
@@ -70,19 +80,30 @@ def voice_table(calibrated: dict, split: str = "testing") -> str:
     budgets = [(b, c["voices"][split]) for b, c in calibrated.items() if c and (c.get("voices") or {}).get(split)]
     if not budgets:
         return ""
-    labels = sorted({label for _, v in budgets for groups in v.values() for cells in groups.values() for label in cells})
+    labels = sorted(
+        {label for _, v in budgets for groups in v.values() for cells in groups.values() for label in cells}
+    )
     rows = []
     for grouping in GROUPINGS:
         names = sorted({name for _, v in budgets for name in v[grouping]})
         for name in names:
             cells = [v[grouping].get(name, {}).get(label) for _, v in budgets for label in labels]
-            counts = next(({l: v[grouping][name].get(l, {}).get("keywords", 0) for l in labels} for _, v in budgets if name in v[grouping]), {})
+            counts = next(
+                (
+                    {label: v[grouping][name].get(label, {}).get("keywords", 0) for label in labels}
+                    for _, v in budgets
+                    if name in v[grouping]
+                ),
+                {},
+            )
             worst = min((c["recall"] for c in cells if c), default=np.nan)
             rows.append((grouping, name, counts, cells, worst))
     rows.sort(key=lambda r: (GROUPINGS.index(r[0]), r[4]))
     head = " | ".join(f"{label} @{float(b):g}/h" for b, _ in budgets for label in labels)
     lines = [f"| voice ({split} stream) | keywords | {head} |", "|---|---:|" + "---:|" * (len(budgets) * len(labels))]
     for grouping, name, counts, cells, _ in rows:
-        shown = " | ".join("-" if c is None else f"{100 * c['recall']:.0f} % ({c['hits']}/{c['keywords']})" for c in cells)
-        lines.append(f"| {grouping} {name} | {' + '.join(str(counts.get(l, 0)) for l in labels)} | {shown} |")
+        shown = " | ".join(
+            "-" if c is None else f"{100 * c['recall']:.0f} % ({c['hits']}/{c['keywords']})" for c in cells
+        )
+        lines.append(f"| {grouping} {name} | {' + '.join(str(counts.get(label, 0)) for label in labels)} | {shown} |")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ feature extraction speed per front end and implementation, model latency per run
 listen's peak memory on a long recording (:mod:`kws.tools.bench_memory`). Results are printed and
 written as JSON for comparing versions. Nothing here is a test: targets are reported, never asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,7 @@ from kws.utils.timing import DEFAULT_MIN_RUN_TIME
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+
 def bench_features(clips: int = 1000) -> dict:
     """Clips per second of each front end implementation on one batch of ``clips`` 1 s clips:
     the micro front end as the firmware's C code (this machine's threads), as the PyTorch port
@@ -33,11 +35,17 @@ def bench_features(clips: int = 1000) -> dict:
     from kws.audio.micro_frontend import MicroFrontend
 
     audio = (torch.randn(clips, 16000, generator=torch.Generator().manual_seed(0)) * 3000).to(torch.int16)
-    runs = {"micro_torch_cpu": (MicroFrontend(backend="torch"), "cpu"), "mfcc_cpu": (build_frontend(FeatureSettings(frontend="mfcc")), "cpu")}
+    runs = {
+        "micro_torch_cpu": (MicroFrontend(backend="torch"), "cpu"),
+        "mfcc_cpu": (build_frontend(FeatureSettings(frontend="mfcc")), "cpu"),
+    }
     if micro_frontend_c.build_info() is not None:
         runs["micro_c_cpu"] = (MicroFrontend(backend="c"), "cpu")
     if torch.cuda.is_available():
-        runs.update(micro_torch_cuda=(MicroFrontend(backend="torch"), "cuda"), mfcc_cuda=(build_frontend(FeatureSettings(frontend="mfcc")), "cuda"))
+        runs.update(
+            micro_torch_cuda=(MicroFrontend(backend="torch"), "cuda"),
+            mfcc_cuda=(build_frontend(FeatureSettings(frontend="mfcc")), "cuda"),
+        )
     out = {}
     with torch.no_grad():
         for name, (fe, device) in runs.items():
@@ -50,14 +58,30 @@ def bench_features(clips: int = 1000) -> dict:
                 fe(chunk)
             sync()
             out[f"{name}_clips_per_s"] = clips / (time.perf_counter() - start)
-    from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op
     import tensorflow as tf
+    from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op
 
     subset = audio[:100].numpy()
-    audio_microfrontend_op.audio_microfrontend(tf.constant(subset[0]), sample_rate=16000, window_size=30, window_step=20, num_channels=40, out_scale=1, out_type=tf.float32)
+    audio_microfrontend_op.audio_microfrontend(
+        tf.constant(subset[0]),
+        sample_rate=16000,
+        window_size=30,
+        window_step=20,
+        num_channels=40,
+        out_scale=1,
+        out_type=tf.float32,
+    )
     start = time.perf_counter()
     for clip in subset:
-        audio_microfrontend_op.audio_microfrontend(tf.constant(clip), sample_rate=16000, window_size=30, window_step=20, num_channels=40, out_scale=1, out_type=tf.float32)
+        audio_microfrontend_op.audio_microfrontend(
+            tf.constant(clip),
+            sample_rate=16000,
+            window_size=30,
+            window_step=20,
+            num_channels=40,
+            out_scale=1,
+            out_type=tf.float32,
+        )
     out["micro_tf_op_per_clip_clips_per_s"] = len(subset) / (time.perf_counter() - start)
     out["threads"] = torch.get_num_threads()
     return out
@@ -138,18 +162,29 @@ def bench_runtimes(
         micro = TFLiteRunner(int8_tflite, "micro", arena_size=arena["bytes"])
         micro.interpreter.set_input(int8_clip, 0)
         ms["tflite_micro"] = median_ms(micro.interpreter.invoke, min_run_time)
-        sizes = {"onnx": (work / "model.onnx").stat().st_size, "tflite_float": len(float_tflite), "tflite_int8": len(int8_tflite)}
+        sizes = {
+            "onnx": (work / "model.onnx").stat().st_size,
+            "tflite_float": len(float_tflite),
+            "tflite_int8": len(int8_tflite),
+        }
     return {
         "ms_per_inference": ms,
-        "model": {"name": "TinyConv", "input_shape": list(input_shape), "num_classes": num_classes, "weights": "fresh, seeded (latency does not depend on trained weights)", "bytes": sizes},
+        "model": {
+            "name": "TinyConv",
+            "input_shape": list(input_shape),
+            "num_classes": num_classes,
+            "weights": "fresh, seeded (latency does not depend on trained weights)",
+            "bytes": sizes,
+        },
         "calibration": calibration_source,
         "tensor_arena_bytes": arena["bytes"],
         "export_s": export_s,
         "min_run_time_s": min_run_time,
         "batch": 1,
         "threads": 1,
-        "timed": "median wall time of one call on one prepared clip: PyTorch model(x) (no_grad, eval; latency_ms's random input); ONNX Runtime session.run; "
-                 "LiteRT and tflite-micro interpreter.invoke() with the input already set (no tensor copies or quantization)",
+        "timed": "median wall time of one call on one prepared clip: PyTorch model(x) (no_grad, eval; "
+        "latency_ms's random input); ONNX Runtime session.run; "
+        "LiteRT and tflite-micro interpreter.invoke() with the input already set (no tensor copies or quantization)",
     }
 
 
@@ -170,16 +205,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--frontend", default="micro", choices=["micro", "mfcc"])
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--num_workers", type=int, default=0)
-    parser.add_argument("--config", default=None, help="take the data options (augmentation included) from this YAML's data: section, e.g. conf.yaml; "
-                        "default: the data module's defaults (time shift and background noise only)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="take the data options (augmentation included) from this YAML's data: section, e.g. conf.yaml; "
+        "default: the data module's defaults (time shift and background noise only)",
+    )
     parser.add_argument("--tf_batches", type=int, default=10, help="batches timed of the slow per-clip TF-op pipeline")
-    parser.add_argument("--min_run_time", type=float, default=DEFAULT_MIN_RUN_TIME, help="seconds of timed single-clip inferences per runtime (median reported)")
+    parser.add_argument(
+        "--min_run_time",
+        type=float,
+        default=DEFAULT_MIN_RUN_TIME,
+        help="seconds of timed single-clip inferences per runtime (median reported)",
+    )
     parser.add_argument("--feature_clips", type=int, default=1000, help="clips featurized per front end and device")
     parser.add_argument("--skip_training", action="store_true", help="skip the training throughput (and the targets)")
     parser.add_argument("--skip_features", action="store_true", help="skip the feature extraction speed")
-    parser.add_argument("--skip_runtimes", action="store_true", help="skip the per-runtime model latency (and its ONNX/TFLite export)")
+    parser.add_argument(
+        "--skip_runtimes", action="store_true", help="skip the per-runtime model latency (and its ONNX/TFLite export)"
+    )
     parser.add_argument("--skip_listen", action="store_true", help="skip listen's peak memory on a long recording")
-    parser.add_argument("--listen_minutes", type=float, default=60.0, help="length of the recording listen's memory is measured on")
+    parser.add_argument(
+        "--listen_minutes", type=float, default=60.0, help="length of the recording listen's memory is measured on"
+    )
     parser.add_argument("--out", default="runs/bench.json")
     args = parser.parse_args(argv)
     for name in ("batch_size", "tf_batches", "feature_clips"):
@@ -198,7 +246,12 @@ def main(argv: list[str] | None = None) -> dict:
     dm.prepare_data()
     dm.setup()
     results = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        },
         "settings": vars(args),
     }
     if not args.skip_training:
@@ -208,7 +261,9 @@ def main(argv: list[str] | None = None) -> dict:
         results["features"] = bench_features(args.feature_clips)
     if not args.skip_runtimes:
         calibration, _ = dm.split_features("training", clips=200)  # real training features, no augmentation
-        results["runtimes"] = bench_runtimes(tuple(dm.input_shape), len(dm.labels), calibration, min_run_time=args.min_run_time)
+        results["runtimes"] = bench_runtimes(
+            tuple(dm.input_shape), len(dm.labels), calibration, min_run_time=args.min_run_time
+        )
         results["runtimes"]["calibration"] = f"{len(calibration)} training clips of {args.data_dir} (no augmentation)"
 
     if not args.skip_listen:
@@ -218,32 +273,52 @@ def main(argv: list[str] | None = None) -> dict:
 
     if "training" in results:
         tr = results["training"]
-        print(f"\nTraining throughput ({args.frontend} front end, batch {args.batch_size}, {results['machine']['cores']} cores, {results['machine']['torch_threads']} torch threads):")
+        print(
+            f"\nTraining throughput ({args.frontend} front end, batch {args.batch_size}, "
+            f"{results['machine']['cores']} cores, {results['machine']['torch_threads']} torch threads):"
+        )
         print("| pipeline | samples/s | epoch of {:,} clips | waiting for data |".format(tr["epoch_samples"]))
         print("|---|---:|---:|---:|")
-        for key, name in (("model_step", "TinyConv step alone (features in memory)"), ("kws", "kws: cache, background augmentation + C front end"),
-                          ("tf_op_per_clip", "per-clip TF op in the DataLoader (the starter's)")):
+        for key, name in (
+            ("model_step", "TinyConv step alone (features in memory)"),
+            ("kws", "kws: cache, background augmentation + C front end"),
+            ("tf_op_per_clip", "per-clip TF op in the DataLoader (the starter's)"),
+        ):
             r = tr[key]
-            print(f"| {name} | {r['samples_per_s']:,.0f} | {tr['epoch_samples'] / r['samples_per_s']:.1f} s | {100 * r['data_wait']:.0f} % |")
+            print(
+                f"| {name} | {r['samples_per_s']:,.0f} | {tr['epoch_samples'] / r['samples_per_s']:.1f} s | "
+                f"{100 * r['data_wait']:.0f} % |"
+            )
     if "features" in results:
         print("\nFeature extraction (clips/s, batches of 100):")
         for key, value in results["features"].items():
             print(f"  {key}: {value:.0f}")
     if "runtimes" in results:
         rt = results["runtimes"]
-        print(f"\nModel latency (TinyConv {rt['model']['input_shape'][0]}x{rt['model']['input_shape'][1]} -> {rt['model']['num_classes']}, "
-              f"fresh seeded weights; batch 1, 1 thread, median over {rt['min_run_time_s']} s of calls):")
+        print(
+            f"\nModel latency (TinyConv {rt['model']['input_shape'][0]}x{rt['model']['input_shape'][1]} -> "
+            f"{rt['model']['num_classes']}, "
+            f"fresh seeded weights; batch 1, 1 thread, median over {rt['min_run_time_s']} s of calls):"
+        )
         print("| runtime | ms / inference |")
         print("|---|---:|")
         for key, value in rt["ms_per_inference"].items():
             print(f"| {RUNTIME_LABELS[key]} | {value:.3f} |")
         print(f"Timed: {rt['timed']}.")
-        print(f"int8 calibration: {rt['calibration']}; tflite-micro arena {rt['tensor_arena_bytes']:,} bytes; export took {rt['export_s']:.1f} s")
+        print(
+            f"int8 calibration: {rt['calibration']}; tflite-micro arena {rt['tensor_arena_bytes']:,} bytes; "
+            f"export took {rt['export_s']:.1f} s"
+        )
     if "targets" in results:
         print("\nTargets (reported, not asserted):")
         print("| target | measured | met? |")
         print("|---|---:|:---:|")
-        units = {"vs_tf_op_per_clip": lambda v: f"{v:.1f}x", "vs_model_step": lambda v: f"{100 * v:.0f} %", "data_wait": lambda v: f"{100 * v:.0f} %", "recipe_s": lambda v: f"{v:.0f} s"}
+        units = {
+            "vs_tf_op_per_clip": lambda v: f"{v:.1f}x",
+            "vs_model_step": lambda v: f"{100 * v:.0f} %",
+            "data_wait": lambda v: f"{100 * v:.0f} %",
+            "recipe_s": lambda v: f"{v:.0f} s",
+        }
         for key, t in results["targets"].items():
             print(f"| {t['target']} | {units[key](t['measured'])} | {'yes' if t['met'] else 'NO'} |")
     if "listen_memory" in results:

@@ -7,6 +7,7 @@ front end and numpy, no PyTorch -- and through a float checkpoint in PyTorch. Th
 1-minute recording shows what each process costs before any audio: bounded streaming means the
 two differ by little, whatever the length.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -24,7 +25,8 @@ TARGET_PEAK_MB = 500.0  # the issue's target for a 60-minute recording
 CHILD = (
     "import resource, sys; from kws.__main__ import main; "
     "main(['listen', sys.argv[1], *sys.argv[2:]]); "
-    "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')] if sys.platform == 'linux' else []; "
+    "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')] if "
+    "sys.platform == 'linux' else []; "
     "print('MAXRSS_KB', hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 )
 
@@ -43,8 +45,15 @@ def untrained_checkpoint(path: Path) -> None:
 
     torch.manual_seed(0)
     module = KWSModule()
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": "2.6.6",
-                "datamodule_hyper_parameters": dict(SpeechCommandsDataModule().hparams)}, path)
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": "2.6.6",
+            "datamodule_hyper_parameters": dict(SpeechCommandsDataModule().hparams),
+        },
+        path,
+    )
 
 
 def int8_model(folder: Path) -> Path:
@@ -74,13 +83,22 @@ def bench_listen_memory(minutes: float = 60.0) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         untrained_checkpoint(folder / "model.ckpt")
-        models = {"micro": ["--model", "micro", "--tflite", str(int8_model(folder))], "pytorch": ["--model", "pytorch", "--ckpt", str(folder / "model.ckpt")]}
+        models = {
+            "micro": ["--model", "micro", "--tflite", str(int8_model(folder))],
+            "pytorch": ["--model", "pytorch", "--ckpt", str(folder / "model.ckpt")],
+        }
         result = {name: {} for name in models}
         for length in (1.0, minutes):
             write_recording(folder / "recording.wav", length)
             for name, options in models.items():
                 result[name][f"{length:g}_min"] = listen_peak_mb(folder / "recording.wav", *options)
     peak = result["micro"][f"{minutes:g}_min"]
-    return {"peak_mb": result, "minutes": minutes, "target": f"listen on a {minutes:g}-minute recording under {TARGET_PEAK_MB:.0f} MB (int8 model, tflite-micro)",
-            "measured": peak, "met": peak < TARGET_PEAK_MB,
-            "how": "peak resident memory (VmHWM) of a fresh `python -m kws listen` process on seeded noise; PyTorch alone takes about 700 MB to import (its CUDA build)"}
+    return {
+        "peak_mb": result,
+        "minutes": minutes,
+        "target": f"listen on a {minutes:g}-minute recording under {TARGET_PEAK_MB:.0f} MB (int8 model, tflite-micro)",
+        "measured": peak,
+        "met": peak < TARGET_PEAK_MB,
+        "how": "peak resident memory (VmHWM) of a fresh `python -m kws listen` process on seeded noise; "
+        "PyTorch alone takes about 700 MB to import (its CUDA build)",
+    }

@@ -13,6 +13,7 @@ the pipeline people used before, measured back to back in one run on this machin
 Every pipeline times the same model step; "data wait" is the time the training loop spends
 waiting for its next batch. Targets are reported, never asserted.
 """
+
 from __future__ import annotations
 
 import os
@@ -113,24 +114,37 @@ class TFOpPerClip(Dataset):
             clip[shift:] = 0
         start = int(self.rng.integers(len(self.noise) - s.clip_samples))
         volume = self.rng.uniform(0, hp.background_volume) if self.rng.random() < hp.background_frequency else 0.0
-        clip = np.clip(clip + volume * self.noise[start:start + s.clip_samples] / 32768, -1, 1)
+        clip = np.clip(clip + volume * self.noise[start : start + s.clip_samples] / 32768, -1, 1)
         audio = self.tf.constant((clip * 32767).astype(np.int16))
-        features = self.op.audio_microfrontend(audio, sample_rate=s.sample_rate, window_size=s.window_ms, window_step=s.stride_ms,
-                                               num_channels=s.num_features, out_scale=1, out_type=self.tf.float32)
+        features = self.op.audio_microfrontend(
+            audio,
+            sample_rate=s.sample_rate,
+            window_size=s.window_ms,
+            window_step=s.stride_ms,
+            num_channels=s.num_features,
+            out_scale=1,
+            out_type=self.tf.float32,
+        )
         return torch.from_numpy(features.numpy() * (10.0 / 256.0)), label
 
 
 def bench_tf_op_per_clip(dm, batches: int) -> dict:
     """``batches`` batches of the per-clip TF-op pipeline (it is slow: not a whole epoch)."""
     model, optimizer = _model(dm)
-    loader = DataLoader(TFOpPerClip(dm), batch_size=dm.hparams.batch_size, shuffle=True, num_workers=dm.hparams.num_workers)
+    loader = DataLoader(
+        TFOpPerClip(dm), batch_size=dm.hparams.batch_size, shuffle=True, num_workers=dm.hparams.num_workers
+    )
     it = iter(loader)
     train_steps(model, optimizer, [next(it)])  # warm-up (TensorFlow's first call builds the op)
     return train_steps(model, optimizer, (batch for _, batch in zip(range(batches), it)))
 
 
 def bench_training(dm, tf_batches: int = 10) -> dict:
-    results = {"model_step": bench_model_step(dm), "kws": bench_kws(dm), "tf_op_per_clip": bench_tf_op_per_clip(dm, tf_batches)}
+    results = {
+        "model_step": bench_model_step(dm),
+        "kws": bench_kws(dm),
+        "tf_op_per_clip": bench_tf_op_per_clip(dm, tf_batches),
+    }
     results["epoch_samples"] = len(dm.splits["training"])
     return results
 
@@ -140,9 +154,32 @@ def targets(training: dict) -> dict:
     kws, step, tf = training["kws"], training["model_step"], training["tf_op_per_clip"]
     recipe_s = RECIPE_EPOCHS * RECIPE_CLIPS / kws["samples_per_s"]
     rows = {
-        "vs_tf_op_per_clip": (kws["samples_per_s"] / tf["samples_per_s"], f">= {TARGET_VS_TF_OP:.0f}x the per-clip TF-op pipeline's samples/s", TARGET_VS_TF_OP, True),
-        "vs_model_step": (kws["samples_per_s"] / step["samples_per_s"], f">= {100 * TARGET_VS_MODEL_STEP:.0f} % of the model step's samples/s", TARGET_VS_MODEL_STEP, True),
-        "data_wait": (kws["data_wait"], f"< {100 * TARGET_DATA_WAIT:.0f} % of the step waiting for data", TARGET_DATA_WAIT, False),
-        "recipe_s": (recipe_s, f"< {TARGET_RECIPE_S:.0f} s for {RECIPE_EPOCHS} epochs x {RECIPE_CLIPS:,} clips (projected)", TARGET_RECIPE_S, False),
+        "vs_tf_op_per_clip": (
+            kws["samples_per_s"] / tf["samples_per_s"],
+            f">= {TARGET_VS_TF_OP:.0f}x the per-clip TF-op pipeline's samples/s",
+            TARGET_VS_TF_OP,
+            True,
+        ),
+        "vs_model_step": (
+            kws["samples_per_s"] / step["samples_per_s"],
+            f">= {100 * TARGET_VS_MODEL_STEP:.0f} % of the model step's samples/s",
+            TARGET_VS_MODEL_STEP,
+            True,
+        ),
+        "data_wait": (
+            kws["data_wait"],
+            f"< {100 * TARGET_DATA_WAIT:.0f} % of the step waiting for data",
+            TARGET_DATA_WAIT,
+            False,
+        ),
+        "recipe_s": (
+            recipe_s,
+            f"< {TARGET_RECIPE_S:.0f} s for {RECIPE_EPOCHS} epochs x {RECIPE_CLIPS:,} clips (projected)",
+            TARGET_RECIPE_S,
+            False,
+        ),
     }
-    return {name: {"target": text, "measured": value, "met": bool(value >= bound if higher else value < bound)} for name, (value, text, bound, higher) in rows.items()}
+    return {
+        name: {"target": text, "measured": value, "met": bool(value >= bound if higher else value < bound)}
+        for name, (value, text, bound, higher) in rows.items()
+    }

@@ -17,6 +17,7 @@
 Every clip is a manifest row: ``path`` (relative to its folder, ``<word>/<speaker>_nohash_<k>.wav``),
 ``word``, ``family`` (flite, festival, noise, real), ``voice``, ``onset``/``end`` (the word's samples).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,9 +45,17 @@ APT_PACKAGES = {"flite": "flite", "festival": "festival festvox-kallpc16k festvo
 SYNTHESIZERS = tuple(APT_PACKAGES)
 LIMITED_DOMAIN = ("_time",)  # flite's awb_time speaks only the time of day
 DEFAULT_STRETCHES = (0.85, 1.0, 1.25)  # duration factors: fast, as the voice speaks, slow
-DEFAULT_PITCHES = (0, 80, 200)  # mean F0 in Hz (0: the voice's own); keywords get every pitch, other words the voice's own
+DEFAULT_PITCHES = (
+    0,
+    80,
+    200,
+)  # mean F0 in Hz (0: the voice's own); keywords get every pitch, other words the voice's own
 PEAK_DB = (-20.0, -3.0)
-EDGE_MARGIN, FADE, KEEP = 0.03, 0.005, 0.01  # s: the word this far from the clip's ends, faded, this much kept around it (as the corpus)
+EDGE_MARGIN, FADE, KEEP = (
+    0.03,
+    0.005,
+    0.01,
+)  # s: the word this far from the clip's ends, faded, this much kept around it (as the corpus)
 FLOOR_RMS = (1.0, 4.0)  # int16 units, as the corpus's clips
 NOISE_LEVELS = (0.05, 0.2, 0.6)
 
@@ -70,9 +79,12 @@ def require(synthesizer: str) -> str:
     """The synthesizer's executable, or a CrossCheckError saying which Debian packages give it."""
     path = shutil.which(synthesizer)
     if path is None:
-        raise CrossCheckError(f"{synthesizer} is not installed (no `{synthesizer}` on PATH), and the cross-synthesizer check speaks with it: "
-                              f"`apt-get install -y {APT_PACKAGES[synthesizer]}` (Debian/Ubuntu; .ci/run installs them), "
-                              f"or leave it out with --synthesizers {' '.join(s for s in SYNTHESIZERS if s != synthesizer) or 'none'}")
+        raise CrossCheckError(
+            f"{synthesizer} is not installed (no `{synthesizer}` on PATH), "
+            "and the cross-synthesizer check speaks with it: "
+            f"`apt-get install -y {APT_PACKAGES[synthesizer]}` (Debian/Ubuntu; .ci/run installs them), "
+            f"or leave it out with --synthesizers {' '.join(s for s in SYNTHESIZERS if s != synthesizer) or 'none'}"
+        )
     return path
 
 
@@ -95,11 +107,13 @@ def list_voices(synthesizers: Sequence[str]) -> list[Voice]:
             names = _run([exe, "-lv"], "`flite -lv`").split(":", 1)[-1].split()
             voices += [Voice("flite", n) for n in names if not n.endswith(LIMITED_DOMAIN)]
             continue
-        script = "(mapcar (lambda (v) (eval (list (intern (string-append \"voice_\" (car v))))) " \
-                 "(print (list (car v) (Parameter.get 'Synth_Method) (Param.get 'Language)))) voice-locations)\n"
+        script = (
+            '(mapcar (lambda (v) (eval (list (intern (string-append "voice_" (car v))))) '
+            "(print (list (car v) (Parameter.get 'Synth_Method) (Param.get 'Language)))) voice-locations)\n"
+        )
         found = []
         for line in _run([exe, "--pipe"], "festival's voice list", stdin=script).splitlines():
-            parts = line.strip("() \"").replace('"', "").split()
+            parts = line.strip('() "').replace('"', "").split()
             if len(parts) == 3 and "english" in parts[2].lower():
                 found.append(Voice("festival", parts[0], pitch_control=parts[1] != "HTS"))  # HTS makes its own F0
         if not found:
@@ -123,18 +137,26 @@ def _speak(voice: Voice, jobs: list[tuple[str, float, int]], folder: Path) -> li
     exe = require(voice.synthesizer)
     if voice.synthesizer == "flite":
         for (text, stretch, pitch), path in zip(jobs, paths):
-            options = ["--setf", f"duration_stretch={stretch}"] + (["--setf", f"int_f0_target_mean={pitch}"] if pitch else [])
-            _run([exe, "-voice", voice.name, *options, "-t", text, "-o", str(path)], f"flite voice {voice.name} speaking {text!r}")
+            options = ["--setf", f"duration_stretch={stretch}"] + (
+                ["--setf", f"int_f0_target_mean={pitch}"] if pitch else []
+            )
+            _run(
+                [exe, "-voice", voice.name, *options, "-t", text, "-o", str(path)],
+                f"flite voice {voice.name} speaking {text!r}",
+            )
         return paths
     lines = []
     for (text, stretch, pitch), path in zip(jobs, paths):
-        lines += [f"(voice_{voice.name})",  # resets the voice's own settings before each job
-                  f"(let ((d (Parameter.get 'Duration_Stretch))) (Parameter.set 'Duration_Stretch (* {stretch} (if d d 1.0))))",
-                  f"(if (equal? (Parameter.get 'Synth_Method) 'HTS) "  # HTS ignores Duration_Stretch: its engine's speed
-                  f"(set! hts_engine_params (append hts_engine_params (list (list \"-r\" {1 / stretch:.4f})))))"]
+        lines += [
+            f"(voice_{voice.name})",  # resets the voice's own settings before each job
+            "(let ((d (Parameter.get 'Duration_Stretch))) (Parameter.set 'Duration_Stretch (* "
+            f"{stretch} (if d d 1.0))))",
+            f"(if (equal? (Parameter.get 'Synth_Method) 'HTS) "  # HTS ignores Duration_Stretch: its engine's speed
+            f'(set! hts_engine_params (append hts_engine_params (list (list "-r" {1 / stretch:.4f})))))',
+        ]
         if pitch:
             lines.append(f"(set! int_lr_params (cons (list 'target_f0_mean {pitch}) int_lr_params))")
-        lines.append(f"(utt.save.wave (utt.synth (Utterance Text \"{text}\")) \"{path}\" 'riff)")
+        lines.append(f'(utt.save.wave (utt.synth (Utterance Text "{text}")) "{path}" \'riff)')
     (folder / "jobs.scm").write_text("\n".join(lines) + "\n")
     _run([exe, "-b", str(folder / "jobs.scm")], f"festival voice {voice.name}")
     return paths
@@ -147,7 +169,7 @@ def _place(path: Path, voice: Voice, word: str, rng: np.random.Generator) -> tup
         raise CrossCheckError(f"{voice.id} spoke no audible {word!r} ({path}); leave the voice out with --voices")
     start, end = word_extent(samples, SAMPLE_RATE)
     keep = int(KEEP * SAMPLE_RATE)
-    wave = samples[max(0, start - keep): end + keep].astype(np.float64) / 32768.0
+    wave = samples[max(0, start - keep) : end + keep].astype(np.float64) / 32768.0
     margin = int(EDGE_MARGIN * SAMPLE_RATE)
     if len(wave) > SAMPLE_RATE - 2 * margin:
         return None
@@ -158,11 +180,13 @@ def _place(path: Path, voice: Voice, word: str, rng: np.random.Generator) -> tup
     wave *= 10 ** (rng.uniform(*PEAK_DB) / 20) / np.abs(wave).max()
     out = rng.normal(0.0, rng.uniform(*FLOOR_RMS) / 32768.0, SAMPLE_RATE)
     onset = int(rng.integers(margin, SAMPLE_RATE - margin - len(wave) + 1))
-    out[onset: onset + len(wave)] += wave
+    out[onset : onset + len(wave)] += wave
     return np.clip(np.round(out * 32768.0), -32768, 32767).astype(np.int16), onset, onset + len(wave)
 
 
-def _voice_clips(voice: Voice, words: list[tuple[str, bool]], stretches, pitches, folder: Path, seed: int) -> list[dict]:
+def _voice_clips(
+    voice: Voice, words: list[tuple[str, bool]], stretches, pitches, folder: Path, seed: int
+) -> list[dict]:
     speaker = voice.id.replace("/", "-")
     todo = []  # (word, k, stretch, pitch)
     for word, keyword in words:
@@ -181,10 +205,23 @@ def _voice_clips(voice: Voice, words: list[tuple[str, bool]], stretches, pitches
                     continue
                 (folder / word).mkdir(exist_ok=True)
                 write_wav(folder / name, placed[0], SAMPLE_RATE)
-                rows.append(dict(path=name, word=word, family=voice.synthesizer, voice=voice.id, stretch=stretch, pitch=pitch, onset=placed[1], end=placed[2]))
+                rows.append(
+                    dict(
+                        path=name,
+                        word=word,
+                        family=voice.synthesizer,
+                        voice=voice.id,
+                        stretch=stretch,
+                        pitch=pitch,
+                        onset=placed[1],
+                        end=placed[2],
+                    )
+                )
         if not (todo := again):
             return rows
-    raise CrossCheckError(f"{voice.id}: {[w for w, *_ in todo]} stay longer than one second even spoken at {todo[0][2]}x duration")
+    raise CrossCheckError(
+        f"{voice.id}: {[w for w, *_ in todo]} stay longer than one second even spoken at {todo[0][2]}x duration"
+    )
 
 
 def _noise_clips(folder: Path, seed: int) -> list[dict]:
@@ -196,24 +233,47 @@ def _noise_clips(folder: Path, seed: int) -> list[dict]:
         part = noise_part(read_wav(path, SAMPLE_RATE)[0], "testing")  # the part no training clip mixes in
         for k, level in enumerate(NOISE_LEVELS):
             start = int(rng.integers(len(part) - SAMPLE_RATE))
-            clip = part[start: start + SAMPLE_RATE] * level + rng.normal(0.0, rng.uniform(*FLOOR_RMS), SAMPLE_RATE)
+            clip = part[start : start + SAMPLE_RATE] * level + rng.normal(0.0, rng.uniform(*FLOOR_RMS), SAMPLE_RATE)
             rows.append(dict(path=f"_noise_/{path.stem}_nohash_{k}.wav", word="_noise_", level=level, data=clip))
     for k in range(len(NOISE_LEVELS)):
-        rows.append(dict(path=f"_noise_/floor_nohash_{k}.wav", word="_noise_", level=0.0, data=rng.normal(0.0, rng.uniform(*FLOOR_RMS), SAMPLE_RATE)))
+        rows.append(
+            dict(
+                path=f"_noise_/floor_nohash_{k}.wav",
+                word="_noise_",
+                level=0.0,
+                data=rng.normal(0.0, rng.uniform(*FLOOR_RMS), SAMPLE_RATE),
+            )
+        )
     for row in rows:
         write_wav(folder / row["path"], np.clip(np.round(row.pop("data")), -32768, 32767).astype(np.int16), SAMPLE_RATE)
         row.update(family="noise", voice="noise/background", onset=0, end=SAMPLE_RATE)
     return rows
 
 
-def clip_set(root: str | Path, voices: Sequence[Voice], keywords: Sequence[str], others: Sequence[str], stretches: Sequence[float] = DEFAULT_STRETCHES,
-             pitches: Sequence[int] = DEFAULT_PITCHES, seed: int = 0, progress: bool = True) -> tuple[Path, list[dict]]:
+def clip_set(
+    root: str | Path,
+    voices: Sequence[Voice],
+    keywords: Sequence[str],
+    others: Sequence[str],
+    stretches: Sequence[float] = DEFAULT_STRETCHES,
+    pitches: Sequence[int] = DEFAULT_PITCHES,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[Path, list[dict]]:
     """(folder, manifest rows) of the synthesized clips and the noise clips, built once into
     ``<root>/<key>/`` (written beside and renamed into place)."""
     from tqdm.auto import tqdm
 
     words = [(w, True) for w in keywords] + [(w, False) for w in others if w not in keywords]
-    key = [FORMAT_VERSION, versions(sorted({v.synthesizer for v in voices})), [v.id for v in voices], words, list(stretches), list(pitches), seed]
+    key = [
+        FORMAT_VERSION,
+        versions(sorted({v.synthesizer for v in voices})),
+        [v.id for v in voices],
+        words,
+        list(stretches),
+        list(pitches),
+        seed,
+    ]
     folder = Path(root) / hashlib.sha1(json.dumps(key).encode()).hexdigest()[:10]
     if (folder / "manifest.json").is_file():
         return folder, json.loads((folder / "manifest.json").read_text())["clips"]
@@ -242,9 +302,20 @@ def real_clips(folder: str | Path) -> list[dict]:
     folder = Path(folder)
     paths = sorted(p for p in folder.glob("*/*.wav") if not p.parent.name.startswith("_"))
     if not paths:
-        raise CrossCheckError(f"{folder}: no <word>/*.wav clips; pass a folder laid out as Speech Commands (--real_dir)")
+        raise CrossCheckError(
+            f"{folder}: no <word>/*.wav clips; pass a folder laid out as Speech Commands (--real_dir)"
+        )
     rows = []
     for path in paths:
         onset, end = word_extent(read_wav(path, SAMPLE_RATE)[0][:SAMPLE_RATE])
-        rows.append(dict(path=str(path.relative_to(folder)), word=path.parent.name, family="real", voice=f"real/{folder.name}", onset=onset, end=end))
+        rows.append(
+            dict(
+                path=str(path.relative_to(folder)),
+                word=path.parent.name,
+                family="real",
+                voice=f"real/{folder.name}",
+                onset=onset,
+                end=end,
+            )
+        )
     return rows

@@ -5,7 +5,7 @@ one add per bias element of each output (TinyConv: 640,000 + 32,000 + 4,000 + 4 
 
 :func:`profile_model` reports all of it per layer; ``callbacks.Profile`` runs it at the end of a
 fit and ``python -m kws profile --ckpt PATH`` (or ``--config conf.yaml``) on a checkpoint or on a
-model built from a config. Both print :func:`format_profile_table` and write the dict as JSON.
+model built from a config. Both print :func:`~kws.tools.profile_table.format_profile_table` and write the dict as JSON.
 
 Definitions (see :func:`profile_model` for the full list):
 
@@ -22,11 +22,11 @@ Definitions (see :func:`profile_model` for the full list):
   A BatchNorm (DS-CNN) is folded into the convolution before it on export: its int8 bytes are
   the int32 bias it becomes there (4 per channel); its FLOPs fold away too (none counted).
 """
+
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
+from kws.tools.profile_table import format_profile_table, write_profile
 from kws.utils.threads import torch_threads
 from kws.utils.timing import DEFAULT_MIN_RUN_TIME, latency_ms
 
@@ -48,7 +49,10 @@ OTHER = "(other)"  # parameters or FLOPs outside every layer (e.g. ops in a pare
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """All parameters, and those not exactly zero (pruned weights are zeros)."""
     params = list(model.parameters())
-    return {"parameters": sum(p.numel() for p in params), "nonzero_parameters": sum(int((p != 0).sum()) for p in params)}
+    return {
+        "parameters": sum(p.numel() for p in params),
+        "nonzero_parameters": sum(int((p != 0).sum()) for p in params),
+    }
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -213,17 +217,37 @@ def profile_layers(model: nn.Module, input_shape: Sequence[int]) -> dict:
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             # Folded into the convolution before it on export: its int8 model holds an int32 bias.
             sizes["bytes_int8"] = sizes["bytes_int8_nonzero"] = 4 * module.num_features
-        rows.append({
-            "name": name or type(model).__name__, "type": _type_name(module), "output_shape": calls.output_shape,
-            **sizes, "flops": matmul_flops + calls.bias_adds,
-            "activation_bytes": calls.output_bytes, "live_bytes": calls.live_bytes, "calls": calls.calls,
-        })
+        rows.append(
+            {
+                "name": name or type(model).__name__,
+                "type": _type_name(module),
+                "output_shape": calls.output_shape,
+                **sizes,
+                "flops": matmul_flops + calls.bias_adds,
+                "activation_bytes": calls.output_bytes,
+                "live_bytes": calls.live_bytes,
+                "calls": calls.calls,
+            }
+        )
     other_params = [(n.rpartition(".")[2], p.detach()) for n, p in model.named_parameters() if id(p) not in covered]
     other_flops = trace.total_flops - sum(r["flops"] for r in rows)
     if other_params or other_flops:
-        rows.append({"name": OTHER, "type": "", "output_shape": None, **_sizes(other_params), "flops": other_flops,
-                     "activation_bytes": 0, "live_bytes": 0, "calls": 0})
-    total = {key: sum(r[key] for r in rows) for key in ("parameters", "nonzero_parameters", "bytes_float32", "bytes_int8", "bytes_int8_nonzero", "flops")}
+        rows.append(
+            {
+                "name": OTHER,
+                "type": "",
+                "output_shape": None,
+                **_sizes(other_params),
+                "flops": other_flops,
+                "activation_bytes": 0,
+                "live_bytes": 0,
+                "calls": 0,
+            }
+        )
+    total = {
+        key: sum(r[key] for r in rows)
+        for key in ("parameters", "nonzero_parameters", "bytes_float32", "bytes_int8", "bytes_int8_nonzero", "flops")
+    }
     total["activation_bytes"] = trace.activation_bytes
     total["peak_activation_bytes"] = max([trace.input_bytes, *(r["live_bytes"] for r in rows)])
     total["input_bytes"] = trace.input_bytes
@@ -289,73 +313,22 @@ def profile_model(
     devices = default_devices() if devices is None else list(devices)
     work = copy.deepcopy(model).cpu()
     result = profile_layers(work, input_shape)
-    result["latency"] = {"statistic": "median", "timer": "torch.utils.benchmark.Timer.blocked_autorange", "min_run_time_s": min_run_time, "batch_sizes": [int(b) for b in batch_sizes]}
+    result["latency"] = {
+        "statistic": "median",
+        "timer": "torch.utils.benchmark.Timer.blocked_autorange",
+        "min_run_time_s": min_run_time,
+        "batch_sizes": [int(b) for b in batch_sizes],
+    }
     result["latency_ms"] = {}
     with torch_threads(threads):
         result["devices"] = {device: _device_name(device) for device in devices}
         for device in devices:
             on_device = copy.deepcopy(work)
-            result["latency_ms"][device] = {str(int(b)): latency_ms(on_device, input_shape, int(b), device, min_run_time) for b in batch_sizes}
+            result["latency_ms"][device] = {
+                str(int(b)): latency_ms(on_device, input_shape, int(b), device, min_run_time) for b in batch_sizes
+            }
             del on_device
     return result
-
-
-# -------------------------------------------------------------------------------------- table
-def human_count(n: float, unit: str = "") -> str:
-    """1234567 -> '1.23 M' (SI prefixes), small numbers as they are."""
-    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= factor:
-            return f"{n / factor:.2f} {prefix}{unit}"
-    return f"{n:g} {unit}".rstrip()
-
-
-def human_bytes(n: float) -> str:
-    """Bytes in B, KiB, MiB (binary prefixes)."""
-    for factor, prefix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if abs(n) >= factor:
-            return f"{n / factor:.1f} {prefix}"
-    return f"{int(n)} B"
-
-
-def format_profile_table(profile: dict) -> str:
-    """The profile as a plain-text table: a row per layer, the total, then the latencies."""
-    head = ("layer", "type", "output", "params", "nonzero", "float32", "int8", "FLOPs", "activation")
-    rows = []
-    for row in [*profile["layers"], {**profile["total"], "name": "total", "type": "", "output_shape": None}]:
-        shape = row["output_shape"]
-        rows.append((
-            row["name"], row["type"], "x".join(map(str, shape)) if shape and all(isinstance(s, int) for s in shape) else ("" if shape is None else str(shape)),
-            f"{row['parameters']:,}", f"{row['nonzero_parameters']:,}", human_bytes(row["bytes_float32"]), human_bytes(row["bytes_int8"]),
-            human_count(row["flops"]), human_bytes(row["activation_bytes"]),
-        ))
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    left = {0, 1, 2}
-
-    def line(cells) -> str:
-        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    rule = "-" * len(line(head))
-    total = profile["total"]
-    lines = [f"Model profile (input {'x'.join(map(str, profile['input_shape']))})", line(head), rule, *map(line, rows[:-1]), rule, line(rows[-1])]
-    lines.append(
-        f"peak activations {human_bytes(total['peak_activation_bytes'])} (largest input + output of one layer, float32, batch 1); "
-        f"int8 = int8 weights + int32 biases, nonzero only: {human_bytes(total['bytes_int8_nonzero'])}"
-    )
-    how = profile.get("latency", {})
-    for device, by_batch in profile.get("latency_ms", {}).items():
-        name = profile.get("devices", {}).get(device, "")
-        cells = ", ".join(f"batch {b}: {ms:.3f} ms ({ms / int(b) * 1000:.1f} us/example)" for b, ms in by_batch.items())
-        lines.append(f"latency {device}{f' ({name})' if name else ''}: {cells}")
-    if profile.get("latency_ms"):
-        lines.append(f"  (median over {how.get('min_run_time_s')} s of runs, torch.utils.benchmark.Timer)")
-    return "\n".join(lines)
-
-
-def write_profile(profile: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(profile, indent=2) + "\n")
-    return path
 
 
 # ---------------------------------------------------------------------------------------- CLI
@@ -373,19 +346,55 @@ def main(argv: list[str] | None = None) -> dict:
 
     parser = argparse.ArgumentParser(
         prog="python -m kws profile",
-        description="Parameters, bytes (float32/int8), FLOPs, activation memory and latency of a model, per layer and in total.",
+        description="Parameters, bytes (float32/int8), FLOPs, activation memory and latency of a "
+        "model, per layer and in total.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ckpt", help="a checkpoint saved by `python -m kws fit` (pruned and rebuilt models show their smaller figures)")
-    source.add_argument("--config", help="a fit config (conf.yaml): profile the untrained model its model: and data: sections build")
-    parser.add_argument("--out", default=None, help="JSON output (default: <checkpoint>.profile.json beside the checkpoint, or <trainer.default_root_dir or runs>/profile.json)")
-    parser.add_argument("--batch_sizes", type=int, nargs="+", default=list(DEFAULT_BATCH_SIZES), help="batch sizes timed (default: 1 256)")
-    parser.add_argument("--min_run_time", type=float, default=DEFAULT_MIN_RUN_TIME, help="seconds of timed forward passes per batch size and device (the median is reported)")
-    parser.add_argument("--devices", nargs="+", default=None, help="devices timed (default: cpu, and cuda when available)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads while timing (default: torch's; 1 is steadier on a busy machine)")
+    source.add_argument(
+        "--ckpt",
+        help="a checkpoint saved by `python -m kws fit` (pruned and rebuilt models show their smaller figures)",
+    )
+    source.add_argument(
+        "--config", help="a fit config (conf.yaml): profile the untrained model its model: and data: sections build"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON output (default: <checkpoint>.profile.json beside the checkpoint, "
+        "or <trainer.default_root_dir or runs>/profile.json)",
+    )
+    parser.add_argument(
+        "--batch_sizes",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_BATCH_SIZES),
+        help="batch sizes timed (default: 1 256)",
+    )
+    parser.add_argument(
+        "--min_run_time",
+        type=float,
+        default=DEFAULT_MIN_RUN_TIME,
+        help="seconds of timed forward passes per batch size and device (the median is reported)",
+    )
+    parser.add_argument(
+        "--devices", nargs="+", default=None, help="devices timed (default: cpu, and cuda when available)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads while timing (default: torch's; 1 is steadier on a busy machine)",
+    )
     args = parser.parse_args(argv)
-    if args.min_run_time <= 0 or any(b < 1 for b in args.batch_sizes) or (args.threads is not None and args.threads < 1):
-        parser.error(f"need --min_run_time > 0, --batch_sizes >= 1 and --threads >= 1, got {args.min_run_time}, {args.batch_sizes}, {args.threads}")
+    if (
+        args.min_run_time <= 0
+        or any(b < 1 for b in args.batch_sizes)
+        or (args.threads is not None and args.threads < 1)
+    ):
+        parser.error(
+            f"need --min_run_time > 0, --batch_sizes >= 1 and --threads >= 1, got {args.min_run_time}, "
+            f"{args.batch_sizes}, {args.threads}"
+        )
     if args.devices and any(torch.device(d).type == "cuda" for d in args.devices) and not torch.cuda.is_available():
         parser.error("--devices names cuda, but no CUDA device is available")
     try:
@@ -397,7 +406,9 @@ def main(argv: list[str] | None = None) -> dict:
             module, config = load_config_model(args.config)
             root = config_section(config, "trainer", args.config).get("default_root_dir") or "runs"
             out = Path(args.out) if args.out else Path(root) / "profile.json"
-        profile = profile_model(module.model, module_input_shape(module), args.batch_sizes, args.devices, args.min_run_time, args.threads)
+        profile = profile_model(
+            module.model, module_input_shape(module), args.batch_sizes, args.devices, args.min_run_time, args.threads
+        )
         profile["source"] = str(args.ckpt or args.config)
     except CheckpointError as err:
         parser.exit(2, f"error: {err}\n")

@@ -26,6 +26,7 @@ labels and features, and writes the recognizer calibrated for ``--calibrate_fa_p
 the folder: model_settings.h and report.json's ``recognizer`` and ``stream_test``, each replaced
 atomically; a folder that is not an export is refused. Rebuild the firmware afterwards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,14 @@ import json
 import tempfile
 from pathlib import Path
 
-from kws.streams.evaluate import (DEFAULT_BUDGETS, DEFAULT_CALIBRATION_FA_PER_HOUR, STRIDE_MS, data_stream_options,
-                                  stream_test, table)
+from kws.streams.evaluate import (
+    DEFAULT_BUDGETS,
+    DEFAULT_CALIBRATION_FA_PER_HOUR,
+    STRIDE_MS,
+    data_stream_options,
+    stream_test,
+    table,
+)
 
 
 def writable_folder(out: Path) -> None:
@@ -45,8 +52,9 @@ def writable_folder(out: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=out, prefix=".probe."):
             pass
     except OSError as err:
-        raise ValueError(f"cannot write the results to --out {out} ({err.strerror or err}); "
-                         "choose another --out") from err
+        raise ValueError(
+            f"cannot write the results to --out {out} ({err.strerror or err}); choose another --out"
+        ) from err
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -57,23 +65,48 @@ def main(argv: list[str] | None = None) -> dict:
     from kws.training.checkpoints import load_checkpoint
 
     parser = argparse.ArgumentParser(prog="python -m kws stream-test", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", help="a checkpoint from `python -m kws fit`: its labels, features and data (and the "
-                                       "float model); with --export, default: the export's source")
+    parser.add_argument(
+        "--ckpt",
+        help="a checkpoint from `python -m kws fit`: its labels, features and data (and the "
+        "float model); with --export, default: the export's source",
+    )
     parser.add_argument("--tflite", help="score this int8 .tflite instead of the float model")
-    parser.add_argument("--export", help="score this export folder's int8 model (tflite-micro) and write its "
-                                         "calibrated recognizer into the folder")
-    parser.add_argument("--runtime", choices=("litert", "micro"), default="micro",
-                        help="the .tflite's runtime (micro: tflite-micro, as the board)")
-    parser.add_argument("--data_dir", default=None, help="the corpus the streams are built from (default: the checkpoint's)")
+    parser.add_argument(
+        "--export",
+        help="score this export folder's int8 model (tflite-micro) and write its calibrated recognizer into the folder",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("litert", "micro"),
+        default="micro",
+        help="the .tflite's runtime (micro: tflite-micro, as the board)",
+    )
+    parser.add_argument(
+        "--data_dir", default=None, help="the corpus the streams are built from (default: the checkpoint's)"
+    )
     parser.add_argument("--out", default="runs/stream_test")
-    parser.add_argument("--budgets", type=float, nargs="+", default=list(DEFAULT_BUDGETS),
-                        help="false alarms per hour the recognizer is calibrated for")
-    parser.add_argument("--calibrate_fa_per_hour", type=float, default=DEFAULT_CALIBRATION_FA_PER_HOUR,
-                        help="the budget whose setting --export writes (added to --budgets)")
-    parser.add_argument("--stride_ms", type=int, default=None,
-                        help=f"time between inferences (default: the export's recognizer's, else {STRIDE_MS})")
-    parser.add_argument("--tolerance_ms", type=int, default=1000,
-                        help="a keyword counts when its detection comes before its end + this")
+    parser.add_argument(
+        "--budgets",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_BUDGETS),
+        help="false alarms per hour the recognizer is calibrated for",
+    )
+    parser.add_argument(
+        "--calibrate_fa_per_hour",
+        type=float,
+        default=DEFAULT_CALIBRATION_FA_PER_HOUR,
+        help="the budget whose setting --export writes (added to --budgets)",
+    )
+    parser.add_argument(
+        "--stride_ms",
+        type=int,
+        default=None,
+        help=f"time between inferences (default: the export's recognizer's, else {STRIDE_MS})",
+    )
+    parser.add_argument(
+        "--tolerance_ms", type=int, default=1000, help="a keyword counts when its detection comes before its end + this"
+    )
     args = parser.parse_args(argv)
     if args.export and (args.tflite or args.runtime != "micro"):
         parser.error("--export scores the export's own int8 model in tflite-micro: drop --tflite / --runtime")
@@ -102,19 +135,34 @@ def main(argv: list[str] | None = None) -> dict:
             name = f"int8 ({'tflite-micro' if args.runtime == 'micro' else 'LiteRT'})"
         else:
             classify, name = module_classifier(module), "float (PyTorch)"
-        test = stream_test(classify, labels, settings, data_dir, name, args.calibrate_fa_per_hour, args.budgets,
-                           stride_ms, args.tolerance_ms, stream_kwargs=options, out=Path(args.out),
-                           title=f"{name}: {args.export or args.tflite or ckpt}")
+        test = stream_test(
+            classify,
+            labels,
+            settings,
+            data_dir,
+            name,
+            args.calibrate_fa_per_hour,
+            args.budgets,
+            stride_ms,
+            args.tolerance_ms,
+            stream_kwargs=options,
+            out=Path(args.out),
+            title=f"{name}: {args.export or args.tflite or ckpt}",
+        )
         print(table(test.results, name))
         print(f"Stream test: {args.out}/results.json, det.png, sweep_validation.csv, sweep_testing.csv")
         if export:
             if test.calibration is None:
-                raise ExportError(f"no recognizer setting is within {args.calibrate_fa_per_hour:g} false alarms/h on "
-                                  f"the validation stream: {export.path} is left as it was "
-                                  "(raise --calibrate_fa_per_hour)")
+                raise ExportError(
+                    f"no recognizer setting is within {args.calibrate_fa_per_hour:g} false alarms/h on "
+                    f"the validation stream: {export.path} is left as it was "
+                    "(raise --calibrate_fa_per_hour)"
+                )
             write_recognizer(export.path, test.calibration, test.summary)
-            print(f"recognizer written into {export.path} (model_settings.h, report.json): "
-                  f"{json.dumps(test.calibration['settings'])}; rebuild the firmware")
+            print(
+                f"recognizer written into {export.path} (model_settings.h, report.json): "
+                f"{json.dumps(test.calibration['settings'])}; rebuild the firmware"
+            )
     except (ExportError, ValueError, OSError) as err:
         parser.exit(2, f"error: {err}\n")
     return test.results

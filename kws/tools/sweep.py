@@ -19,6 +19,7 @@ Example::
     python -m kws fit --config conf.yaml                          # the float model
     python -m kws sweep --study bits --init_from runs/csv/version_0/checkpoints/final.ckpt
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,15 @@ def study_points(study: str, epochs: int) -> list[tuple[dict, dict]]:
     end = max(1, epochs * 2 // 3)  # prune over the first two thirds, fine-tune for the rest
     if study == "bits":
         # The float model fine-tuned for the same epochs is the fair reference for QAT.
-        return [({"method": "float", "bits": 32}, None)] + [({"method": "qat", "bits": b}, _callback("callbacks.QuantizationAwareTraining", **QUANT, weight_bits=b, activation_bits=b, start_epoch=0)) for b in (8, 6, 4, 3, 2)]
+        return [({"method": "float", "bits": 32}, None)] + [
+            (
+                {"method": "qat", "bits": b},
+                _callback(
+                    "callbacks.QuantizationAwareTraining", **QUANT, weight_bits=b, activation_bits=b, start_epoch=0
+                ),
+            )
+            for b in (8, 6, 4, 3, 2)
+        ]
     if study == "sparsity":
         points = []
         for schedule in ("one_shot", "gradual"):
@@ -62,12 +71,35 @@ def study_points(study: str, epochs: int) -> list[tuple[dict, dict]]:
         return points
     if study == "norms":
         return [
-            ({"norm": norm, "channel_fraction": k / 8}, _callback("callbacks.Pruning", amount=k / 8, method="structured", norm=norm, schedule="gradual", start_epoch=0, end_epoch=end))
-            for norm in ("L1", "L2", "Linf") for k in (2, 4, 6)
+            (
+                {"norm": norm, "channel_fraction": k / 8},
+                _callback(
+                    "callbacks.Pruning",
+                    amount=k / 8,
+                    method="structured",
+                    norm=norm,
+                    schedule="gradual",
+                    start_epoch=0,
+                    end_epoch=end,
+                ),
+            )
+            for norm in ("L1", "L2", "Linf")
+            for k in (2, 4, 6)
         ]
     if study == "structured":
         return [
-            ({"channel_fraction": f}, _callback("callbacks.Pruning", amount=f, method="structured", norm="L1", schedule="gradual", start_epoch=0, end_epoch=end))
+            (
+                {"channel_fraction": f},
+                _callback(
+                    "callbacks.Pruning",
+                    amount=f,
+                    method="structured",
+                    norm="L1",
+                    schedule="gradual",
+                    start_epoch=0,
+                    end_epoch=end,
+                ),
+            )
             for f in (0.0, 0.25, 0.5, 0.75)
         ]
     raise ValueError(f"unknown study {study!r}; choose one of {', '.join(STUDIES)}")
@@ -79,7 +111,10 @@ def run_point(name: str, callback: dict | None, args, out: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load(Path(args.config).read_text())
     overlay = {
-        "trainer": {"max_epochs": args.epochs, "callbacks": copy.deepcopy(config["trainer"].get("callbacks", [])) + ([callback] if callback else [])},
+        "trainer": {
+            "max_epochs": args.epochs,
+            "callbacks": copy.deepcopy(config["trainer"].get("callbacks", [])) + ([callback] if callback else []),
+        },
         "model": {"init_from": str(Path(args.init_from).resolve())},
         "data": {"data_dir": str(Path(config["data"]["data_dir"]).resolve())},
         "test_ckpt": "final",
@@ -95,7 +130,12 @@ def run_point(name: str, callback: dict | None, args, out: Path) -> dict:
     version = max((run_dir / "runs" / "csv").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     results = json.loads((version / "test_results.json").read_text())
     checkpoint = version / "checkpoints" / "final.ckpt"
-    return {"test_acc": results["accuracy"], **model_size(checkpoint), "train_s": round(time.time() - start, 1), "checkpoint": str(checkpoint)}
+    return {
+        "test_acc": results["accuracy"],
+        **model_size(checkpoint),
+        "train_s": round(time.time() - start, 1),
+        "checkpoint": str(checkpoint),
+    }
 
 
 def model_size(checkpoint: Path) -> dict:
@@ -106,7 +146,8 @@ def model_size(checkpoint: Path) -> dict:
     module = load_module(checkpoint)[0].eval()
     shape = module_input_shape(module)
     return {
-        **count_parameters(module.model), "flops": count_flops(module.model, shape),
+        **count_parameters(module.model),
+        "flops": count_flops(module.model, shape),
         # batch 1 is mostly framework overhead on a CPU; a large batch shows the compute saved
         "cpu_latency_ms": round(latency_ms(module.model, shape), 4),
         "cpu_latency_ms_batch256": round(latency_ms(module.model, shape, batch=256), 3),
@@ -127,7 +168,11 @@ def evaluation_batches(args) -> tuple[list, list]:
     batches = []
     for split, clips in (("training", args.calibration_clips), ("testing", None)):
         x, y = dm.split_features(split, clips)
-        batches.append(list(zip(torch.from_numpy(x).split(dm.hparams.batch_size), torch.from_numpy(y).split(dm.hparams.batch_size))))
+        batches.append(
+            list(
+                zip(torch.from_numpy(x).split(dm.hparams.batch_size), torch.from_numpy(y).split(dm.hparams.batch_size))
+            )
+        )
     return batches[0], batches[1]
 
 
@@ -139,7 +184,15 @@ def ptq_points(float_model, calibration: list, test: list, bits: list[int]) -> l
     for b in bits:
         quant = post_training_quantize(float_model, calibration, **QUANT, weight_bits=b, activation_bits=b)
         cmp = compare_models(float_model, quant, test)
-        rows.append({"method": "ptq", "bits": b, "test_acc": cmp["quant_acc"], "agreement": cmp["agreement"], "prob_mse": cmp["prob_mse"]})
+        rows.append(
+            {
+                "method": "ptq",
+                "bits": b,
+                "test_acc": cmp["quant_acc"],
+                "agreement": cmp["agreement"],
+                "prob_mse": cmp["prob_mse"],
+            }
+        )
     return rows
 
 
@@ -167,7 +220,9 @@ def plot(study: str, rows: list[dict], out: Path) -> Path:
         ax.axhline(100 * float(rows[0]["float_reference"]), color="gray", ls="--", label="float (initial)")
         if tuned:
             ax.axhline(100 * float(tuned[0]["test_acc"]), color="black", ls=":", label="float (fine-tuned alike)")
-        ax.set(xlabel="bits (weights and activations)", ylabel="test accuracy (%)", title="Accuracy vs bits: PTQ vs QAT")
+        ax.set(
+            xlabel="bits (weights and activations)", ylabel="test accuracy (%)", title="Accuracy vs bits: PTQ vs QAT"
+        )
     elif study in ("sparsity", "norms"):
         ax = fig.subplots()
         key, x = ("schedule", "sparsity") if study == "sparsity" else ("norm", "channel_fraction")
@@ -175,10 +230,20 @@ def plot(study: str, rows: list[dict], out: Path) -> Path:
             pts = sorted((100 * float(r[x]), 100 * float(r["test_acc"])) for r in rows if r[key] == group)
             ax.plot(*zip(*pts), "o-", label=group)
         ax.axhline(100 * float(rows[0]["float_reference"]), color="gray", ls="--", label="float (initial)")
-        ax.set(xlabel=f"{x.replace('_', ' ')} (%)", ylabel="test accuracy (%)", title=f"Accuracy vs {x.replace('_', ' ')}")
+        ax.set(
+            xlabel=f"{x.replace('_', ' ')} (%)", ylabel="test accuracy (%)", title=f"Accuracy vs {x.replace('_', ' ')}"
+        )
     else:
         ax, ax2 = fig.subplots(1, 2)
-        pts = sorted((int(r["parameters"]), 100 * float(r["test_acc"]), float(r["cpu_latency_ms"]), float(r["cpu_latency_ms_batch256"]) / 256) for r in rows)
+        pts = sorted(
+            (
+                int(r["parameters"]),
+                100 * float(r["test_acc"]),
+                float(r["cpu_latency_ms"]),
+                float(r["cpu_latency_ms_batch256"]) / 256,
+            )
+            for r in rows
+        )
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-")
         ax.set(xlabel="parameters", ylabel="test accuracy (%)", title="Structured pruning: accuracy vs parameters")
         ax2.plot([p[0] for p in pts], [p[2] for p in pts], "o-", label="batch 1")
@@ -210,9 +275,15 @@ def markdown_table(study: str, rows: list[dict]) -> str:
         lines = ["| bits | PTQ | PTQ agreement with float | QAT |", "|---:|---:|---:|---:|"]
         for b in (8, 6, 4, 3, 2):
             ptq, qat = by.get(("ptq", b)), by.get(("qat", b))
-            lines.append(f"| {b} | {pct(ptq['test_acc']) if ptq else '-'} | {pct(ptq['agreement']) if ptq else '-'} | {pct(qat['test_acc']) if qat else '-'} |")
+            lines.append(
+                f"| {b} | {pct(ptq['test_acc']) if ptq else '-'} | {pct(ptq['agreement']) if ptq else '-'} | "
+                f"{pct(qat['test_acc']) if qat else '-'} |"
+            )
         tuned = by.get(("float", 32))
-        lines.append(f"| float | {pct(rows[0]['float_reference'])} (as trained) | | {pct(tuned['test_acc']) if tuned else '-'} (fine-tuned alike) |")
+        lines.append(
+            f"| float | {pct(rows[0]['float_reference'])} (as trained) | | "
+            f"{pct(tuned['test_acc']) if tuned else '-'} (fine-tuned alike) |"
+        )
         return "\n".join(lines)
     if study in ("sparsity", "norms"):
         key, x = ("schedule", "sparsity") if study == "sparsity" else ("norm", "channel_fraction")
@@ -221,12 +292,20 @@ def markdown_table(study: str, rows: list[dict]) -> str:
         by = {(r[key], float(r[x])): r for r in rows}
         lines = [f"| {x.replace('_', ' ')} | " + " | ".join(groups) + " |", "|---:|" + "---:|" * len(groups)]
         for v in xs:
-            lines.append(f"| {100 * v:.1f} % | " + " | ".join(pct(by[(g, v)]["test_acc"]) if (g, v) in by else "-" for g in groups) + " |")
+            lines.append(
+                f"| {100 * v:.1f} % | "
+                + " | ".join(pct(by[(g, v)]["test_acc"]) if (g, v) in by else "-" for g in groups)
+                + " |"
+            )
         return "\n".join(lines)
-    lines = ["| channels pruned | test accuracy | parameters | FLOPs | CPU latency, batch 1 | CPU latency, batch 256 |", "|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| channels pruned | test accuracy | parameters | FLOPs | CPU latency, batch 1 | CPU latency, batch 256 |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in sorted(rows, key=lambda r: float(r["channel_fraction"])):
         lines.append(
-            f"| {100 * float(r['channel_fraction']):.0f} % | {pct(r['test_acc'])} | {int(r['parameters']):,} | {int(r['flops']):,} | "
+            f"| {100 * float(r['channel_fraction']):.0f} % | {pct(r['test_acc'])} | "
+            f"{int(r['parameters']):,} | {int(r['flops']):,} | "
             f"{float(r['cpu_latency_ms']):.3f} ms | {float(r.get('cpu_latency_ms_batch256') or 'nan'):.2f} ms |"
         )
     return "\n".join(lines)
@@ -236,9 +315,16 @@ def log_to_wandb(study: str, rows: list[dict], plot_path: Path, out: Path) -> No
     import wandb
 
     mode = os.environ.get("WANDB_MODE", "offline")
-    run = wandb.init(project="kws", group=f"sweep-{study}", name=f"sweep-{study}", dir=str(out), mode=mode, reinit="finish_previous")
+    run = wandb.init(
+        project="kws", group=f"sweep-{study}", name=f"sweep-{study}", dir=str(out), mode=mode, reinit="finish_previous"
+    )
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    run.log({f"sweep/{study}": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows]), f"sweep/{study}_plot": wandb.Image(str(plot_path))})
+    run.log(
+        {
+            f"sweep/{study}": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows]),
+            f"sweep/{study}_plot": wandb.Image(str(plot_path)),
+        }
+    )
     run.finish()
 
 
@@ -250,8 +336,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per point")
     parser.add_argument("--calibration_clips", type=int, default=1000, help="training clips that calibrate PTQ")
     parser.add_argument("--out", default=None, help="output folder (default runs/sweeps/<study>)")
-    parser.add_argument("--report", action="store_true", help="print the table of a finished sweep's results.csv and redraw its plot; train nothing")
-    parser.add_argument("--remeasure", action="store_true", help="measure size, FLOPs and latency of a finished sweep's checkpoints again (e.g. on an idle machine), update results.csv and the plot")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="print the table of a finished sweep's results.csv and redraw its plot; train nothing",
+    )
+    parser.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="measure size, FLOPs and latency of a finished sweep's checkpoints again (e.g. on an idle machine), "
+        "update results.csv and the plot",
+    )
     args = parser.parse_args(argv)
     if args.report or args.remeasure:
         out = Path(args.out or f"runs/sweeps/{args.study}")
@@ -265,7 +360,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(markdown_table(args.study, rows))
         return rows
     if not args.init_from or not Path(args.init_from).is_file():
-        parser.error(f"--init_from {args.init_from}: no such checkpoint; train a float model first (python -m kws fit --config {args.config})")
+        parser.error(
+            f"--init_from {args.init_from}: no such checkpoint; train a float model first (python -m kws "
+            f"fit --config {args.config})"
+        )
     out = Path(args.out or f"runs/sweeps/{args.study}").resolve()
     out.mkdir(parents=True, exist_ok=True)
 
@@ -281,7 +379,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         name = "-".join(f"{k}{v}" for k, v in labels.items())
         print(f"[{i}/{len(points)}] {name} ...", flush=True)
         row = {**labels, **run_point(name, callback, args, out)}
-        print(f"    test accuracy {100 * row['test_acc']:.2f} %, {row['nonzero_parameters']} nonzero of {row['parameters']} parameters", flush=True)
+        print(
+            f"    test accuracy {100 * row['test_acc']:.2f} %, {row['nonzero_parameters']} nonzero of "
+            f"{row['parameters']} parameters",
+            flush=True,
+        )
         rows.append(row)
     for r in rows:
         r["float_reference"] = float_acc

@@ -3,6 +3,7 @@ few types kws checkpoints hold, so that a checkpoint someone shares cannot run c
 that opens it, and errors that name the file and the fix. Importing this module registers the
 allow-list with torch, so Lightning's own loading (``fit/test --ckpt_path``, which kws runs with
 ``weights_only=True``) accepts kws checkpoints and refuses anything else."""
+
 from __future__ import annotations
 
 import collections
@@ -30,27 +31,52 @@ def read_checkpoint(path: str | Path, option: str = "") -> dict:
     option = f"{option}: " if option else ""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{option}no checkpoint at {path}; pass a checkpoint saved by `python -m kws fit` (runs/csv/version_N/checkpoints/*.ckpt)")
+        raise CheckpointError(
+            f"{option}no checkpoint at {path}; pass a checkpoint saved by `python -m kws fit` "
+            "(runs/csv/version_N/checkpoints/*.ckpt)"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "Weights only load failed" not in str(err):
-            raise CheckpointError(f"{option}{path} is not a PyTorch checkpoint ({err}); pass a checkpoint saved by `python -m kws fit`") from err
-        found = str(err).split("Unsupported global: GLOBAL ")[-1].split(" ")[0] if "Unsupported global" in str(err) else "objects"
+            raise CheckpointError(
+                f"{option}{path} is not a PyTorch checkpoint ({err}); pass a checkpoint saved by `python -m kws fit`"
+            ) from err
+        found = (
+            str(err).split("Unsupported global: GLOBAL ")[-1].split(" ")[0]
+            if "Unsupported global" in str(err)
+            else "objects"
+        )
         raise CheckpointError(
             f"{option}{path} holds {found}, which is not weights or settings: refused, because loading it "
             "could run code on this machine. Use only checkpoints saved by `python -m kws fit` from a source you trust"
         ) from None
     except Exception as err:  # truncated zip, a text file, a directory ...: torch's errors vary
-        raise CheckpointError(f"{option}{path} is not a PyTorch checkpoint ({type(err).__name__}: {err}); pass a checkpoint saved by `python -m kws fit`") from err
+        raise CheckpointError(
+            f"{option}{path} is not a PyTorch checkpoint ({type(err).__name__}: {err}); "
+            "pass a checkpoint saved by `python -m kws fit`"
+        ) from err
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or not isinstance(hparams, dict) or not {"labels", "input_shape"} <= set(hparams):
-        found = "a plain state_dict" if isinstance(checkpoint, dict) and "state_dict" not in checkpoint else "no KWSModule hyperparameters (labels, input_shape)"
-        raise CheckpointError(f"{option}{path} is not a KWSModule checkpoint ({found}); pass a checkpoint saved by `python -m kws fit`")
+    if (
+        not isinstance(checkpoint, dict)
+        or "state_dict" not in checkpoint
+        or not isinstance(hparams, dict)
+        or not {"labels", "input_shape"} <= set(hparams)
+    ):
+        found = (
+            "a plain state_dict"
+            if isinstance(checkpoint, dict) and "state_dict" not in checkpoint
+            else "no KWSModule hyperparameters (labels, input_shape)"
+        )
+        raise CheckpointError(
+            f"{option}{path} is not a KWSModule checkpoint ({found}); pass a checkpoint saved by `python -m kws fit`"
+        )
     return checkpoint
 
 
-def check_compatible(checkpoint: dict, path: str | Path, labels, input_shape, features: dict | None = None, option: str = "") -> None:
+def check_compatible(
+    checkpoint: dict, path: str | Path, labels, input_shape, features: dict | None = None, option: str = ""
+) -> None:
     """Refuse a checkpoint whose model was trained for other labels, input shape or front end than
     this run's, naming both; ``features``: this run's data settings (FEATURE_KEYS)."""
     hparams = checkpoint["hyper_parameters"]
@@ -65,4 +91,7 @@ def check_compatible(checkpoint: dict, path: str | Path, labels, input_shape, fe
         if key in saved and saved[key] != features[key]:
             differ.append(f"data.features.{key} {saved[key]!r} (this run: {features[key]!r})")
     if differ:
-        raise CheckpointError(f"{option + ': ' if option else ''}{path} was trained with {', '.join(differ)}; use the data settings it was trained with, or another checkpoint")
+        raise CheckpointError(
+            f"{option + ': ' if option else ''}{path} was trained with {', '.join(differ)}; "
+            "use the data settings it was trained with, or another checkpoint"
+        )

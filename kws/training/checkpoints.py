@@ -1,17 +1,26 @@
 """The one way the tools (export, listen, profile, sweep) read what ``python -m kws fit`` wrote: a
 KWSModule checkpoint with its data module, or the model a config builds. Errors name the file
 and what to pass instead."""
+
 from __future__ import annotations
 
 from pathlib import Path
-
 
 from datamodules import SpeechCommandsDataModule
 from datamodules.renamed_keys import merge_data_sections, nest_flat_keys, renamed_hint
 from kws.training.checkpoint_file import FEATURE_KEYS, CheckpointError, check_compatible, read_checkpoint
 from kws.training.module import KWSModule
 
-__all__ = ["CheckpointError", "check_compatible", "config_section", "load_checkpoint", "load_config_model", "load_module", "read_checkpoint", "read_config"]
+__all__ = [
+    "CheckpointError",
+    "check_compatible",
+    "config_section",
+    "load_checkpoint",
+    "load_config_model",
+    "load_module",
+    "read_checkpoint",
+    "read_config",
+]
 
 
 def load_module(path: str | Path) -> tuple[KWSModule, dict]:
@@ -38,7 +47,9 @@ def load_checkpoint(path: str | Path, config: str | Path | None = None) -> tuple
         except ValueError as err:
             raise CheckpointError(f"{config}: {err}") from err
     if not data:
-        raise CheckpointError(f"{path} holds no data module hyperparameters; pass --config with the `data:` section it was trained with")
+        raise CheckpointError(
+            f"{path} holds no data module hyperparameters; pass --config with the `data:` section it was trained with"
+        )
     try:
         datamodule = SpeechCommandsDataModule(**data)
     except (TypeError, ValueError) as err:

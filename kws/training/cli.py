@@ -1,6 +1,7 @@
 """``python -m kws fit|validate|test|predict --config conf.yaml``: Lightning's CLI over KWSModule
 and SpeechCommandsDataModule. The data module's labels and feature shape are linked into the
 model, so the model's sizes always follow the feature settings."""
+
 from __future__ import annotations
 
 import csv
@@ -52,9 +53,23 @@ class KWSCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.labels", "model.labels", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
-        parser.add_argument("--test_after_fit", type=bool, default=True, help="After fit, test a checkpoint (fit only).")
-        parser.add_argument("--test_ckpt", type=str, default="best", choices=["best", "final"], help="Which checkpoint test_after_fit tests: the best on validation, or final.ckpt, the model as training ended (use final with pruning or quantization: the compressed model).")
-        parser.add_argument("--allow_untrained", type=bool, default=False, help="validate/test/predict without --ckpt_path: measure the untrained model (refused otherwise).")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True, help="After fit, test a checkpoint (fit only)."
+        )
+        parser.add_argument(
+            "--test_ckpt",
+            type=str,
+            default="best",
+            choices=["best", "final"],
+            help="Which checkpoint test_after_fit tests: the best on validation, or final.ckpt, "
+            "the model as training ended (use final with pruning or quantization: the compressed model).",
+        )
+        parser.add_argument(
+            "--allow_untrained",
+            type=bool,
+            default=False,
+            help="validate/test/predict without --ckpt_path: measure the untrained model (refused otherwise).",
+        )
 
     def after_predict(self) -> None:
         """Write the predictions of ``predict`` to ``predictions.csv`` beside the logs."""
@@ -66,9 +81,11 @@ class KWSCLI(LightningCLI):
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["label", "prediction", *(f"p_{l}" for l in labels)])
+            writer.writerow(["label", "prediction", *(f"p_{name}" for name in labels)])
             for batch in batches:
-                for y, p, probs in zip(batch["label"].tolist(), batch["prediction"].tolist(), batch["probabilities"].tolist()):
+                for y, p, probs in zip(
+                    batch["label"].tolist(), batch["prediction"].tolist(), batch["probabilities"].tolist()
+                ):
                     writer.writerow([labels[y], labels[p], *(f"{x:.4f}" for x in probs)])
         print(f"Predictions: {out}")
 
@@ -99,8 +116,11 @@ class KWSCLI(LightningCLI):
         ckpt = config.get("ckpt_path")
         if ckpt is None:
             if subcommand != "fit" and not config.get("allow_untrained"):
-                raise CheckpointError(f"{subcommand} needs --ckpt_path, a checkpoint saved by `python -m kws fit` (runs/csv/version_N/checkpoints/*.ckpt); "
-                                      f"pass --allow_untrained true to {subcommand} the untrained model")
+                raise CheckpointError(
+                    f"{subcommand} needs --ckpt_path, a checkpoint saved by `python -m kws fit` "
+                    "(runs/csv/version_N/checkpoints/*.ckpt); "
+                    f"pass --allow_untrained true to {subcommand} the untrained model"
+                )
             return
         if ckpt in SPECIAL_CKPT_PATHS:
             return
@@ -123,17 +143,34 @@ class KWSCLI(LightningCLI):
         if init_from:
             dm = self.datamodule
             features = {key: getattr(dm.features, key) for key in FEATURE_KEYS}
-            check_compatible(read_checkpoint(init_from, "model.init_from"), init_from, dm.labels, dm.input_shape, features, "model.init_from")
+            check_compatible(
+                read_checkpoint(init_from, "model.init_from"),
+                init_from,
+                dm.labels,
+                dm.input_shape,
+                features,
+                "model.init_from",
+            )
         if self.trainer.max_epochs == 0:
-            raise ValueError("trainer.max_epochs is 0: fit would train nothing and leave no checkpoint to test; set max_epochs >= 1")
-        if self.model.hparams.lr_schedule == "cosine" and (self.trainer.max_epochs is None or self.trainer.max_epochs < 1):
-            raise ValueError(f"model.lr_schedule cosine anneals over trainer.max_epochs, which is {self.trainer.max_epochs}: set a number of epochs, or lr_schedule constant or step")
+            raise ValueError(
+                "trainer.max_epochs is 0: fit would train nothing and leave no checkpoint to test; set max_epochs >= 1"
+            )
+        if self.model.hparams.lr_schedule == "cosine" and (
+            self.trainer.max_epochs is None or self.trainer.max_epochs < 1
+        ):
+            raise ValueError(
+                f"model.lr_schedule cosine anneals over trainer.max_epochs, which is {self.trainer.max_epochs}: "
+                "set a number of epochs, or lr_schedule constant or step"
+            )
         share_cpu_threads(self.trainer.num_devices)
         seed = self.seed_given
         if self.trainer.world_size > 1 and (seed is None or isinstance(seed, bool)):
             # Processes started separately (srun) would each draw their own seed, and their data
             # shards would then overlap and miss clips.
-            raise ValueError(f"seed_everything is {seed!r}: with {self.trainer.world_size} processes it must be an integer, the same in every process (e.g. seed_everything: 0)")
+            raise ValueError(
+                f"seed_everything is {seed!r}: with {self.trainer.world_size} processes it must be an integer, "
+                "the same in every process (e.g. seed_everything: 0)"
+            )
 
     def after_fit(self) -> None:
         if self.trainer.fast_dev_run:
@@ -141,7 +178,11 @@ class KWSCLI(LightningCLI):
         # Lightning's last.ckpt is only refreshed when a top-k checkpoint is saved, so the model
         # as training ended (pruned and rebuilt, quantized) is saved here explicitly.
         callback = self.trainer.checkpoint_callback
-        folder = Path(callback.dirpath) if callback and callback.dirpath else Path(self.trainer.log_dir or self.trainer.default_root_dir) / "checkpoints"
+        folder = (
+            Path(callback.dirpath)
+            if callback and callback.dirpath
+            else Path(self.trainer.log_dir or self.trainer.default_root_dir) / "checkpoints"
+        )
         final = folder / "final.ckpt"
         self.trainer.save_checkpoint(final)
         if self.config.fit.get("test_after_fit", True):
@@ -167,15 +208,26 @@ def claim_log_versions(config, subcommand: str | None) -> None:
     loggers = config.get("trainer", {}).get("logger")
     if not isinstance(loggers, list) or _rank() != 0:
         return
-    ckpt = Path(config.get("ckpt_path") or "").resolve() if subcommand == "fit" and config.get("ckpt_path") not in (None, *SPECIAL_CKPT_PATHS) else None
+    ckpt = (
+        Path(config.get("ckpt_path") or "").resolve()
+        if subcommand == "fit" and config.get("ckpt_path") not in (None, *SPECIAL_CKPT_PATHS)
+        else None
+    )
     for logger in loggers:
-        if not str(getattr(logger, "class_path", "")).endswith("CSVLogger") or logger.init_args.get("version") is not None:
+        if (
+            not str(getattr(logger, "class_path", "")).endswith("CSVLogger")
+            or logger.init_args.get("version") is not None
+        ):
             continue
         root = Path(logger.init_args.get("save_dir") or ".") / (logger.init_args.get("name") or "lightning_logs")
         if ckpt is not None and ckpt.parent.name == "checkpoints" and ckpt.parent.parent.parent == root.resolve():
             if logger.class_path == LIGHTNING_CSV_LOGGER:
                 logger.class_path = APPENDING_CSV_LOGGER  # the earlier epochs' rows of metrics.csv stay
-            logger.init_args.version = int(ckpt.parent.parent.name.split("_")[-1]) if re.fullmatch(r"version_\d+", ckpt.parent.parent.name) else ckpt.parent.parent.name
+            logger.init_args.version = (
+                int(ckpt.parent.parent.name.split("_")[-1])
+                if re.fullmatch(r"version_\d+", ckpt.parent.parent.name)
+                else ckpt.parent.parent.name
+            )
             continue
         root.mkdir(parents=True, exist_ok=True)
         taken = [int(d.name[8:]) for d in root.iterdir() if re.fullmatch(r"version_\d+", d.name)]

@@ -1,13 +1,14 @@
 """Lightning's CSVLogger, but a fit resumed into its ``version_N`` folder keeps the earlier epochs'
 rows of ``metrics.csv``: Lightning's writer deletes the file when it finds the folder in use
 (``_check_log_dir_exists``), so a resumed run's metrics.csv would start at the resumed epoch."""
+
 from __future__ import annotations
 
 import csv
 
 from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
-from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 
 class _AppendingWriter(ExperimentWriter):

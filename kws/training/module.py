@@ -1,5 +1,6 @@
 """The LightningModule: a keyword-spotting model (TinyConv by default), cross-entropy, Adam,
 accuracy overall and per class."""
+
 from __future__ import annotations
 
 import json
@@ -74,7 +75,9 @@ class KWSModule(L.LightningModule):
         n = len(self.labels)
 
         def accuracy() -> MetricCollection:
-            return MetricCollection({"acc": MulticlassAccuracy(n, average="micro"), "class_acc": MulticlassAccuracy(n, average=None)})
+            return MetricCollection(
+                {"acc": MulticlassAccuracy(n, average="micro"), "class_acc": MulticlassAccuracy(n, average=None)}
+            )
 
         self.train_metrics = accuracy()
         # one set per evaluation view (EVAL_VIEWS), picked by the loader's dataloader_idx
@@ -94,13 +97,17 @@ class KWSModule(L.LightningModule):
     def build_model(self) -> nn.Module:
         """A fresh, uncompressed model from the hyperparameters."""
         hp = self.hparams
-        return build_model(hp.get("arch", "tiny_conv"), tuple(hp.input_shape), len(hp.labels), channels=hp.channels, dropout=hp.dropout)
+        return build_model(
+            hp.get("arch", "tiny_conv"), tuple(hp.input_shape), len(hp.labels), channels=hp.channels, dropout=hp.dropout
+        )
 
     def _init_from(self, path: str) -> None:
         checkpoint = read_checkpoint(path, "model.init_from")
         check_compatible(checkpoint, path, self.hparams.labels, self.hparams.input_shape, option="model.init_from")
         self.on_load_checkpoint(checkpoint)
-        self.model.load_state_dict({k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")})
+        self.model.load_state_dict(
+            {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -123,7 +130,16 @@ class KWSModule(L.LightningModule):
         getattr(self, f"{stage}_metrics")[view].update(logits, labels)
         # the first view's loss is the stage's (val/loss: the board's view when there is a lead-in)
         name = f"{stage}/loss" if dataloader_idx == 0 else f"{stage}/{view}/loss"
-        self.log(name, loss, prog_bar=stage != "test", on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True, add_dataloader_idx=False)
+        self.log(
+            name,
+            loss,
+            prog_bar=stage != "test",
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(labels),
+            sync_dist=True,
+            add_dataloader_idx=False,
+        )
         if stage == "test":
             self.test_confusion[view].update(logits, labels)
         return loss
@@ -160,8 +176,14 @@ class KWSModule(L.LightningModule):
         # (a larger max_epochs) stretches the cosine over the new length instead of restarting it.
         for config in self.trainer.lr_scheduler_configs:
             scheduler = config.scheduler
-            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) and scheduler.T_max != self.trainer.max_epochs:
-                rank_zero_warn(f"max_epochs is {self.trainer.max_epochs}, the checkpoint's cosine schedule ran over {scheduler.T_max}: the schedule is stretched to {self.trainer.max_epochs} from here on")
+            if (
+                isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+                and scheduler.T_max != self.trainer.max_epochs
+            ):
+                rank_zero_warn(
+                    f"max_epochs is {self.trainer.max_epochs}, the checkpoint's cosine schedule ran over "
+                    f"{scheduler.T_max}: the schedule is stretched to {self.trainer.max_epochs} from here on"
+                )
                 scheduler.T_max = max(1, self.trainer.max_epochs)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
@@ -216,13 +238,17 @@ class KWSModule(L.LightningModule):
             name = "confusion_matrix.png" if i == 0 else f"confusion_matrix_{view}.png"
             plots[view] = plot_confusion_matrix(matrix.numpy(), self.labels, out / name)
         (out / "test_results.json").write_text(json.dumps(self.test_results, indent=2))
-        rank_zero_info(f"Confusion matrices: {', '.join(map(str, plots.values()))}\nPer-class results: {out / 'test_results.json'}")
+        rank_zero_info(
+            f"Confusion matrices: {', '.join(map(str, plots.values()))}\nPer-class results: {out / 'test_results.json'}"
+        )
         for logger in self.loggers:
             if hasattr(logger, "log_table"):  # WandbLogger
                 for view, table in self.test_results["views"].items():
                     rows = [[r["label"], r["samples"], r["correct"], r["accuracy"]] for r in table["classes"]]
                     rows.append(["total", table["samples"], table["correct"], table["accuracy"]])
-                    logger.log_table(f"test/{view}/per_class", columns=["label", "samples", "correct", "accuracy"], data=rows)
+                    logger.log_table(
+                        f"test/{view}/per_class", columns=["label", "samples", "correct", "accuracy"], data=rows
+                    )
                     logger.log_image(f"test/{view}/confusion_matrix", [str(plots[view])])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

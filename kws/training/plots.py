@@ -5,6 +5,7 @@ renderer, never through pyplot, so nothing needs a display and no global figure 
 between calls. Each ``plot_*`` function has a ``*_figure`` twin that returns the Figure
 unsaved, for notebooks and tests.
 """
+
 from __future__ import annotations
 
 import csv
@@ -72,30 +73,59 @@ def features_figure(wav_path: str | Path, settings: FeatureSettings | None = Non
     whole = torchaudio.transforms.Spectrogram(n_fft=len(samples), center=False, power=1)(wave)[0]  # [freq, 1]
     freqs = np.fft.rfftfreq(len(samples), 1 / sr)
     ax_spectrum.plot(freqs, _dbfs(whole, len(samples), power=1)[:, 0].numpy(), linewidth=0.5)
-    ax_spectrum.set(title="Magnitude spectrum of the whole clip", xlabel="frequency (Hz)", ylabel="level (dBFS)", xlim=(0, sr / 2))
+    ax_spectrum.set(
+        title="Magnitude spectrum of the whole clip", xlabel="frequency (Hz)", ylabel="level (dBFS)", xlim=(0, sr / 2)
+    )
 
     # n_fft = window length keeps each STFT frame on the same samples as the front ends' frames.
     frame_kwargs = dict(n_fft=settings.window_samples, hop_length=settings.stride_samples, center=False)
     stft = torchaudio.transforms.Spectrogram(power=2, **frame_kwargs)(wave)[0]
     extent = _frame_extent(stft.shape[-1], settings)
-    _image(fig, ax_stft, _dbfs(stft, settings.window_samples, power=2), extent + (0, sr / 2),
-           "Spectrogram (STFT)", "frequency (Hz)", "level (dBFS)")
+    _image(
+        fig,
+        ax_stft,
+        _dbfs(stft, settings.window_samples, power=2),
+        extent + (0, sr / 2),
+        "Spectrogram (STFT)",
+        "frequency (Hz)",
+        "level (dBFS)",
+    )
 
     mel = torchaudio.transforms.MelSpectrogram(
         sample_rate=sr, n_mels=settings.num_features, f_min=20.0, f_max=sr / 2, power=2, **frame_kwargs
     )(wave)[0]
-    _image(fig, ax_mel, _dbfs(mel, settings.window_samples, power=2), extent + (-0.5, settings.num_features - 0.5),
-           f"Mel spectrogram ({settings.num_features} bands)", f"mel band (20-{sr // 2} Hz)", "level (dBFS)")
+    _image(
+        fig,
+        ax_mel,
+        _dbfs(mel, settings.window_samples, power=2),
+        extent + (-0.5, settings.num_features - 0.5),
+        f"Mel spectrogram ({settings.num_features} bands)",
+        f"mel band (20-{sr // 2} Hz)",
+        "level (dBFS)",
+    )
 
     with torch.no_grad():
         mfcc = build_frontend(replace(settings, frontend="mfcc"))(audio)[0].T
         micro = build_frontend(replace(settings, frontend="micro"))(audio)[0].T
-    _image(fig, ax_mfcc, mfcc, extent + (-0.5, settings.num_features - 0.5),
-           "MFCC (frontend: mfcc)", "coefficient", "value")
+    _image(
+        fig,
+        ax_mfcc,
+        mfcc,
+        extent + (-0.5, settings.num_features - 0.5),
+        "MFCC (frontend: mfcc)",
+        "coefficient",
+        "value",
+    )
     low, high = MicroFrontendConfig.lower_band_limit, MicroFrontendConfig.upper_band_limit
-    _image(fig, ax_micro, micro, extent + (-0.5, settings.num_features - 0.5),
-           "Micro front end (frontend: micro, model input)", f"channel ({low:g}-{high:g} Hz, mel-spaced)",
-           f"value (uint16 x {MICRO_FEATURE_SCALE * 256:g}/256)")
+    _image(
+        fig,
+        ax_micro,
+        micro,
+        extent + (-0.5, settings.num_features - 0.5),
+        "Micro front end (frontend: micro, model input)",
+        f"channel ({low:g}-{high:g} Hz, mel-spaced)",
+        f"value (uint16 x {MICRO_FEATURE_SCALE * 256:g}/256)",
+    )
     return fig
 
 
@@ -163,15 +193,17 @@ def training_curves_figure(metrics_csv: str | Path) -> Figure:
     """The figure :func:`plot_training_curves` writes.
 
     Columns whose metric name (after the last '/') contains ``loss`` go in the loss panel, those
-    containing ``acc`` in the accuracy panel (``val/acc``, ``val_acc``); other columns are ignored. A metric logged several times per
-    epoch (per step) is shown as its epoch mean.
+    containing ``acc`` in the accuracy panel (``val/acc``, ``val_acc``); other columns are
+    ignored. A metric logged several times per epoch (per step) is shown as its epoch mean.
     """
     metrics_csv = Path(metrics_csv)
     with metrics_csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
     columns = list(rows[0]) if rows else []
     if "epoch" not in columns:
-        raise ValueError(f"{metrics_csv}: no 'epoch' column (columns: {columns}); expected a Lightning CSVLogger metrics.csv")
+        raise ValueError(
+            f"{metrics_csv}: no 'epoch' column (columns: {columns}); expected a Lightning CSVLogger metrics.csv"
+        )
 
     def kind(column: str) -> str | None:
         # "_step" columns are Lightning's per-step twins of "_epoch" columns (on_step and on_epoch).
@@ -228,7 +260,10 @@ def main(argv: list[str] | None = None) -> Path:
 
     from kws.audio.wav import AudioError
 
-    parser = argparse.ArgumentParser(prog="python -m kws plot-features", description="Plot waveform, spectrum, spectrogram, mel spectrogram, MFCC and micro features of a clip.")
+    parser = argparse.ArgumentParser(
+        prog="python -m kws plot-features",
+        description="Plot waveform, spectrum, spectrogram, mel spectrogram, MFCC and micro features of a clip.",
+    )
     parser.add_argument("--wav", required=True, help="the clip (16-bit PCM WAV)")
     parser.add_argument("--out", default=None, help="output PNG (default: <wav name>.features.png beside it)")
     args = parser.parse_args(argv)

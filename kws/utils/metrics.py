@@ -1,4 +1,5 @@
 """Top-1 accuracy and agreement, counted by torchmetrics (numpy arrays or tensors in)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Capturing what C++ libraries (TensorFlow, LiteRT, tflite-micro) print on file descriptor 2."""
+
 from __future__ import annotations
 
 import contextlib

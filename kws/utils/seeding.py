@@ -15,6 +15,7 @@ of processes, and a resumed run gives the weights of an uninterrupted one
 (tests/training/test_distributed.py). Different numbers of processes draw different augmentation and
 dropout (the rank is part of the seed); without those they train on the same batches.
 """
+
 from __future__ import annotations
 
 import os

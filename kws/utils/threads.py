@@ -1,4 +1,5 @@
 """CPU threads: a scoped intra-op thread count, and each training process's share of a node."""
+
 from __future__ import annotations
 
 import contextlib

@@ -2,6 +2,7 @@
 
 The Timer picks how many calls to time together so its own overhead stays negligible, warms
 up first, sets the thread count for the measurement and synchronizes CUDA around each block."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -13,7 +14,9 @@ from torch.utils.benchmark import Timer
 DEFAULT_MIN_RUN_TIME = 0.2  # seconds of timed calls per measurement
 
 
-def median_ms(call: Callable[[], object], min_run_time: float = DEFAULT_MIN_RUN_TIME, threads: int | None = None) -> float:
+def median_ms(
+    call: Callable[[], object], min_run_time: float = DEFAULT_MIN_RUN_TIME, threads: int | None = None
+) -> float:
     """Median wall time of one ``call()`` in ms, with ``threads`` intra-op threads (None: torch's
     current setting), over at least ``min_run_time`` seconds of calls."""
     if min_run_time <= 0:
@@ -22,8 +25,14 @@ def median_ms(call: Callable[[], object], min_run_time: float = DEFAULT_MIN_RUN_
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1000
 
 
-def latency_ms(model: nn.Module, input_shape: tuple[int, ...], batch: int = 1, device: str | torch.device = "cpu",
-               min_run_time: float = DEFAULT_MIN_RUN_TIME, threads: int | None = None) -> float:
+def latency_ms(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    batch: int = 1,
+    device: str | torch.device = "cpu",
+    min_run_time: float = DEFAULT_MIN_RUN_TIME,
+    threads: int | None = None,
+) -> float:
     """Median time of one forward pass of a ``batch`` of random inputs on ``device``, in eval mode
     without gradients. The model is moved to ``device`` in place: pass a copy to keep it."""
     device = torch.device(device)

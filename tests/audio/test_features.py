@@ -1,10 +1,11 @@
 """Front-end contract and the MFCC front end against torchaudio used directly."""
+
 import numpy as np
 import pytest
 import torch
 import torchaudio
 
-from kws.audio.features import build_frontend, FeatureSettings, MICRO_FEATURE_SCALE
+from kws.audio.features import MICRO_FEATURE_SCALE, FeatureSettings, build_frontend
 from kws.audio.micro_frontend import MicroFrontend
 from kws.audio.micro_tables import MicroFrontendConfig
 

@@ -1,22 +1,34 @@
 """The PyTorch micro front end against TensorFlow's audio_microfrontend op (the reference the
 micro_speech firmware's C front end is built from). Tolerance: none -- bit-exact."""
+
 import numpy as np
 import pytest
 import torch
 
-from kws.audio.wav import read_wav
 from kws.audio.micro_frontend import MicroFrontend
-from kws.audio.micro_tables import hann_window_q12, log_lut, MicroFrontendConfig
+from kws.audio.micro_tables import MicroFrontendConfig, hann_window_q12, log_lut
+from kws.audio.wav import read_wav
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op  # noqa: E402
 
 
 def reference(audio: np.ndarray, cfg: MicroFrontendConfig) -> np.ndarray:
-    return audio_microfrontend_op.audio_microfrontend(
-        tf.constant(audio, tf.int16), sample_rate=cfg.sample_rate, window_size=cfg.window_ms, window_step=cfg.stride_ms,
-        num_channels=cfg.num_channels, enable_pcan=cfg.enable_pcan, enable_log=cfg.enable_log, out_scale=1, out_type=tf.uint16,
-    ).numpy().astype(np.int64)
+    return (
+        audio_microfrontend_op.audio_microfrontend(
+            tf.constant(audio, tf.int16),
+            sample_rate=cfg.sample_rate,
+            window_size=cfg.window_ms,
+            window_step=cfg.stride_ms,
+            num_channels=cfg.num_channels,
+            enable_pcan=cfg.enable_pcan,
+            enable_log=cfg.enable_log,
+            out_scale=1,
+            out_type=tf.uint16,
+        )
+        .numpy()
+        .astype(np.int64)
+    )
 
 
 def synthetic_clips(n_samples: int = 16000) -> dict[str, np.ndarray]:
@@ -30,7 +42,9 @@ def synthetic_clips(n_samples: int = 16000) -> dict[str, np.ndarray]:
         "full_scale_square": np.where(np.sin(2 * np.pi * 440 * t) >= 0, 32767, -32767).astype(np.int16),
         "sweep": (sweep * 12000).astype(np.int16),
         "impulses": np.where(np.arange(n_samples) % 997 == 0, 30000, 0).astype(np.int16),
-        "burst_after_silence": np.concatenate([np.zeros(n_samples // 2), rng.normal(0, 5000, n_samples - n_samples // 2)]).astype(np.int16),
+        "burst_after_silence": np.concatenate(
+            [np.zeros(n_samples // 2), rng.normal(0, 5000, n_samples - n_samples // 2)]
+        ).astype(np.int16),
     }
 
 
@@ -89,7 +103,9 @@ def test_large_batch_in_cpu_chunks_equals_the_reference(frontend):
 
     clips = list(synthetic_clips(16000).values())
     rng = np.random.default_rng(1)
-    batch = np.stack([clips[i % len(clips)] // (1 + i % 3) + rng.integers(-50, 50, 16000) for i in range(2 * CPU_CHUNK_CLIPS + 3)]).astype(np.int16)
+    batch = np.stack(
+        [clips[i % len(clips)] // (1 + i % 3) + rng.integers(-50, 50, 16000) for i in range(2 * CPU_CHUNK_CLIPS + 3)]
+    ).astype(np.int16)
     out = frontend(torch.from_numpy(batch))
     for i in range(len(batch)):
         np.testing.assert_array_equal(out[i].numpy(), reference(batch[i], frontend.cfg))

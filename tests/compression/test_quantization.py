@@ -1,20 +1,26 @@
-"""Fake quantization: the math by hand, the STE, per-channel ranges, pruned zeros, QAT in a real
-Lightning fit with checkpoint reload and resume, bad options, and PTQ against the float model."""
+"""Fake quantization: the math by hand, the STE, per-channel ranges, pruned zeros, and PTQ against
+the float model (the QuantizationAwareTraining callback is in tests/callbacks/test_quantization.py)."""
+
 import copy
 
-import lightning as L
 import pytest
 import torch
-from lightning.pytorch.core.saving import load_hparams_from_yaml
-from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.nn.utils import parametrize, prune
-from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks import QuantizationAwareTraining
-from kws.compression.quantization import compare_models, fake_quantize, MIN_SCALE, post_training_quantize, qparams, quantizers, QuantWrapper, set_quant_state, wrap_fake_quant
+from kws.compression.quantization import (
+    MIN_SCALE,
+    QuantWrapper,
+    compare_models,
+    fake_quantize,
+    post_training_quantize,
+    qparams,
+    quantizers,
+    set_quant_state,
+    wrap_fake_quant,
+)
 from kws.models import TinyConv
-from kws.training.module import KWSModule
 
 X = torch.tensor([-1.2, -0.5, 0.0, 0.3, 1.0, 3.0])  # min -1.2, max 3.0
 
@@ -23,10 +29,22 @@ X = torch.tensor([-1.2, -0.5, 0.0, 0.3, 1.0, 3.0])  # min -1.2, max 3.0
 # the value is (q - zp) * scale, listed below as q - zp.
 HAND = [
     # mode, bits, scale, zero point, (q - zp) per value of X
-    ("symmetric", 8, 3.0 / 127, 0, [-51, -21, 0, 13, 42, 127]),  # -1.2/s = -50.8, -0.5/s = -21.2, 0.3/s = 12.7, 1/s = 42.3
+    (
+        "symmetric",
+        8,
+        3.0 / 127,
+        0,
+        [-51, -21, 0, 13, 42, 127],
+    ),  # -1.2/s = -50.8, -0.5/s = -21.2, 0.3/s = 12.7, 1/s = 42.3
     ("symmetric", 4, 3.0 / 7, 0, [-3, -1, 0, 1, 2, 7]),  # x/s = -2.8, -1.17, 0, 0.7, 2.33, 7
     ("symmetric", 2, 3.0, 0, [0, 0, 0, 0, 0, 1]),  # x/s = -0.4, -0.17, 0, 0.1, 0.33, 1
-    ("asymmetric", 8, 4.2 / 255, 73, [-73, -30, 0, 18, 61, 182]),  # zp = round(72.86); x/s = -72.86, -30.36, 0, 18.21, 60.7, 182.1
+    (
+        "asymmetric",
+        8,
+        4.2 / 255,
+        73,
+        [-73, -30, 0, 18, 61, 182],
+    ),  # zp = round(72.86); x/s = -72.86, -30.36, 0, 18.21, 60.7, 182.1
     ("asymmetric", 4, 0.28, 4, [-4, -2, 0, 1, 4, 11]),  # zp = round(4.29); x/s = -4.29, -1.79, 0, 1.07, 3.57, 10.71
     ("asymmetric", 2, 1.4, 1, [-1, 0, 0, 0, 1, 2]),  # zp = round(0.86); x/s = -0.86, -0.36, 0, 0.21, 0.71, 2.14
 ]
@@ -48,7 +66,9 @@ def test_quantization_math_by_hand(mode, bits, scale, zero_point, q):
     assert (wrapper.act_min.item(), wrapper.act_max.item()) == pytest.approx((-1.2, 3.0))
     assert wrapper.act_scale.item() == pytest.approx(scale, rel=1e-6) and wrapper.act_zero_point.item() == zero_point
     wrapper.eval()
-    torch.testing.assert_close(wrapper(X[None]), (expected @ expected)[None, None])  # quantized input . quantized weight
+    torch.testing.assert_close(
+        wrapper(X[None]), (expected @ expected)[None, None]
+    )  # quantized input . quantized weight
 
 
 def test_straight_through_estimator():
@@ -202,113 +222,6 @@ def test_only_named_layers_and_disable():
     assert not torch.allclose(quant.eval()(x), float_model(x))
 
 
-@pytest.mark.parametrize("options,message", [
-    ({"weight_bits": 1}, "weight_bits must be an integer from 2 to 8, got 1"),
-    ({"activation_bits": 9}, "activation_bits must be an integer from 2 to 8, got 9"),
-    ({"weight_bits": 8.0}, "weight_bits"),
-    ({"mode": "affine"}, "mode must be 'symmetric' or 'asymmetric', got 'affine'"),
-    ({"activation_range": "mean"}, "activation_range must be 'minmax' or 'percentile'"),
-    ({"percentile": 0}, r"percentile must be in \(0, 100\], got 0"),
-    ({"percentile": 100.5}, "percentile must be in"),
-    ({"momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
-    ({"momentum": -0.1}, "momentum must be in"),
-    ({"layers": []}, "layers must be a non-empty list"),
-    ({"layers": ["fc", "fc"]}, "distinct module names"),
-    ({"start_epoch": -1}, "start_epoch must be an integer >= 0"),
-    ({"start_epoch": 2, "freeze_epoch": 2}, r"freeze_epoch must be an integer after start_epoch \(2\)"),
-])
-def test_bad_options(options, message):
-    with pytest.raises(ValueError, match=message):
-        QuantizationAwareTraining(**options)
-
-
-def test_unknown_layers_named_at_setup():
-    callback = QuantizationAwareTraining(layers=["conv", "classifier"])
-    with pytest.raises(ValueError, match=r"layers \['classifier'\] are not Conv2d/Linear layers of the model; available: \['conv', 'fc'\]"):
-        callback.setup(L.Trainer(logger=False), KWSModule(), "fit")
-    with pytest.raises(ValueError, match="classifier"):
-        post_training_quantize(TinyConv(), [torch.zeros(1, 1960)], layers=["classifier"])
-
-
-# ---------------------------------------------------------------- Lightning: QAT fit, reload, resume
-def loader(seed: int, n: int = 96) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    features = torch.randn(n, 1960, generator=generator)
-    return DataLoader(TensorDataset(features, torch.randint(0, 4, (n,), generator=generator)), batch_size=32)
-
-
-class Probe(L.Callback):
-    """Records, per epoch, whether the model is wrapped, its conv weight, and the conv input range."""
-
-    def __init__(self):
-        self.wrapped, self.weights, self.ranges, self.val_ranges = {}, {}, [], []
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        epoch, conv = trainer.current_epoch, pl_module.model.conv
-        self.wrapped[epoch] = isinstance(conv, QuantWrapper)
-        self.weights[epoch] = (conv.layer if self.wrapped[epoch] else conv).weight.detach().clone()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if isinstance(pl_module.model.conv, QuantWrapper):
-            self.ranges.append((trainer.current_epoch, pl_module.model.conv.act_min.item(), pl_module.model.conv.act_max.item()))
-
-    def on_validation_epoch_start(self, trainer, pl_module):
-        self.val_ranges.append([b.clone() for b in pl_module.model.conv.buffers()] if quantizers(pl_module.model) else None)
-
-    def on_validation_epoch_end(self, trainer, pl_module):
-        self.on_validation_epoch_start(trainer, pl_module)
-
-
-def fit(root, callback, max_epochs, ckpt_path=None, logger=False):
-    L.seed_everything(0)
-    module, probe = KWSModule(learning_rate=0.01), Probe()
-    trainer = L.Trainer(
-        max_epochs=max_epochs, logger=logger, enable_checkpointing=True, default_root_dir=root, accelerator="cpu",
-        callbacks=[callback, probe], enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
-    )
-    trainer.fit(module, loader(0), loader(1), ckpt_path=ckpt_path)
-    return module, probe, trainer.checkpoint_callback.best_model_path
-
-
-@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # the resumed run logs elsewhere, on purpose
-def test_qat_fit_reload_and_resume(tmp_path):
-    options = dict(weight_bits=6, activation_bits=7, mode="asymmetric", per_channel=True, momentum=0.5)
-    module, probe, ckpt = fit(tmp_path / "a", QuantizationAwareTraining(**options, start_epoch=1), max_epochs=2)
-    assert probe.wrapped == {0: False, 1: True}  # epoch 0 float, epoch 1 quantized
-    assert not torch.equal(probe.weights[0], probe.weights[1])  # training went on through the wrappers
-    assert [t["name"] for t in module.model_transforms] == ["fake_quant"]
-    assert module.model_transforms[0]["params"]["mode"] == "asymmetric"
-    epoch1 = [r for r in probe.ranges if r[0] == 1]
-    assert len(epoch1) == 3 and len({r[1:] for r in epoch1}) == 3  # ranges updated at each step
-    for before, after in zip(probe.val_ranges[-2], probe.val_ranges[-1]):  # validation changed nothing
-        assert torch.equal(before, after)
-
-    # the checkpoint rebuilds the quantized model, ranges included, with no callback involved
-    saved = torch.load(ckpt, weights_only=False)
-    assert saved["callbacks"]["QuantizationAwareTraining"]["start_epoch"] == 1
-    loaded = KWSModule.load_from_checkpoint(ckpt).eval()
-    module.eval()
-    assert isinstance(loaded.model.conv, QuantWrapper) and isinstance(loaded.model.fc, QuantWrapper)
-    assert loaded.state_dict().keys() == module.state_dict().keys()
-    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in module.state_dict().items())
-    x = next(iter(loader(2)))[0]
-    torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0)
-
-    # resume: not wrapped twice; frozen from epoch 2; the configuration (freeze_epoch) wins
-    with pytest.warns(UserWarning, match="freeze_epoch"):
-        resumed, probe, _ = fit(tmp_path / "b", QuantizationAwareTraining(**options, start_epoch=1, freeze_epoch=2), 3, ckpt, CSVLogger(tmp_path / "b"))
-    assert [t["name"] for t in resumed.model_transforms] == ["fake_quant"]
-    frozen = loaded.model.conv.act_min.item(), loaded.model.conv.act_max.item()
-    assert [r[1:] for r in probe.ranges] == [frozen] * 3 and bool(resumed.model.conv.frozen)
-    assert not torch.equal(probe.weights[2], loaded.model.conv.layer.weight)
-    hparams = load_hparams_from_yaml(next((tmp_path / "b").rglob("hparams.yaml")))
-    assert hparams["quantization"] == {
-        **options, "activation_range": "minmax", "percentile": 99.99, "layers": None, "activation_mode": "asymmetric",
-        "quantize_output": True,
-        "start_epoch": 1, "freeze_epoch": 2, "quantized_layers": ["conv", "fc"],
-    }
-
-
 # ---------------------------------------------------------------- PTQ against the float model
 @pytest.fixture(scope="module")
 def trained():
@@ -335,7 +248,9 @@ def test_ptq_against_float(trained, mode, per_channel):
     model, calibration, held_out = trained
     results = {}
     for bits in (8, 4, 2):
-        quant = post_training_quantize(model, calibration, weight_bits=bits, activation_bits=bits, mode=mode, per_channel=per_channel)
+        quant = post_training_quantize(
+            model, calibration, weight_bits=bits, activation_bits=bits, mode=mode, per_channel=per_channel
+        )
         assert all(bool(q.frozen) and bool(q.observed) for q in quantizers(quant).values())
         results[bits] = compare_models(model, quant, held_out)
     assert quantizers(model) == {}  # the float model is left as it was
@@ -353,7 +268,9 @@ def test_activation_mode_splits_weights_and_activations():
     from kws.compression.quantization import QuantWrapper
 
     torch.manual_seed(0)
-    wrapper = QuantWrapper(nn.Linear(6, 3), weight_bits=4, activation_bits=4, mode="symmetric", activation_mode="asymmetric").train()
+    wrapper = QuantWrapper(
+        nn.Linear(6, 3), weight_bits=4, activation_bits=4, mode="symmetric", activation_mode="asymmetric"
+    ).train()
     wrapper(torch.rand(32, 6) * 5)  # non-negative inputs, as the features are
     _, weight_zero = wrapper.weight_qparams()
     assert int(weight_zero.abs().max()) == 0

@@ -1,6 +1,7 @@
 """The data module's option groups (data.augment, data.lead_in, data.classes, data.features):
 behaviour pinned to the flat-keyword code they replaced, errors that name the key, plain values in
 hparams and checkpoints, and checkpoints saved with the flat keys."""
+
 import hashlib
 
 import numpy as np
@@ -25,7 +26,8 @@ PINNED = {
         "labels": {"training": "5b219a7e2289", "validation": "28d3ff65d0ac", "testing": "400d89762c6c"},
         "audio": {"validation": "750eb3c416a3", "testing": "d18ff22f6a6f"},
         "features": {("validation", "fresh"): 218903.047, ("testing", "fresh"): 657206.094},
-        "batch_audio": "aa87062fb745", "batch_features": 313874.727,
+        "batch_audio": "aa87062fb745",
+        "batch_features": 313874.727,
         "batch_labels": [3, 0, 3, 1, 3, 2, 3, 3, 2, 3, 1, 3, 0, 2, 3, 3],
     },
     "stream": {  # conf.yaml's kind of run: lead-ins, placement, neighbours, voices, masks, 100 % unknown
@@ -33,19 +35,35 @@ PINNED = {
         "rows": {"training": "c1349917e9b2", "validation": "dcd8a25b4216", "testing": "51a96655666b"},
         "labels": {"training": "b8b8f7e85cf6", "validation": "28d3ff65d0ac", "testing": "400d89762c6c"},
         "audio": {"validation": "d1d840249f26", "testing": "3dfd02ebaff6"},
-        "features": {("validation", "fresh"): 219677.773, ("testing", "fresh"): 657665.82,
-                     ("validation", "lead_in"): 156350.547, ("testing", "lead_in"): 495230.312},
-        "batch_audio": "68e345ceef3f", "batch_features": 135352.266,
+        "features": {
+            ("validation", "fresh"): 219677.773,
+            ("testing", "fresh"): 657665.82,
+            ("validation", "lead_in"): 156350.547,
+            ("testing", "lead_in"): 495230.312,
+        },
+        "batch_audio": "68e345ceef3f",
+        "batch_features": 135352.266,
         "batch_labels": [3, 1, 0, 2, 1, 2, 1, 1, 1, 1, 1, 1, 3, 1, 1, 1],
-        "bank": (7766710625, 64), "calibration": 482495.273,
+        "bank": (7766710625, 64),
+        "calibration": 482495.273,
     },
 }
 STREAM = dict(
-    noise_split=True, classes=ClassShares(training_unknown_percentage=100.0),
-    lead_in=LeadInConfig(enabled=True, entries=64, eval_s=1.0, fresh_probability=0.3, seconds=(0.2, 5.0),
-                         level_ratio=(0.25, 4.0)),
-    augment=Augmentation(word_placement=True, max_cut=0.6, keep_fraction=0.8, neighbour_probability=0.5,
-                         speed_probability=0.5, eq_probability=0.5, reverb_probability=0.3, spec_masks=2),
+    noise_split=True,
+    classes=ClassShares(training_unknown_percentage=100.0),
+    lead_in=LeadInConfig(
+        enabled=True, entries=64, eval_s=1.0, fresh_probability=0.3, seconds=(0.2, 5.0), level_ratio=(0.25, 4.0)
+    ),
+    augment=Augmentation(
+        word_placement=True,
+        max_cut=0.6,
+        keep_fraction=0.8,
+        neighbour_probability=0.5,
+        speed_probability=0.5,
+        eq_probability=0.5,
+        reverb_probability=0.3,
+        spec_masks=2,
+    ),
 )
 
 
@@ -61,8 +79,9 @@ def corpus(tmp_path_factory):
 @pytest.mark.parametrize("run", ["default", "stream"])
 def test_the_groups_give_the_clips_and_features_of_the_flat_keywords(run, corpus, tmp_path):
     pinned = PINNED[run]
-    dm = SpeechCommandsDataModule(data_dir=str(corpus), batch_size=16, cache_dir=str(tmp_path),
-                                  **(STREAM if run == "stream" else {}))
+    dm = SpeechCommandsDataModule(
+        data_dir=str(corpus), batch_size=16, cache_dir=str(tmp_path), **(STREAM if run == "stream" else {})
+    )
     dm.prepare_data()
     dm.setup()
     for split, counts in pinned["counts"].items():
@@ -87,19 +106,24 @@ def test_the_groups_give_the_clips_and_features_of_the_flat_keywords(run, corpus
         assert float(x.astype(np.float64).sum()) == pytest.approx(pinned["calibration"], rel=1e-6)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: Augmentation(speed_probability=2), r"data.augment.speed_probability must be within \[0, 1\], got 2"),
-    (lambda: Augmentation(max_cut=1.0), r"data.augment.max_cut must be within \[0, 1\), got 1"),
-    (lambda: Augmentation(background_volume=-0.1), r"data.augment.background_volume must be >= 0, got -0.1"),
-    (lambda: Augmentation(speed_range=(1.2, 0.9)), r"data.augment.speed_range must be a range \[low, high\]"),
-    (lambda: LeadInConfig(fresh_probability=1.5), r"data.lead_in.fresh_probability must be within \[0, 1\]"),
-    (lambda: LeadInConfig(entries=0), r"data.lead_in.entries must be >= 1, got 0"),
-    (lambda: LeadInConfig(eval_s=0.01), r"data.lead_in.eval_s must be >= 0.04"),
-    (lambda: ClassShares(unknown_percentage=101), r"data.classes.unknown_percentage must be within \[0, 100\]"),
-    (lambda: SpeechCommandsDataModule(augment={"speed_prob": 0.5}),
-     r"data.augment has no option speed_prob; its options: "),
-    (lambda: SpeechCommandsDataModule(lead_in=True), r"data.lead_in must be a mapping of LeadInConfig's options"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Augmentation(speed_probability=2), r"data.augment.speed_probability must be within \[0, 1\], got 2"),
+        (lambda: Augmentation(max_cut=1.0), r"data.augment.max_cut must be within \[0, 1\), got 1"),
+        (lambda: Augmentation(background_volume=-0.1), r"data.augment.background_volume must be >= 0, got -0.1"),
+        (lambda: Augmentation(speed_range=(1.2, 0.9)), r"data.augment.speed_range must be a range \[low, high\]"),
+        (lambda: LeadInConfig(fresh_probability=1.5), r"data.lead_in.fresh_probability must be within \[0, 1\]"),
+        (lambda: LeadInConfig(entries=0), r"data.lead_in.entries must be >= 1, got 0"),
+        (lambda: LeadInConfig(eval_s=0.01), r"data.lead_in.eval_s must be >= 0.04"),
+        (lambda: ClassShares(unknown_percentage=101), r"data.classes.unknown_percentage must be within \[0, 100\]"),
+        (
+            lambda: SpeechCommandsDataModule(augment={"speed_prob": 0.5}),
+            r"data.augment has no option speed_prob; its options: ",
+        ),
+        (lambda: SpeechCommandsDataModule(lead_in=True), r"data.lead_in must be a mapping of LeadInConfig's options"),
+    ],
+)
 def test_bad_options_name_their_key(make, message):
     with pytest.raises(ValueError, match=message):
         make()
@@ -118,15 +142,29 @@ def test_hparams_hold_plain_values_that_rebuild_the_same_module():
     assert again.lead_in.seconds == (0.2, 5.0) and isinstance(again.features, FeatureSettings)
 
 
-FLAT = {"data_dir": "d", "frontend": "micro", "num_features": 40, "lead_in": True, "lead_in_entries": 64,
-        "lead_in_fresh_probability": 0.3, "max_cut": 0.6, "silence_percentage": 10.0, "batch_size": 8}
+FLAT = {
+    "data_dir": "d",
+    "frontend": "micro",
+    "num_features": 40,
+    "lead_in": True,
+    "lead_in_entries": 64,
+    "lead_in_fresh_probability": 0.3,
+    "max_cut": 0.6,
+    "silence_percentage": 10.0,
+    "batch_size": 8,
+}
 
 
 def test_flat_keys_of_old_checkpoints_move_into_their_groups():
     nested = nest_flat_keys(FLAT)
-    assert nested == {"data_dir": "d", "batch_size": 8, "features": {"frontend": "micro", "num_features": 40},
-                      "lead_in": {"enabled": True, "entries": 64, "fresh_probability": 0.3},
-                      "augment": {"max_cut": 0.6}, "classes": {"silence_percentage": 10.0}}
+    assert nested == {
+        "data_dir": "d",
+        "batch_size": 8,
+        "features": {"frontend": "micro", "num_features": 40},
+        "lead_in": {"enabled": True, "entries": 64, "fresh_probability": 0.3},
+        "augment": {"max_cut": 0.6},
+        "classes": {"silence_percentage": 10.0},
+    }
     assert nest_flat_keys(nested) == nested  # nested ones pass unchanged
     dm = SpeechCommandsDataModule(**nested)
     assert dm.lead_in.enabled and dm.augment.max_cut == 0.6 and dm.classes.silence_percentage == 10.0
@@ -150,8 +188,14 @@ def test_old_checkpoint_loads_through_lightning(tmp_path):
     path = tmp_path / "old.ckpt"
     import lightning
 
-    torch.save({"datamodule_hyper_parameters": dict(FLAT, lead_in_seconds=(0.2, 5.0)), "state_dict": {},
-                "pytorch-lightning_version": lightning.__version__}, path)
+    torch.save(
+        {
+            "datamodule_hyper_parameters": dict(FLAT, lead_in_seconds=(0.2, 5.0)),
+            "state_dict": {},
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
     dm = SpeechCommandsDataModule.load_from_checkpoint(path)
     assert dm.lead_in == LeadInConfig(enabled=True, entries=64, fresh_probability=0.3, seconds=(0.2, 5.0))
     assert dm.augment.max_cut == 0.6 and dm.classes.silence_percentage == 10.0 and dm.hparams.batch_size == 8
@@ -159,9 +203,10 @@ def test_old_checkpoint_loads_through_lightning(tmp_path):
 
 def test_hint_names_the_new_key():
     assert renamed_hint("unrecognized arguments: --data.max_cut 0.5") == (
-        "data.max_cut is now data.augment.max_cut (YAML: data: {augment: {max_cut: ...}})\n")
+        "data.max_cut is now data.augment.max_cut (YAML: data: {augment: {max_cut: ...}})\n"
+    )
     assert "data.classes.silence_percentage" in renamed_hint("Group 'data' does not accept option 'silence_percentage'")
-    assert "data.lead_in.enabled true" in renamed_hint('Parser key "data.lead_in":\nUnable to load config \'true\'')
+    assert "data.lead_in.enabled true" in renamed_hint("Parser key \"data.lead_in\":\nUnable to load config 'true'")
     assert renamed_hint("unrecognized arguments: --data.augment.max_cutt 0.5 --data.wanted_wrods") == ""
 
 

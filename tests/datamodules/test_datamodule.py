@@ -1,4 +1,5 @@
 """SpeechCommandsDataModule: the split, the silence/unknown classes, augmentation, bad input."""
+
 import hashlib
 import math
 import re
@@ -9,20 +10,19 @@ import pytest
 import soundfile as sf
 import torch
 
-from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
 from datamodules import SpeechCommandsDataModule
+from datamodules.augment import BackgroundNoise, noise_volumes, time_shift
 from datamodules.classes import ClassShares
 from datamodules.layout import DataError, download_speech_commands, which_set
 from kws.audio.wav import AudioError, write_wav
 from tests.helpers import make_corpus
+
 
 def datamodule(root: Path, **kwargs) -> SpeechCommandsDataModule:
     dm = SpeechCommandsDataModule(data_dir=str(root), batch_size=16, **kwargs)
     dm.prepare_data()
     dm.setup()
     return dm
-
-
 
 
 # ---------------------------------------------------------------------------------- the split
@@ -46,7 +46,10 @@ def test_hash_split_keeps_speakers_apart_and_is_deterministic(tmp_path):
     a, b = datamodule(root), datamodule(root)
     files = sorted(str(p.relative_to(root)) for p in root.glob("*/*.wav") if not p.parent.name.startswith("_"))
     split_of = {f: which_set(f) for f in files}
-    speakers = {s: {re.sub(r"_nohash_.*", "", Path(f).name) for f, sp in split_of.items() if sp == s} for s in ("training", "validation", "testing")}
+    speakers = {
+        s: {re.sub(r"_nohash_.*", "", Path(f).name) for f, sp in split_of.items() if sp == s}
+        for s in ("training", "validation", "testing")
+    }
     assert not speakers["training"] & speakers["testing"] and not speakers["training"] & speakers["validation"]
     for split in ("training", "validation", "testing"):
         np.testing.assert_array_equal(a.splits[split].labels, b.splits[split].labels)
@@ -61,8 +64,9 @@ def test_hash_split_keeps_speakers_apart_and_is_deterministic(tmp_path):
 
 
 def test_split_lists_are_used_when_present(tmp_path):
-    dm = datamodule(make_corpus(tmp_path / "c", speakers=10, lists=True),
-                    classes=dict(silence_percentage=0, unknown_percentage=0))
+    dm = datamodule(
+        make_corpus(tmp_path / "c", speakers=10, lists=True), classes=dict(silence_percentage=0, unknown_percentage=0)
+    )
     # validation: speakers 0 and 1 x 2 clips x (yes, no); testing: speaker 2
     assert dm.counts["validation"] == {"silence": 0, "unknown": 0, "yes": 4, "no": 4}
     assert dm.counts["testing"] == {"silence": 0, "unknown": 0, "yes": 2, "no": 2}
@@ -70,8 +74,11 @@ def test_split_lists_are_used_when_present(tmp_path):
 
 
 def test_custom_percentages_and_words(tmp_path):
-    dm = datamodule(make_corpus(tmp_path / "c", speakers=20), wanted_words=["cat"],
-                    classes=dict(silence_percentage=10, unknown_percentage=50))
+    dm = datamodule(
+        make_corpus(tmp_path / "c", speakers=20),
+        wanted_words=["cat"],
+        classes=dict(silence_percentage=10, unknown_percentage=50),
+    )
     assert dm.labels == ["silence", "unknown", "cat"]
     c = dm.counts["training"]
     assert c["silence"] == math.ceil(c["cat"] * 0.1) and c["unknown"] == math.ceil(c["cat"] * 0.5)
@@ -80,8 +87,11 @@ def test_custom_percentages_and_words(tmp_path):
 def test_training_unknown_share_apart_from_evaluation(tmp_path):
     """training_unknown_percentage sizes the training split's unknown class alone (above 100 %
     allowed); validation and test keep unknown_percentage."""
-    dm = datamodule(make_corpus(tmp_path / "c", speakers=20), wanted_words=["cat"],
-                    classes=ClassShares(unknown_percentage=50, training_unknown_percentage=150))
+    dm = datamodule(
+        make_corpus(tmp_path / "c", speakers=20),
+        wanted_words=["cat"],
+        classes=ClassShares(unknown_percentage=50, training_unknown_percentage=150),
+    )
     for split, share in (("training", 1.5), ("validation", 0.5), ("testing", 0.5)):
         c = dm.counts[split]
         assert c["unknown"] == math.ceil(c["cat"] * share), split
@@ -184,7 +194,9 @@ def test_wrong_sample_rate_refused_or_resampled(tmp_path):
     root = make_corpus(tmp_path / "c", speakers=4)
     f = root / "yes" / "spk002_nohash_0.wav"
     write_wav(f, np.zeros(8000, np.int16), 8000)
-    with pytest.raises(AudioError, match=r"spk002_nohash_0.wav: sample rate 8000 Hz, 16000 Hz is needed.*resample: true"):
+    with pytest.raises(
+        AudioError, match=r"spk002_nohash_0.wav: sample rate 8000 Hz, 16000 Hz is needed.*resample: true"
+    ):
         datamodule(root)
     dm = datamodule(root, resample=True)
     assert dm.decode_report.resampled == 1

@@ -1,4 +1,5 @@
 """Holding a dialect out: every clip of its speakers in testing, the rest untouched, clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,11 @@ from datamodules.layout import DataError, scan_corpus, which_set
 from datamodules.synthetic import MARKER_NAME, generate_corpus
 
 VOICES = [  # speaker id, dialect, variant
-    ("aaaa0001", "en-us", "m3"), ("aaaa0002", "en-us", "klatt2"), ("aaaa0003", "en-gb-scotland", "f1"),
-    ("aaaa0004", "en", "whisperf"), ("aaaa0005", "en-gb-scotland", "m7"),
+    ("aaaa0001", "en-us", "m3"),
+    ("aaaa0002", "en-us", "klatt2"),
+    ("aaaa0003", "en-gb-scotland", "f1"),
+    ("aaaa0004", "en", "whisperf"),
+    ("aaaa0005", "en-gb-scotland", "m7"),
 ]
 
 
@@ -27,13 +31,19 @@ def write_marker(root: Path, voices: list[dict] | None) -> Path:
 def marker_voices(old_format: bool = False) -> list[dict]:
     if old_format:  # format 1 named the voice only
         return [{"id": i, "voice": f"{d}+{v}"} for i, d, v in VOICES]
-    return [{"id": i, "voice": f"{d}+{v}", "dialect": d, "variant": v, "family": v.rstrip("0123456789")}
-            for i, d, v in VOICES]
+    return [
+        {"id": i, "voice": f"{d}+{v}", "dialect": d, "variant": v, "family": v.rstrip("0123456789")}
+        for i, d, v in VOICES
+    ]
 
 
 def clip_files() -> list[str]:
-    return [f"{word}/{speaker}_nohash_{k}.wav" for word in ("yes", "no", "bed") for speaker, _, _ in VOICES
-            for k in range(2)]
+    return [
+        f"{word}/{speaker}_nohash_{k}.wav"
+        for word in ("yes", "no", "bed")
+        for speaker, _, _ in VOICES
+        for k in range(2)
+    ]
 
 
 @pytest.mark.parametrize("old_format", [False, True])
@@ -84,8 +94,15 @@ def test_missing_marker_or_voices_name_the_file(tmp_path):
 
 
 def test_hold_out_on_a_generated_corpus(tmp_path):
-    root = generate_corpus(tmp_path / "corpus", words=("yes", "no"), unknown_words=("bed",), num_speakers=8,
-                           clips_per_word=8, unknown_clips_per_word=4, progress=False)
+    root = generate_corpus(
+        tmp_path / "corpus",
+        words=("yes", "no"),
+        unknown_words=("bed",),
+        num_speakers=8,
+        clips_per_word=8,
+        unknown_clips_per_word=4,
+        progress=False,
+    )
     voices = speaker_voices(root)
     files = [f for fs in scan_corpus(root).values() for f in fs]
     assignment = [which_set(f) for f in files]

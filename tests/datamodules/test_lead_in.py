@@ -1,6 +1,7 @@
 """Lead-in front-end states: a clip featurized from a bank entry equals the same clip streamed
 after the entry's lead-in, bit for bit; the clip's noise continues the lead-in's; the data module
 trains and evaluates with them."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,9 @@ def speechy(rng, n, samples):
     burst = min(5000, samples // 2)
     for i in range(n):
         s = int(rng.integers(0, samples - burst + 1))
-        out[i, s: s + burst] += rng.uniform(500, 9000) * np.sin(t[:burst] * rng.uniform(0.05, 0.5)) + rng.normal(0, 300, burst)
+        out[i, s : s + burst] += rng.uniform(500, 9000) * np.sin(t[:burst] * rng.uniform(0.05, 0.5)) + rng.normal(
+            0, 300, burst
+        )
     return np.clip(out, -32768, 32767).astype(np.int16)
 
 
@@ -31,7 +34,7 @@ def test_features_after_equal_streaming_the_concatenation(lead):
     _, estimate = FRONTEND.forward_with_state(torch.from_numpy(a))
     got = features_after(FRONTEND, torch.from_numpy(a[:, -320:]), estimate, torch.from_numpy(c))
     k = lead // 320
-    assert torch.equal(got, streamed[:, k: k + 49])
+    assert torch.equal(got, streamed[:, k : k + 49])
 
 
 def test_state_in_and_out_equal_one_pass():
@@ -39,22 +42,32 @@ def test_state_in_and_out_equal_one_pass():
     x = torch.from_numpy(speechy(rng, 2, 48000))
     whole = FRONTEND.frontend(x)
     v1, e1 = FRONTEND.frontend.forward_with_state(x[:, : 320 * 60 + 160])  # 60 frames
-    v2, _ = FRONTEND.frontend.forward_with_state(x[:, 320 * 60:], e1)
+    v2, _ = FRONTEND.frontend.forward_with_state(x[:, 320 * 60 :], e1)
     assert torch.equal(torch.cat([v1, v2], 1), whole)
 
 
 @pytest.fixture(scope="module")
 def noise():
     rng = np.random.default_rng(5)
-    return BackgroundNoise([torch.from_numpy(rng.normal(0, 3000, n).astype(np.int16)) for n in (80_000, 120_000)], 16000)
+    return BackgroundNoise(
+        [torch.from_numpy(rng.normal(0, 3000, n).astype(np.int16)) for n in (80_000, 120_000)], 16000
+    )
 
 
 def test_bank_entries_featurize_as_the_stream(noise):
     rng = np.random.default_rng(2)
     words = speechy(rng, 8, 16000)
     extents = np.tile([[2000, 9000]], (8, 1))
-    bank, leads = LeadInBank.build(FRONTEND, noise, words, extents, {"speech": 12, "silence": 4}, seed=1,
-                                   config=LeadInConfig(seconds=(0.5, 2.0), word_probability=0.7), return_audio=True)
+    bank, leads = LeadInBank.build(
+        FRONTEND,
+        noise,
+        words,
+        extents,
+        {"speech": 12, "silence": 4},
+        seed=1,
+        config=LeadInConfig(seconds=(0.5, 2.0), word_probability=0.7),
+        return_audio=True,
+    )
     assert len(bank) == 16 and (bank.pool == 1).sum() == 4 and (bank.volume[bank.pool == 1] > 0).all()
     clips = torch.from_numpy(speechy(rng, 16, 16000))
     index = torch.arange(16)
@@ -71,7 +84,14 @@ def test_bank_entries_featurize_as_the_stream(noise):
 
 
 def test_draw_takes_each_clip_from_its_pool(noise):
-    bank = LeadInBank.build(FRONTEND, noise, np.zeros((0, 16000), np.int16), np.zeros((0, 2), np.int64), {"speech": 6, "silence": 3}, config=LeadInConfig(seconds=(0.1, 0.3)))
+    bank = LeadInBank.build(
+        FRONTEND,
+        noise,
+        np.zeros((0, 16000), np.int16),
+        np.zeros((0, 2), np.int64),
+        {"speech": 6, "silence": 3},
+        config=LeadInConfig(seconds=(0.1, 0.3)),
+    )
     pools = torch.tensor([0, 1] * 50)
     index = bank.draw(pools, torch.Generator().manual_seed(0))
     assert torch.equal(bank.pool[index], pools)
@@ -86,7 +106,9 @@ def test_evaluation_rows_are_seeded_and_end_with_the_clip(noise):
     words, extents = speechy(rng, 3, 16000), np.tile([[2000, 9000]], (3, 1))
     silence = np.array([False, True, False, True])
     rows = lead_in_rows(clips, noise, words, extents, silence, seed=4, seconds=1.0)
-    assert rows.shape == (4, 32000) and np.array_equal(rows, lead_in_rows(clips, noise, words, extents, silence, seed=4, seconds=1.0))
+    assert rows.shape == (4, 32000) and np.array_equal(
+        rows, lead_in_rows(clips, noise, words, extents, silence, seed=4, seconds=1.0)
+    )
     assert np.array_equal(rows[~silence, 16000:], clips[~silence])  # speech clips stay clean
     assert not np.array_equal(rows[silence, 16000:], clips[silence])  # silence continues the noise
     # noise of 5 s and 7.5 s: only the longer one holds a 6 s lead-in and a clip; none a 7 s one
@@ -100,8 +122,13 @@ def test_datamodule_trains_and_evaluates_after_lead_ins(tiny_corpus, tmp_path):
     from datamodules import SpeechCommandsDataModule
 
     def make():
-        dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), cache_dir=str(tmp_path), batch_size=16,
-                                      noise_split=True, lead_in=LeadInConfig(enabled=True, entries=64, eval_s=1.0))
+        dm = SpeechCommandsDataModule(
+            data_dir=str(tiny_corpus),
+            cache_dir=str(tmp_path),
+            batch_size=16,
+            noise_split=True,
+            lead_in=LeadInConfig(enabled=True, entries=64, eval_s=1.0),
+        )
         dm.prepare_data()
         dm.setup()
         return dm
@@ -136,8 +163,14 @@ def test_fresh_probability_mixes_fresh_and_carried_states():
     row is exactly one of the two (bit for bit), and the share follows fresh_probability."""
     rng = np.random.default_rng(9)
     noise = BackgroundNoise([torch.from_numpy(rng.normal(0, 3000, 80_000).astype(np.int16))], 16000)
-    bank = LeadInBank.build(FRONTEND, noise, np.zeros((0, 16000), np.int16), np.zeros((0, 2), np.int64), {"speech": 8, "silence": 2},
-                            config=LeadInConfig(seconds=(0.2, 2.0), level_ratio=(0.25, 4.0)))
+    bank = LeadInBank.build(
+        FRONTEND,
+        noise,
+        np.zeros((0, 16000), np.int16),
+        np.zeros((0, 2), np.int64),
+        {"speech": 8, "silence": 2},
+        config=LeadInConfig(seconds=(0.2, 2.0), level_ratio=(0.25, 4.0)),
+    )
     clips = torch.from_numpy(speechy(rng, 64, 16000))
     index = bank.draw(torch.zeros(64, dtype=torch.int64), torch.Generator().manual_seed(0))
     fresh = torch.arange(64) % 3 == 0

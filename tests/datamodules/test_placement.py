@@ -1,5 +1,6 @@
 """Word placement: extents in numpy and torch agree; placed words stay (partly) inside as asked;
 neighbours land at the asked gap; the data module relabels cut keywords."""
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,7 @@ def bursts(n, rng, length=16000, floor=3.0):
     for i in range(n):
         w = int(rng.integers(3000, 9000))
         s = int(rng.integers(0, length - w))
-        out[i, s: s + w] += rng.uniform(1000, 9000) * np.sin(np.arange(w) * 0.2)
+        out[i, s : s + w] += rng.uniform(1000, 9000) * np.sin(np.arange(w) * 0.2)
         ext.append((s, s + w))
     return np.round(out).astype(np.int16), np.array(ext)
 
@@ -38,7 +39,6 @@ def test_place_words_keeps_the_asked_part_inside(max_cut):
     x = torch.from_numpy(audio)
     extents = word_extents_torch(x)
     placed, inside, new = place_words(x, extents, max_cut, torch.Generator().manual_seed(0))
-    n = (extents[:, 1] - extents[:, 0]).float()
     assert (inside >= 1 - max_cut - 1e-6).all() and (inside <= 1).all()
     if max_cut == 0:
         assert (inside == 1).all()
@@ -74,11 +74,29 @@ def test_neighbours_are_placed_at_the_gap():
     assert 20 < sum(sides) < 80  # both sides drawn
     # below: the donor is added only where less than that fraction of it is in the window. Here it
     # lies whole inside (fraction 1) on both sides, so below=1.0 refuses every one and 2.0 none.
-    refused = add_neighbours(x, ext, d, dext, use, gap_s=(0.1, 0.1), pad_ms=0.0, generator=torch.Generator().manual_seed(0),
-                             below=torch.full((200,), 1.0))
+    refused = add_neighbours(
+        x,
+        ext,
+        d,
+        dext,
+        use,
+        gap_s=(0.1, 0.1),
+        pad_ms=0.0,
+        generator=torch.Generator().manual_seed(0),
+        below=torch.full((200,), 1.0),
+    )
     assert torch.equal(refused, x)
-    allowed = add_neighbours(x, ext, d, dext, use, gap_s=(0.1, 0.1), pad_ms=0.0, generator=torch.Generator().manual_seed(0),
-                             below=torch.full((200,), 2.0))
+    allowed = add_neighbours(
+        x,
+        ext,
+        d,
+        dext,
+        use,
+        gap_s=(0.1, 0.1),
+        pad_ms=0.0,
+        generator=torch.Generator().manual_seed(0),
+        below=torch.full((200,), 2.0),
+    )
     assert torch.equal(allowed, out)
 
 
@@ -89,8 +107,16 @@ def test_neighbour_cut_at_the_window_edge():
     donors[:, 1000:5000] = 3000
     spans = set()
     for seed in range(6):
-        out = add_neighbours(torch.from_numpy(audio), torch.tensor([[2000, 4000]]), torch.from_numpy(donors), torch.tensor([[1000, 5000]]),
-                             torch.tensor([True]), gap_s=(0.125, 0.125), pad_ms=0.0, generator=torch.Generator().manual_seed(seed))
+        out = add_neighbours(
+            torch.from_numpy(audio),
+            torch.tensor([[2000, 4000]]),
+            torch.from_numpy(donors),
+            torch.tensor([[1000, 5000]]),
+            torch.tensor([True]),
+            gap_s=(0.125, 0.125),
+            pad_ms=0.0,
+            generator=torch.Generator().manual_seed(seed),
+        )
         nz = (out[0] == 3000).nonzero().flatten()
         # after: [6000, 10000); before: [-4000, 0), entirely cut
         spans.add((nz.min().item(), nz.max().item()) if len(nz) else None)
@@ -100,9 +126,14 @@ def test_neighbour_cut_at_the_window_edge():
 def test_datamodule_relabels_cut_keywords(tiny_corpus, tmp_path):
     from datamodules import SpeechCommandsDataModule
 
-    dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), cache_dir=str(tmp_path), batch_size=64,
-                                  augment=Augmentation(word_placement=True, max_cut=0.6, keep_fraction=0.7,
-                                                       neighbour_probability=0.5, spec_masks=2))
+    dm = SpeechCommandsDataModule(
+        data_dir=str(tiny_corpus),
+        cache_dir=str(tmp_path),
+        batch_size=64,
+        augment=Augmentation(
+            word_placement=True, max_cut=0.6, keep_fraction=0.7, neighbour_probability=0.5, spec_masks=2
+        ),
+    )
     dm.prepare_data()
     dm.setup()
     audio, labels = dm.splits["training"][list(range(len(dm.splits["training"])))]

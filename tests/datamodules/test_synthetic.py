@@ -1,5 +1,6 @@
 """The synthetic Speech Commands stand-in: layout, format, splits, determinism, caching; and what
 it says and how: accents, styles, words cut from phrases, formant scaling, the voices it records."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,15 @@ from datamodules.synthetic import generate_corpus
 from datamodules.voices import DIALECTS, FORMANT_SCALE, Speaker, family_of
 from datamodules.word_extent import word_extent
 
-TINY = dict(words=("yes", "no"), unknown_words=("bed", "visual"), num_speakers=6, clips_per_word=12,
-            unknown_clips_per_word=6, seed=0, progress=False)
+TINY = dict(
+    words=("yes", "no"),
+    unknown_words=("bed", "visual"),
+    num_speakers=6,
+    clips_per_word=12,
+    unknown_clips_per_word=6,
+    seed=0,
+    progress=False,
+)
 CLIP_NAME = re.compile(r"^[0-9a-f]{8}_nohash_\d+\.wav$")
 
 
@@ -83,16 +91,20 @@ def test_no_speaker_in_two_splits(corpus):
     for path in clips(corpus):
         splits.setdefault(path.name.split("_nohash_")[0], set()).add(which_set(path.name))
     assert all(len(s) == 1 for s in splits.values())
-    assert sorted(s for (s,) in splits.values()) == ["testing", "training", "training", "training",
-                                                     "training", "validation"]
+    assert sorted(s for (s,) in splits.values()) == [
+        "testing",
+        "training",
+        "training",
+        "training",
+        "training",
+        "validation",
+    ]
     # Voice variants (timbres) are not shared between splits either.
     voices = json.loads((corpus / synthetic.MARKER_NAME).read_text())["voices"]
     variant_splits: dict[str, set[str]] = {}
     for voice in voices:
         variant_splits.setdefault(voice["voice"].split("+")[1], set()).add(voice["split"])
     assert all(len(s) == 1 for s in variant_splits.values())
-
-
 
 
 def test_clips_are_audible_unclipped_and_inside_the_second(corpus):
@@ -179,8 +191,20 @@ EXAMPLES = {"goat": "no", "dress": "yes", "kit": "six", "face": "eight", "price"
 
 def lab_speaker(**changes) -> Speaker:
     """A plain speaker: no accent, no formant scaling, a flat channel."""
-    base = dict(id="lab", dialect="en-us", variant="m3", synthesis="wavegen", accent=(), formant_scale=1.0, pitch=50,
-                pitch_range=50, rate=150, peak_db=-6.0, highpass_hz=50.0, lowpass_hz=7900.0)
+    base = dict(
+        id="lab",
+        dialect="en-us",
+        variant="m3",
+        synthesis="wavegen",
+        accent=(),
+        formant_scale=1.0,
+        pitch=50,
+        pitch_range=50,
+        rate=150,
+        peak_db=-6.0,
+        highpass_hz=50.0,
+        lowpass_hz=7900.0,
+    )
     return Speaker(**{**base, **changes})
 
 
@@ -210,7 +234,7 @@ def high_share(x: np.ndarray, sample_rate: int = Espeak.SAMPLE_RATE) -> float:
 
 def f0(x: np.ndarray, sample_rate: int = 16000) -> float:
     x = x - x.mean()
-    r = np.correlate(x, x, "full")[len(x) - 1:]
+    r = np.correlate(x, x, "full")[len(x) - 1 :]
     lo, hi = sample_rate // 400, sample_rate // 60
     return sample_rate / (lo + int(np.argmax(r[lo:hi])))
 
@@ -263,7 +287,7 @@ def test_pronunciations_sound_different():
             espeak.set_voice("en")
             spoken = espeak.synth(f"[[{phonemes}]].", 150, 50, 50, 30, 1)
         starts = dict((name.lstrip("',"), at) for name, at in spoken.phonemes)
-        return spoken.samples[starts["n"]: starts["_:"]].astype(np.float64)
+        return spoken.samples[starts["n"] : starts["_:"]].astype(np.float64)
 
     british, monophthong, american = vowel("n|'oU"), vowel("n|'o:"), vowel("n|'o|U")
     # en's "no" is [nəʊ] (F2 ~1350 Hz); [no:] is back and rounded (F2 ~800 Hz).
@@ -296,7 +320,7 @@ def test_phrase_cut_holds_the_word_not_its_neighbours():
     said = Script("<speak>this no sir.\n</speak>", 1, 3, "statement", "this {w} sir", None)
     cut = cut_word(spoken.samples, spoken.word_starts, said, (0, 0))
     # The [s] of "this" and of "sir" stay out; "no" (a nasal and a vowel) has next to no energy above 4 kHz.
-    this, sir = spoken.samples[: spoken.word_starts[1]], spoken.samples[spoken.word_starts[2]:]
+    this, sir = spoken.samples[: spoken.word_starts[1]], spoken.samples[spoken.word_starts[2] :]
     assert high_share(cut) < 0.01 and min(high_share(this), high_share(sir)) > 10 * high_share(cut)
     assert 0.1 * Espeak.SAMPLE_RATE < len(cut) < 0.5 * Espeak.SAMPLE_RATE
     with pytest.raises(EspeakError, match="expected 4"):
@@ -313,7 +337,7 @@ def test_every_carrier_gives_a_clip_of_the_word(carrier):
 def test_formant_scale_moves_formants_not_pitch():
     short, _ = render(lab_speaker(formant_scale=1.15), style="statement")
     long, _ = render(lab_speaker(formant_scale=0.85), style="statement")
-    middle = [x[len(x) // 3: 2 * len(x) // 3] for x in (short, long)]
+    middle = [x[len(x) // 3 : 2 * len(x) // 3] for x in (short, long)]
     assert centroid(middle[0], 16000) > 1.08 * centroid(middle[1], 16000)
     assert 0.9 < f0(middle[0][:1024]) / f0(middle[1][:1024]) < 1.12  # unscaled it would be 1.35
     assert 0.85 < len(short) / len(long) < 1.15

@@ -1,4 +1,5 @@
 """Voice and channel augmentation: identities, levels kept, only the chosen clips changed."""
+
 import numpy as np
 import pytest
 import torch

@@ -2,6 +2,7 @@
 built, a board that computes something else than the host fails the run, and any recording
 listen takes reaches the board (as 16-bit PCM). No toolchain needed: everything here fails, or is
 stopped, before QEMU runs."""
+
 import json
 import shutil
 
@@ -82,8 +83,12 @@ def test_a_wrong_rate_says_what_this_tool_can_do(export, tmp_path):
 
 def test_a_recording_shorter_than_one_window_is_named(export, tmp_path):
     write_wav(tmp_path / "short.wav", speech(0.1), 16000)
-    one_clear_error(firmware_sim(export, tmp_path / "short.wav", tmp_path), str(tmp_path / "short.wav"),
-                    "shorter than one 1000 ms window", "at least 1000 ms")
+    one_clear_error(
+        firmware_sim(export, tmp_path / "short.wav", tmp_path),
+        str(tmp_path / "short.wav"),
+        "shorter than one 1000 ms window",
+        "at least 1000 ms",
+    )
 
 
 @pytest.mark.parametrize("subtype", ["PCM_U8", "FLOAT"])
@@ -109,8 +114,16 @@ def test_the_board_hears_what_listen_takes(export, tmp_path, monkeypatch, subtyp
 def test_outputs_that_differ_fail_the_run(export, tmp_path, monkeypatch, capsys):
     from kws.deploy import firmware_sim
 
-    stream = {"inferences": 164, "times_identical": True, "identical": False, "outputs": 164, "differing": 121,
-              "max_difference": 3, "detections": 0, "detections_identical": True}
+    stream = {
+        "inferences": 164,
+        "times_identical": True,
+        "identical": False,
+        "outputs": 164,
+        "differing": 121,
+        "max_difference": 3,
+        "detections": 0,
+        "detections_identical": True,
+    }
     monkeypatch.setattr(firmware_sim, "simulate", lambda *a, **k: {"kernels": {"reference": {"stream": stream}}})
     write_wav(tmp_path / "rec.wav", speech(2), 16000)
     with pytest.raises(SystemExit) as info:

@@ -1,6 +1,7 @@
 """Streaming recognition: RecognizeCommands on hand-made score sequences, the window/timing
 plumbing of `python -m kws listen`, and micro_speech's reference int8 model hearing "yes" then
 "no" in a recording, identically through LiteRT and tflite-micro."""
+
 import dataclasses
 import json
 import re
@@ -9,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import run_kws
-from kws.audio.wav import read_wav, write_wav
 from kws.audio.features import FeatureSettings
+from kws.audio.wav import read_wav, write_wav
 from kws.deploy.listen import main, stream_features, windows
-from kws.training.module import KWSModule
 from kws.streams.recognize import DEFAULT_RECOGNIZER, Detection, RecognizeCommands, RecognizerSettings
+from kws.training.module import KWSModule
+from tests.helpers import run_kws
 
 LABELS = ["silence", "unknown", "yes", "no"]
 YES, NO, SILENCE = [0, 0, 1, 0], [0, 0, 0, 1], [1, 0, 0, 0]
@@ -28,7 +29,9 @@ def feed(recognizer: RecognizeCommands, scores, start_ms: int = 0, step_ms: int 
 # ------------------------------------------------------------------------- RecognizeCommands
 def test_minimum_count_then_detection():
     r = RecognizeCommands(LABELS)
-    assert r.process(np.array(YES, float), 0) is None and r.process(np.array(YES, float), 100) is None  # 2 < minimum_count
+    assert (
+        r.process(np.array(YES, float), 0) is None and r.process(np.array(YES, float), 100) is None
+    )  # 2 < minimum_count
     assert r.process(np.array(YES, float), 200) == Detection("yes", 1.0, 200)
 
 
@@ -100,18 +103,42 @@ def test_pytorch_checkpoint_path(tmp_path, capsys):
     torch.manual_seed(0)
     module = KWSModule(labels=LABELS, input_shape=(49, 40)).eval()
     ckpt = tmp_path / "untrained.ckpt"
-    torch.save({
-        "state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": "2.0.0",
-        "datamodule_hyper_parameters": {"data_dir": str(tmp_path), "wanted_words": ["yes", "no"]},
-    }, ckpt)
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": "2.0.0",
+            "datamodule_hyper_parameters": {"data_dir": str(tmp_path), "wanted_words": ["yes", "no"]},
+        },
+        ckpt,
+    )
     audio = np.random.default_rng(1).normal(0, 300, 24000).astype(np.int16)  # 1.5 s: windows end at 990..1490 ms
     write_wav(tmp_path / "rec.wav", audio, 16000)
-    detections = main([str(tmp_path / "rec.wav"), "--model", "pytorch", "--ckpt", str(ckpt), "--threshold", "0", "--suppression_ms", "0", "--labels", "a", "b", "c", "d"])
+    detections = main(
+        [
+            str(tmp_path / "rec.wav"),
+            "--model",
+            "pytorch",
+            "--ckpt",
+            str(ckpt),
+            "--threshold",
+            "0",
+            "--suppression_ms",
+            "0",
+            "--labels",
+            "a",
+            "b",
+            "c",
+            "d",
+        ]
+    )
     assert [d.time_ms for d in detections] == [1190, 1290, 1390, 1490]
     x, _ = windows(stream_features(audio, FeatureSettings()), FeatureSettings(), 100)
     with torch.no_grad():
         first = torch.softmax(module(torch.from_numpy(x[:3])), -1).mean(0)
-    assert detections[0].label == "abcd"[int(first.argmax())] and detections[0].score == pytest.approx(float(first.max()), abs=1e-6)
+    assert detections[0].label == "abcd"[int(first.argmax())] and detections[0].score == pytest.approx(
+        float(first.max()), abs=1e-6
+    )
     assert capsys.readouterr().out.splitlines() == [str(d) for d in detections]
 
 
@@ -157,7 +184,9 @@ def test_labels_and_features_from_the_export_report(recording, micro_speech_dir,
     recognizer = {"settings": DEFAULT_RECOGNIZER.to_dict(), "calibrated_on": None}
     report = {"labels": ["silence", "unknown", "ja", "nein"], "features": features, "recognizer": recognizer}
     (tmp_path / "report.json").write_text(json.dumps(report))
-    detections = main([str(recording), "--model", "micro", "--tflite", str(tmp_path / "model_int8.tflite"), "--threshold", "0.7"])
+    detections = main(
+        [str(recording), "--model", "micro", "--tflite", str(tmp_path / "model_int8.tflite"), "--threshold", "0.7"]
+    )
     assert [d.label for d in detections] == ["ja", "nein"]
 
 
@@ -166,8 +195,11 @@ def test_the_recognizer_calibrated_by_the_export_is_the_default(recording, micro
     (tmp_path / "model_int8.tflite").write_bytes((micro_speech_dir / "micro_speech_quantized.tflite").read_bytes())
     features = {**dataclasses.asdict(FeatureSettings()), "frames": 49, "feature_scale": 10 / 256}
     strict = RecognizerSettings(detection_threshold=0.99).to_dict()
-    report = {"labels": ["silence", "unknown", "yes", "no"], "features": features,
-              "recognizer": {"settings": strict, "calibrated_on": "the validation stream"}}
+    report = {
+        "labels": ["silence", "unknown", "yes", "no"],
+        "features": features,
+        "recognizer": {"settings": strict, "calibrated_on": "the validation stream"},
+    }
     (tmp_path / "report.json").write_text(json.dumps(report))
     model = ["--model", "micro", "--tflite", str(tmp_path / "model_int8.tflite")]
     assert main([str(recording), *model]) == []  # 0.99: nothing reaches it
@@ -185,10 +217,29 @@ def test_the_recognizer_calibrated_by_the_export_is_the_default(recording, micro
 
 
 def test_listen_command_line(recording, micro_speech_dir):
-    proc = run_kws("listen", str(recording), "--model", "int8", "--tflite", str(micro_speech_dir / "micro_speech_quantized.tflite"), "--threshold", "0.7")
+    proc = run_kws(
+        "listen",
+        str(recording),
+        "--model",
+        "int8",
+        "--tflite",
+        str(micro_speech_dir / "micro_speech_quantized.tflite"),
+        "--threshold",
+        "0.7",
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("Heard")]
     assert [re.fullmatch(r"Heard (\w+) \(\d\.\d\d\) @\d+ms", line).group(1) for line in lines] == ["yes", "no"]
-    bad = run_kws("listen", str(recording), "--model", "micro", "--tflite", str(micro_speech_dir / "micro_speech_quantized.tflite"), "--stride_ms", "50", check=False)
+    bad = run_kws(
+        "listen",
+        str(recording),
+        "--model",
+        "micro",
+        "--tflite",
+        str(micro_speech_dir / "micro_speech_quantized.tflite"),
+        "--stride_ms",
+        "50",
+        check=False,
+    )
     assert bad.returncode == 2 and "multiple of the 20 ms frame step" in bad.stderr
 
 
@@ -204,11 +255,20 @@ def test_several_recordings_play_one_after_another(micro_speech_dir, tmp_path, c
     assert len(joined) == sum(len(p) + gap for p in parts)
     for i, part in enumerate(parts):  # each file sits after its own gap, unchanged
         start = sum(len(p) + gap for p in parts[:i]) + gap
-        assert np.array_equal(joined[start:start + len(part)], part)
+        assert np.array_equal(joined[start : start + len(part)], part)
     floor = joined[:gap].astype(float)
-    assert 1.5 < floor.std() < 2.5 and not np.array_equal(joined[:gap], joined[len(parts[0]) + gap:len(parts[0]) + 2 * gap])
+    assert 1.5 < floor.std() < 2.5 and not np.array_equal(
+        joined[:gap], joined[len(parts[0]) + gap : len(parts[0]) + 2 * gap]
+    )
     write_wav(tmp_path / "joined.wav", joined, 16000)
-    model = ["--model", "micro", "--tflite", str(micro_speech_dir / "micro_speech_quantized.tflite"), "--threshold", "0.7"]
+    model = [
+        "--model",
+        "micro",
+        "--tflite",
+        str(micro_speech_dir / "micro_speech_quantized.tflite"),
+        "--threshold",
+        "0.7",
+    ]
     several = main([*names, "--gap_s", "1.5", *model])
     one = main([str(tmp_path / "joined.wav"), *model])
     assert several == one and [d.label for d in one] == ["yes", "no"]

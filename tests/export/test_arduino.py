@@ -2,6 +2,7 @@
 library.properties, a deterministic zip, the errors that name the missing file and the fix, and
 the Arduino IDE's rules check_library enforces. tests/firmware/test_arduino_library.py compiles
 one made from a trained model and runs it in QEMU."""
+
 import hashlib
 import shutil
 import zipfile
@@ -17,9 +18,19 @@ from kws.export.c_sources import write_model_data, write_model_ops, write_model_
 LABELS = ["silence", "unknown", "yes", "no"]
 MODEL = bytes(range(256)) * 5  # the packager never parses the model: any bytes do
 SOURCE = "runs/csv/version_0/checkpoints/best-epoch=18.ckpt"
-SKETCH_OWN = {"audio_provider.cpp", "audio_provider.h", "command_responder.cpp", "command_responder.h",
-              "feature_provider.cpp", "feature_provider.h", "inference.cpp", "inference.h", "pipeline.cpp",
-              "pipeline.h", "timing_stats.h"}
+SKETCH_OWN = {
+    "audio_provider.cpp",
+    "audio_provider.h",
+    "command_responder.cpp",
+    "command_responder.h",
+    "feature_provider.cpp",
+    "feature_provider.h",
+    "inference.cpp",
+    "inference.h",
+    "pipeline.cpp",
+    "pipeline.h",
+    "timing_stats.h",
+}
 
 
 def fake_export(folder: Path, frontend: str = "micro", model: bytes = MODEL, labels=LABELS) -> Path:
@@ -42,8 +53,13 @@ def test_layout_properties_and_header(tmp_path):
     assert result["library"] == lib and result["zip"] == export / "arduino" / f"{name}.zip"
     files = {str(p.relative_to(lib)) for p in lib.rglob("*") if p.is_file()}
     model_files = {"model_data.cpp", "model_data.h", "model_settings.h", "model_ops.h", "micro_frontend_tables.h"}
-    shared = {"micro_frontend.c", "micro_frontend.h", "feature_quantize.h", "recognize_commands.cpp",
-              "recognize_commands.h"}
+    shared = {
+        "micro_frontend.c",
+        "micro_frontend.h",
+        "feature_quantize.h",
+        "recognize_commands.cpp",
+        "recognize_commands.h",
+    }
     expected = {f"src/{f}" for f in model_files | shared | SKETCH_OWN | {f"{name}.h"}}
     assert files == expected | {"library.properties", "examples/kws_firmware/kws_firmware.ino"}
     assert (lib / "src/model_data.cpp").read_bytes() == (export / "model_data.cc").read_bytes()
@@ -64,7 +80,8 @@ def test_layout_properties_and_header(tmp_path):
     assert f'#define KWS_MODEL_SHA256 "{sha}"' in header and f'#define KWS_MODEL_SOURCE "{SOURCE}"' in header
     ino = (lib / "examples/kws_firmware/kws_firmware.ino").read_text()
     assert [line for line in ino.splitlines() if line.startswith("#include")] == [
-        f"#include <{name}.h>  // the model, its front end and the pipeline"]
+        f"#include <{name}.h>  // the model, its front end and the pipeline"
+    ]
     assert "void setup()" in ino and "void loop()" in ino
     assert check_library(lib) == []
 
@@ -95,11 +112,14 @@ def test_mfcc_model_gets_the_mfcc_front_end_only(tmp_path):
     assert check_library(lib) == []
 
 
-@pytest.mark.parametrize("missing, says", [
-    ("model_data.cc", "re-export"),
-    ("model_settings.h", "re-export"),
-    ("micro_frontend_tables.h", "re-export"),
-])
+@pytest.mark.parametrize(
+    "missing, says",
+    [
+        ("model_data.cc", "re-export"),
+        ("model_settings.h", "re-export"),
+        ("micro_frontend_tables.h", "re-export"),
+    ],
+)
 def test_an_incomplete_export_names_the_file_and_the_fix(tmp_path, missing, says):
     export = fake_export(tmp_path / "export")
     (export / missing).unlink()
@@ -148,18 +168,42 @@ def test_check_library_catches_what_the_ide_enforces(tmp_path):
         return lambda lib: (lib / path).rename(lib / new)
 
     assert any(".cc is not compiled" in p for p in broken(rename(Path("src/model_data.cpp"), "src/model_data.cc")))
-    assert any("kws_firmware.ino inside" in p for p in broken(rename(Path("examples/kws_firmware/kws_firmware.ino"),
-                                                                      "examples/kws_firmware/main.ino")))
-    assert any("shadows src/model_settings.h" in p for p in broken(
-        lambda lib: shutil.copy(lib / "src/model_settings.h", lib / "examples/kws_firmware/")))
-    assert any("the same file name" in p for p in broken(
-        lambda lib: (lib / "src/extra").mkdir() or shutil.copy(lib / "src/pipeline.h", lib / "src/extra/Pipeline.h")))
+    assert any(
+        "kws_firmware.ino inside" in p
+        for p in broken(rename(Path("examples/kws_firmware/kws_firmware.ino"), "examples/kws_firmware/main.ino"))
+    )
+    assert any(
+        "shadows src/model_settings.h" in p
+        for p in broken(lambda lib: shutil.copy(lib / "src/model_settings.h", lib / "examples/kws_firmware/"))
+    )
+    assert any(
+        "the same file name" in p
+        for p in broken(
+            lambda lib: (lib / "src/extra").mkdir() or shutil.copy(lib / "src/pipeline.h", lib / "src/extra/Pipeline.h")
+        )
+    )
     assert any('"inference.h", which is not in' in p for p in broken(lambda lib: (lib / "src/inference.h").unlink()))
     assert any("outside src/" in p for p in broken(lambda lib: shutil.copy(lib / "src/pipeline.cpp", lib)))
-    assert any("differs from the folder" in p for p in broken(lambda lib: (lib / "library.properties").write_text(
-        (lib / "library.properties").read_text().replace(f"name={good.name}", "name=other"))))
-    assert any("no url=" in p for p in broken(lambda lib: (lib / "library.properties").write_text(
-        "".join(l for l in (lib / "library.properties").read_text().splitlines(True) if not l.startswith("url=")))))
+    assert any(
+        "differs from the folder" in p
+        for p in broken(
+            lambda lib: (lib / "library.properties").write_text(
+                (lib / "library.properties").read_text().replace(f"name={good.name}", "name=other")
+            )
+        )
+    )
+    assert any(
+        "no url=" in p
+        for p in broken(
+            lambda lib: (lib / "library.properties").write_text(
+                "".join(
+                    line
+                    for line in (lib / "library.properties").read_text().splitlines(True)
+                    if not line.startswith("url=")
+                )
+            )
+        )
+    )
     assert any("includes=" in p for p in broken(lambda lib: (lib / "src" / f"{good.name}.h").unlink()))
 
 

@@ -2,51 +2,42 @@
 Every runtime agrees with PyTorch, the C sources equal the model, the int8 graph has no layout
 glue, errors leave nothing behind, and the reference micro_speech model runs through the same
 evaluation code on our front end's features."""
+
 import json
 import os
 import re
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks import Export, QuantizationAwareTraining
-from tests.helpers import REPO, run_kws, trained_checkpoint
 from datamodules import SpeechCommandsDataModule
-from datamodules.synthetic import generate_corpus
+from kws.audio.features import MICRO_FEATURE_SCALE, FeatureSettings, build_frontend
 from kws.audio.wav import read_wav
-from kws.streams.recognize import DEFAULT_RECOGNIZER
-from kws.export import ExportError
 from kws.export.c_sources import resolver_method
-from kws.export.graph import float_tinyconv, same_padding_taps, TFLiteGraph
-from kws.export.pipeline import export_model, main
-from kws.export.tflite import evaluate_tflite, quantize, tflite_ops, TFLiteRunner
-from kws.training.checkpoints import CheckpointError, load_checkpoint
-from kws.audio.features import build_frontend, FeatureSettings, MICRO_FEATURE_SCALE
+from kws.export.graph import TFLiteGraph, float_tinyconv, same_padding_taps
 from kws.export.int8_reference import Int8Graph
+from kws.export.pipeline import export_model, main
+from kws.export.tflite import TFLiteRunner, evaluate_tflite, quantize, tflite_ops
+from kws.streams.recognize import DEFAULT_RECOGNIZER
+from kws.training.checkpoints import CheckpointError, load_checkpoint
 from kws.training.module import KWSModule
+from tests.helpers import EXPORT_ARTIFACTS, REPO, export_corpus, export_datamodule, run_kws, trained_checkpoint
 
 LABELS = ["silence", "unknown", "yes", "no"]
-ARTIFACTS = {"model.onnx", "model_float.tflite", "model_int8.tflite", "model_data.cc", "model_data.h",
-             "model_settings.h", "model_ops.h", "micro_frontend_tables.h", "report.json"}
+ARTIFACTS = EXPORT_ARTIFACTS
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("corpus") / "synthetic"
-    return generate_corpus(root, num_speakers=20, clips_per_word=150, unknown_clips_per_word=15, unknown_words=("cat", "dog", "bed", "bird", "go"), progress=False)
+    return export_corpus(tmp_path_factory.mktemp("corpus") / "synthetic")
 
 
 @pytest.fixture(scope="module")
 def datamodule(corpus) -> SpeechCommandsDataModule:
-    dm = SpeechCommandsDataModule(data_dir=str(corpus), batch_size=64)
-    dm.prepare_data()
-    dm.setup()
-    return dm
+    return export_datamodule(corpus)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +49,9 @@ def training_features(datamodule) -> tuple[np.ndarray, np.ndarray]:
 def checkpoint(datamodule, training_features, tmp_path_factory) -> Path:
     """A KWSModule trained for a few seconds on the training features, saved as `fit` saves it
     (Lightning checkpoint with the data module's hyperparameters)."""
-    return trained_checkpoint(datamodule, training_features, tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", epochs=20, learning_rate=3e-3)
+    return trained_checkpoint(
+        datamodule, training_features, tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", epochs=20, learning_rate=3e-3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +74,20 @@ def test_export_writes_every_artifact_and_reports(exported):
     assert report["artifacts"] == {name: (out / name).stat().st_size for name in ARTIFACTS - {"report.json"}}
     assert report["calibration"] == {"split": "training", "clips": 100, "augmentation": False}
     assert set(report["accuracy"]) == {"pytorch_float", "onnxruntime", "tflite_float", "tflite_int8", "tflite_micro"}
-    assert report["tensor_arena"]["bytes"] > 0 and report["tensor_arena"]["recorded_total_bytes"] <= report["tensor_arena"]["bytes"]
-    for line in ("| model_int8.tflite", "| TFLite int8 (tflite-micro)", "int8 ops: RESHAPE, CONV_2D, RESHAPE, FULLY_CONNECTED", "tflite-micro tensor arena:"):
+    assert (
+        report["tensor_arena"]["bytes"] > 0
+        and report["tensor_arena"]["recorded_total_bytes"] <= report["tensor_arena"]["bytes"]
+    )
+    for line in (
+        "| model_int8.tflite",
+        "| TFLite int8 (tflite-micro)",
+        "int8 ops: RESHAPE, CONV_2D, RESHAPE, FULLY_CONNECTED",
+        "tflite-micro tensor arena:",
+    ):
         assert line in console
-    assert report["accuracy"]["pytorch_float"] > 0.45  # above chance (a third): it learned, so agreement below means something
+    assert (
+        report["accuracy"]["pytorch_float"] > 0.45
+    )  # above chance (a third): it learned, so agreement below means something
     # without a lead-in the test clips have one view, a fresh front-end state, and the table says so
     assert report["accuracy_views"] == {"fresh": report["accuracy"]} and "test, fresh state |" in console
 
@@ -92,10 +95,27 @@ def test_export_writes_every_artifact_and_reports(exported):
 def test_accuracy_table_has_a_column_per_view():
     from kws.export.report import accuracy_table
 
-    views = {"lead_in": {"pytorch_float": 0.93, "tflite_micro": 0.9275}, "fresh": {"pytorch_float": 0.5, "tflite_micro": 0.25}}
-    lines = accuracy_table({"accuracy": views["lead_in"], "accuracy_views": views, "compared": {"/x/ref.tflite": {"lead_in": 0.55, "fresh": 0.875}}})
-    assert "test, after a lead-in" in lines[0] and "test, fresh state" in lines[0] and lines[0].index("lead-in") < lines[0].index("fresh")
-    assert [[cell.strip() for cell in line.split("|")[2:4]] for line in lines[2:]] == [["93.00%", "50.00%"], ["92.75%", "25.00%"], ["55.00%", "87.50%"]]
+    views = {
+        "lead_in": {"pytorch_float": 0.93, "tflite_micro": 0.9275},
+        "fresh": {"pytorch_float": 0.5, "tflite_micro": 0.25},
+    }
+    lines = accuracy_table(
+        {
+            "accuracy": views["lead_in"],
+            "accuracy_views": views,
+            "compared": {"/x/ref.tflite": {"lead_in": 0.55, "fresh": 0.875}},
+        }
+    )
+    assert (
+        "test, after a lead-in" in lines[0]
+        and "test, fresh state" in lines[0]
+        and lines[0].index("lead-in") < lines[0].index("fresh")
+    )
+    assert [[cell.strip() for cell in line.split("|")[2:4]] for line in lines[2:]] == [
+        ["93.00%", "50.00%"],
+        ["92.75%", "25.00%"],
+        ["55.00%", "87.50%"],
+    ]
     assert len({len(line) for line in lines}) == 1  # the columns line up
     assert lines[4].startswith("| ref.tflite")
 
@@ -128,11 +148,15 @@ def test_int8_outputs_are_the_numpy_integer_arithmetic(exported, training_featur
     Inputs: training clips plus random int8 windows, enough for the roundings to disagree."""
     out, report, _ = exported
     double = {"CONV_2D": "double", "FULLY_CONNECTED": "double"}
-    assert report["int8_rounding"]["checked"] and all("double" in modes for modes in report["int8_rounding"]["tflite_micro"].values())
+    assert report["int8_rounding"]["checked"] and all(
+        "double" in modes for modes in report["int8_rounding"]["tflite_micro"].values()
+    )
     model = (out / "model_int8.tflite").read_bytes()
     scale, zero_point = report["int8"]["input_scale"], report["int8"]["input_zero_point"]
     random = np.random.default_rng(0).integers(-128, 40, size=(1000, training_features[0].shape[1]))
-    x = np.concatenate([training_features[0], (random - zero_point) * scale]).astype(np.float32)  # quantizes back to `random`
+    x = np.concatenate([training_features[0], (random - zero_point) * scale]).astype(
+        np.float32
+    )  # quantizes back to `random`
     graph = Int8Graph(model)
     inputs = quantize(x, scale, zero_point, np.int8)
     expected = {
@@ -145,7 +169,9 @@ def test_int8_outputs_are_the_numpy_integer_arithmetic(exported, training_featur
         got = evaluate_tflite(model, x, runtime=runtime, arena_size=report["tensor_arena"]["bytes"])["outputs"]
         outputs[runtime] = graph.run(inputs, rounding)
         mismatch = np.argwhere(got != outputs[runtime])
-        assert not len(mismatch), f"{runtime}: {len(mismatch)} outputs differ from numpy with {rounding}, first {mismatch[:5].tolist()}"
+        assert not len(mismatch), (
+            f"{runtime}: {len(mismatch)} outputs differ from numpy with {rounding}, first {mismatch[:5].tolist()}"
+        )
     # Each runtime's roundings are pinned down: on these inputs the other assignments differ.
     assert (outputs["micro"] != outputs["litert"]).any() and (outputs["micro"] != outputs["litert-reference"]).any()
     assert (outputs["litert"] != outputs["litert-reference"]).any()
@@ -160,8 +186,16 @@ def test_int8_graph_has_only_the_model_ops(exported):
     header = (out / "model_ops.h").read_text()
     assert "tflite::MicroMutableOpResolver<kNumberOfOps>" in header and "constexpr int kNumberOfOps = 3;" in header
     assert re.findall(r"resolver\.(Add\w+)\((.*)\)\);", header) == [
-        ("AddReshape", ""), ("AddConv2D", "tflite::Register_CONV_2D_INT8()"), ("AddFullyConnected", "tflite::Register_FULLY_CONNECTED_INT8()")]
-    assert [resolver_method(op) for op in ("DEPTHWISE_CONV_2D", "MAX_POOL_2D", "SOFTMAX", "BATCH_MATMUL")] == ["AddDepthwiseConv2D", "AddMaxPool2D", "AddSoftmax", "AddBatchMatMul"]
+        ("AddReshape", ""),
+        ("AddConv2D", "tflite::Register_CONV_2D_INT8()"),
+        ("AddFullyConnected", "tflite::Register_FULLY_CONNECTED_INT8()"),
+    ]
+    assert [resolver_method(op) for op in ("DEPTHWISE_CONV_2D", "MAX_POOL_2D", "SOFTMAX", "BATCH_MATMUL")] == [
+        "AddDepthwiseConv2D",
+        "AddMaxPool2D",
+        "AddSoftmax",
+        "AddBatchMatMul",
+    ]
 
 
 def test_c_array_is_the_int8_model(exported):
@@ -187,11 +221,18 @@ def test_model_settings_match_model_and_features(exported):
     assert np.float32(number("kFeatureScale")) == np.float32(MICRO_FEATURE_SCALE)
     settings = FeatureSettings()
     expected = {
-        "kAudioSampleFrequency": settings.sample_rate, "kClipSamples": settings.clip_samples,
-        "kFeatureDurationMs": settings.window_ms, "kFeatureDurationSamples": settings.window_samples,
-        "kFeatureStrideMs": settings.stride_ms, "kFeatureStrideSamples": settings.stride_samples,
-        "kFeatureSize": settings.num_features, "kFeatureCount": settings.num_frames, "kCategoryCount": 4,
-        "kSilenceIndex": 0, "kUnknownIndex": 1, "kTensorArenaSize": report["tensor_arena"]["bytes"],
+        "kAudioSampleFrequency": settings.sample_rate,
+        "kClipSamples": settings.clip_samples,
+        "kFeatureDurationMs": settings.window_ms,
+        "kFeatureDurationSamples": settings.window_samples,
+        "kFeatureStrideMs": settings.stride_ms,
+        "kFeatureStrideSamples": settings.stride_samples,
+        "kFeatureSize": settings.num_features,
+        "kFeatureCount": settings.num_frames,
+        "kCategoryCount": 4,
+        "kSilenceIndex": 0,
+        "kUnknownIndex": 1,
+        "kTensorArenaSize": report["tensor_arena"]["bytes"],
     }
     assert {name: number(name) for name in expected} == expected
     assert 'constexpr char kFrontEnd[] = "micro";' in header
@@ -202,8 +243,9 @@ def test_model_settings_match_model_and_features(exported):
     if report["recognizer"]["calibrated_on"] is None:
         assert recognizer == DEFAULT_RECOGNIZER.to_dict()
     assert np.float32(number("kDetectionThreshold")) == np.float32(recognizer["detection_threshold"])
-    assert [number(n) for n in ("kAverageWindowMs", "kSuppressionMs", "kMinimumCount", "kInferenceStrideMs")] == \
-        [recognizer[k] for k in ("average_window_ms", "suppression_ms", "minimum_count", "inference_stride_ms")]
+    assert [number(n) for n in ("kAverageWindowMs", "kSuppressionMs", "kMinimumCount", "kInferenceStrideMs")] == [
+        recognizer[k] for k in ("average_window_ms", "suppression_ms", "minimum_count", "inference_stride_ms")
+    ]
     assert recognizer["inference_stride_ms"] == 100 and {"silence", "unknown"} <= set(recognizer["ignore"])
     # The front end's tables beside it: the default settings' micro tables, byte for byte the
     # committed ones that setup.py compiles.
@@ -220,8 +262,17 @@ def test_stream_test_writes_its_calibration_into_the_export(exported, tmp_path):
     folder = tmp_path / "export"
     shutil.copytree(exported[0], folder)
     before = (folder / "model_settings.h").read_text()
-    run_kws("stream-test", "--export", str(folder), "--budgets", "2", "--calibrate_fa_per_hour", "100000",
-            "--out", str(tmp_path / "st"))
+    run_kws(
+        "stream-test",
+        "--export",
+        str(folder),
+        "--budgets",
+        "2",
+        "--calibrate_fa_per_hour",
+        "100000",
+        "--out",
+        str(tmp_path / "st"),
+    )
     report = json.loads((folder / "report.json").read_text())
     recognizer = report["recognizer"]
     assert recognizer["max_fa_per_hour"] == 100000 and recognizer["model"] == "int8 (tflite-micro)"
@@ -233,9 +284,14 @@ def test_stream_test_writes_its_calibration_into_the_export(exported, tmp_path):
     assert int(values["kAverageWindowMs"]) == recognizer["settings"]["average_window_ms"]
     # Only the recognizer's part of the header changed; the rest of the folder is the export's.
     changed = [line for line in header.splitlines() if line not in before.splitlines()]
-    recognizer_lines = ("constexpr int32_t kAverageWindowMs", "constexpr float kDetectionThreshold",
-                        "constexpr int32_t kSuppressionMs", "constexpr int kMinimumCount", "// calibrated",
-                        "// micro_speech")
+    recognizer_lines = (
+        "constexpr int32_t kAverageWindowMs",
+        "constexpr float kDetectionThreshold",
+        "constexpr int32_t kSuppressionMs",
+        "constexpr int kMinimumCount",
+        "// calibrated",
+        "// micro_speech",
+    )
     assert all(line.startswith(recognizer_lines) for line in changed), changed
     assert report["artifacts"]["model_settings.h"] == len(header.encode())
     assert (folder / "model_int8.tflite").read_bytes() == (exported[0] / "model_int8.tflite").read_bytes()
@@ -260,7 +316,9 @@ def test_reference_model_through_the_same_evaluation(micro_speech_dir):
     scale and zero point), hears yes as yes, no as no and the silence and noise clips as silence:
     our features are what it was trained on."""
     frontend = build_frontend(FeatureSettings())
-    clips = {name: read_wav(micro_speech_dir / f"{name}_1000ms.wav", 16000)[0] for name in ("yes", "no", "silence", "noise")}
+    clips = {
+        name: read_wav(micro_speech_dir / f"{name}_1000ms.wav", 16000)[0] for name in ("yes", "no", "silence", "noise")
+    }
     with torch.no_grad():
         features = frontend(torch.from_numpy(np.stack(list(clips.values())))).reshape(len(clips), -1).numpy()
     reference = micro_speech_dir / "micro_speech_quantized.tflite"
@@ -269,7 +327,9 @@ def test_reference_model_through_the_same_evaluation(micro_speech_dir):
     labels = np.array([LABELS.index(name) for name in ("yes", "no", "silence", "silence")])
     for runtime in ("litert", "micro"):
         result = evaluate_tflite(reference, features, labels, runtime=runtime)
-        assert [LABELS[i] for i in result["predictions"]] == ["yes", "no", "silence", "silence"] and result["accuracy"] == 1.0
+        assert [LABELS[i] for i in result["predictions"]] == ["yes", "no", "silence", "silence"] and result[
+            "accuracy"
+        ] == 1.0
 
 
 def _fails_cleanly(capsys, out: Path, *argv: str) -> str:
@@ -288,15 +348,21 @@ def test_missing_checkpoint(tmp_path, capsys):
 def test_checkpoint_of_another_architecture(tmp_path, capsys, checkpoint):
     plain = tmp_path / "state_dict.pt"
     torch.save(torch.nn.Linear(3, 2).state_dict(), plain)
-    assert "is not a KWSModule checkpoint (a plain state_dict)" in _fails_cleanly(capsys, tmp_path / "out", "--ckpt", str(plain))
+    assert "is not a KWSModule checkpoint (a plain state_dict)" in _fails_cleanly(
+        capsys, tmp_path / "out", "--ckpt", str(plain)
+    )
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"hidden": 3}}, other)
-    assert "is not a KWSModule checkpoint (no KWSModule hyperparameters" in _fails_cleanly(capsys, tmp_path / "out", "--ckpt", str(other))
+    assert "is not a KWSModule checkpoint (no KWSModule hyperparameters" in _fails_cleanly(
+        capsys, tmp_path / "out", "--ckpt", str(other)
+    )
     # KWSModule hyperparameters, but weights of another shape
     wrong = torch.load(checkpoint, map_location="cpu", weights_only=False)
     wrong["state_dict"]["model.fc.weight"] = torch.zeros(4, 10)
     torch.save(wrong, tmp_path / "wrong.ckpt")
-    assert "does not fit KWSModule's TinyConv" in _fails_cleanly(capsys, tmp_path / "out", "--ckpt", str(tmp_path / "wrong.ckpt"))
+    assert "does not fit KWSModule's TinyConv" in _fails_cleanly(
+        capsys, tmp_path / "out", "--ckpt", str(tmp_path / "wrong.ckpt")
+    )
 
 
 def test_config_overrides_the_data_settings(checkpoint, corpus, tmp_path, capsys):
@@ -329,7 +395,9 @@ def test_unwritable_output_folder(tmp_path, capsys, checkpoint):
     (user_folder / "notes.txt").write_text("keep me")
     with pytest.raises(SystemExit):
         main(["--ckpt", str(checkpoint), "--out", str(user_folder)])
-    assert "is not an earlier export" in capsys.readouterr().err and (user_folder / "notes.txt").read_text() == "keep me"
+    assert (
+        "is not an earlier export" in capsys.readouterr().err and (user_folder / "notes.txt").read_text() == "keep me"
+    )
 
 
 def test_failed_export_keeps_the_previous_one(tmp_path, checkpoint, datamodule, monkeypatch):
@@ -344,43 +412,11 @@ def test_failed_export_keeps_the_previous_one(tmp_path, checkpoint, datamodule, 
         path.write_bytes(b"half")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(type(datamodule), "split_features", lambda *a, **k: (np.zeros((2, 1960), np.float32), np.zeros(2, np.int64)))
+    monkeypatch.setattr(
+        type(datamodule), "split_features", lambda *a, **k: (np.zeros((2, 1960), np.float32), np.zeros(2, np.int64))
+    )
     monkeypatch.setattr(kws.export.pipeline, "export_onnx", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         export_model(module, datamodule, out, source="test", log=lambda _: None)
     assert [p.name for p in out.iterdir()] == ["report.json"] and (out / "report.json").read_text() == "{}"
     assert not _no_leftovers(tmp_path)
-
-
-def test_callback_exports_the_qat_model_at_fit_end(datamodule, tmp_path):
-    """callbacks.Export during a real fit with QAT (its defaults, TFLite's scheme): the in-memory
-    fake-quantized model is exported with QAT's own quantization (tests/export/test_export_qat.py
-    checks it), the report shows the QAT accuracy next to the int8 one and says so."""
-    torch.manual_seed(0)
-    module = KWSModule(labels=datamodule.labels, input_shape=datamodule.input_shape)
-    export = Export(calibration_clips=100)
-    trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path,
-        callbacks=[QuantizationAwareTraining(start_epoch=0), export],
-    )
-    trainer.fit(module, datamodule=datamodule)
-    assert export.error is None
-    out = tmp_path / "export"
-    report = json.loads((out / "report.json").read_text())
-    assert {p.name for p in out.iterdir()} == ARTIFACTS | {"arduino"} and not _no_leftovers(tmp_path)
-    assert set(report["accuracy"]) == {"pytorch_float", "pytorch_qat", "onnxruntime", "tflite_float", "tflite_int8", "tflite_micro"}
-    assert any("QAT-trained model: the int8 model holds QAT's own scales" in note for note in report["notes"])
-    assert report["qat_int8"]["scales"]["equal"]
-    assert set(report["qat_input_ranges"]) == {"conv", "fc"}
-    assert report["source"] == "the model at the end of fit (1 epochs)"
-
-
-def test_callback_without_data_module_warns(tmp_path):
-    module = KWSModule()
-    export = Export()
-    x, y = torch.rand(8, 1960), torch.randint(0, 4, (8,))
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path, callbacks=[export])
-    with pytest.warns(UserWarning, match="needs the fit's data module"):
-        trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=4))
-    assert not (tmp_path / "export").exists()

@@ -3,6 +3,7 @@ equal to PyTorch, an int8 graph of ops tflite-micro and CMSIS-NN both have with 
 LiteRT and tflite-micro int8 outputs within a rounding step (each reproduced bit for bit by the
 numpy int8 reference), the C array equal to the model, and -- where the Arm toolchain and QEMU
 are installed -- the firmware computing what the host computes, within the flash and RAM budget."""
+
 import json
 import re
 import shutil
@@ -60,7 +61,14 @@ def training_features(datamodule) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def checkpoint(datamodule, training_features, tmp_path_factory) -> Path:
     """A DS-CNN KWSModule trained for a few epochs on the training features, saved as `fit` saves it."""
-    return trained_checkpoint(datamodule, training_features, tmp_path_factory.mktemp("ckpt") / "ds_cnn.ckpt", epochs=6, arch="ds_cnn", learning_rate=1e-2)
+    return trained_checkpoint(
+        datamodule,
+        training_features,
+        tmp_path_factory.mktemp("ckpt") / "ds_cnn.ckpt",
+        epochs=6,
+        arch="ds_cnn",
+        learning_rate=1e-2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +114,12 @@ def test_int8_graph_has_only_board_ops(exported):
     header = (out / "model_ops.h").read_text()
     assert "constexpr int kNumberOfOps = 5;" in header
     assert re.findall(r"resolver\.(Add\w+)\((.*)\)\);", header) == [
-        ("AddReshape", ""), ("AddConv2D", "tflite::Register_CONV_2D_INT8()"), ("AddDepthwiseConv2D", "tflite::Register_DEPTHWISE_CONV_2D_INT8()"),
-        ("AddAveragePool2D", "tflite::Register_AVERAGE_POOL_2D_INT8()"), ("AddFullyConnected", "tflite::Register_FULLY_CONNECTED_INT8()")]
+        ("AddReshape", ""),
+        ("AddConv2D", "tflite::Register_CONV_2D_INT8()"),
+        ("AddDepthwiseConv2D", "tflite::Register_DEPTHWISE_CONV_2D_INT8()"),
+        ("AddAveragePool2D", "tflite::Register_AVERAGE_POOL_2D_INT8()"),
+        ("AddFullyConnected", "tflite::Register_FULLY_CONNECTED_INT8()"),
+    ]
     assert f"int8 ops: {', '.join(OPS)}" in "\n".join(lines)
     assert not report["notes"]
 
@@ -141,7 +153,9 @@ def test_int8_outputs_are_the_numpy_integer_arithmetic(exported, training_featur
     out, report, lines = exported
     assert report["int8_rounding"]["checked"]
     assert report["int8_rounding"]["tflite_micro"]["DEPTHWISE_CONV_2D"] == ["double"]
-    assert all(report["int8_rounding"][name] for name in ("tflite_micro", "litert", "litert_reference_kernels"))  # each explained
+    assert all(
+        report["int8_rounding"][name] for name in ("tflite_micro", "litert", "litert_reference_kernels")
+    )  # each explained
     assert "\nnumpy int8 reference: tflite-micro = CONV_2D double" in "\n".join(lines)
     model = (out / "model_int8.tflite").read_bytes()
     scale, zero_point = report["int8"]["input_scale"], report["int8"]["input_zero_point"]
@@ -156,7 +170,9 @@ def test_int8_outputs_are_the_numpy_integer_arithmetic(exported, training_featur
     for runtime, rounding in expected.items():
         got = evaluate_tflite(model, x, runtime=runtime, arena_size=report["tensor_arena"]["bytes"])["outputs"]
         mismatch = np.argwhere(got != graph.run(inputs, rounding))
-        assert not len(mismatch), f"{runtime}: {len(mismatch)} outputs differ from numpy with {rounding}, first {mismatch[:5].tolist()}"
+        assert not len(mismatch), (
+            f"{runtime}: {len(mismatch)} outputs differ from numpy with {rounding}, first {mismatch[:5].tolist()}"
+        )
 
 
 def test_c_array_is_the_int8_model(exported):
@@ -174,8 +190,10 @@ FIRMWARE_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "qemu-system-arm", "
 TFLM_DIR = REPO.parent / "shared" / "third_party" / "tflite-micro"
 
 
-@pytest.mark.skipif(any(shutil.which(t) is None for t in FIRMWARE_TOOLS) or not (TFLM_DIR / "cmsis-nn").is_dir(),
-                    reason="needs the Arm toolchain, QEMU and a TFLM tree (tests/firmware/test_emulator.py says how)")
+@pytest.mark.skipif(
+    any(shutil.which(t) is None for t in FIRMWARE_TOOLS) or not (TFLM_DIR / "cmsis-nn").is_dir(),
+    reason="needs the Arm toolchain, QEMU and a TFLM tree (tests/firmware/test_emulator.py says how)",
+)
 def test_the_firmware_runs_the_ds_cnn(exported, datamodule, tmp_path):
     """Both kernel sets in QEMU: int8 outputs equal the host's on a recording and on every test
     clip, and the sketch (its arena sized for the DS-CNN) fits 256 KB of flash and 64 KB of RAM."""
@@ -186,7 +204,11 @@ def test_the_firmware_runs_the_ds_cnn(exported, datamodule, tmp_path):
     test_split = datamodule.splits["testing"]
     audio, _ = test_split[list(range(len(test_split)))[:10]]
     quiet = np.zeros((len(audio), 8000), np.int16)
-    write_wav(tmp_path / "recording.wav", np.concatenate([np.concatenate([a, q]) for a, q in zip(audio.numpy(), quiet)]), 16000)
+    write_wav(
+        tmp_path / "recording.wav",
+        np.concatenate([np.concatenate([a, q]) for a, q in zip(audio.numpy(), quiet)]),
+        16000,
+    )
     results = simulate(out, tmp_path / "recording.wav", log=lambda line: None)
     for kernels, entry in results["kernels"].items():
         assert entry["stream"]["identical"] and entry["stream"]["detections_identical"], (kernels, entry["stream"])

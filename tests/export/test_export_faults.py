@@ -1,5 +1,6 @@
 """export is never silent: a write error (a full disk) and Ctrl-C each end in one line, and the
 earlier export in --out is left whole (the staging folder's promise, kws.export.pipeline)."""
+
 import errno
 import os
 import signal
@@ -54,9 +55,25 @@ def test_ctrl_c_during_the_conversion_stops_the_export(earlier, checkpoint):  # 
     scratch = out.parent / "tmp"  # the export's temporary folder, where onnx2tf writes once it runs
     scratch.mkdir()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), "TMPDIR": str(scratch)}
-    proc = subprocess.Popen([sys.executable, "-m", "kws", "export", "--ckpt", str(checkpoint), "--out", str(out),
-                             "--calibration_clips", "10"], cwd=out.parent, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kws",
+            "export",
+            "--ckpt",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--calibration_clips",
+            "10",
+        ],
+        cwd=out.parent,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)

@@ -1,6 +1,7 @@
 """The int8 export of a QAT-trained TinyConv is the model QAT trained: its scales, zero points and
 integer weights (8 and 4 bits), pruning's zeros, and outputs equal to the fake-quantized model in
 tflite-micro; what TFLite cannot hold is refused before training; a non-QAT export is untouched."""
+
 import json
 
 import lightning as L
@@ -20,16 +21,22 @@ from kws.export.tflite import parse_model
 from kws.models import DSCNN, TinyConv
 from kws.training.module import KWSModule
 
-
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-             accelerator="cpu")
+QUIET = dict(
+    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu"
+)
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus") / "synthetic"
-    return generate_corpus(root, num_speakers=20, clips_per_word=150, unknown_clips_per_word=15,
-                           unknown_words=("cat", "dog", "bed", "bird", "go"), progress=False)
+    return generate_corpus(
+        root,
+        num_speakers=20,
+        clips_per_word=150,
+        unknown_clips_per_word=15,
+        unknown_words=("cat", "dog", "bed", "bird", "go"),
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +53,10 @@ def fit_and_export(datamodule, root, qat: QuantizationAwareTraining, prune: Prun
     module = KWSModule(labels=datamodule.labels, input_shape=datamodule.input_shape, dropout=0.0, learning_rate=3e-3)
     export = Export(out_dir=str(root / "export"), calibration_clips=100)
     trainer = L.Trainer(
-        max_epochs=epochs, callbacks=[c for c in (prune, qat, export) if c is not None], default_root_dir=root, **QUIET,
+        max_epochs=epochs,
+        callbacks=[c for c in (prune, qat, export) if c is not None],
+        default_root_dir=root,
+        **QUIET,
     )
     trainer.fit(module, datamodule=datamodule)
     assert export.error is None, export.error
@@ -73,8 +83,10 @@ def tensors_of(model: bytes) -> dict[str, tuple]:
     graph = parsed.subgraphs[0]
     ops = {name: op for name, op in zip(names[0], graph.operators)}
     indices = lambda op: (op.inputs[0], op.outputs[0], op.inputs[1], op.inputs[2])  # noqa: E731
-    return {layer: [graph.tensors[i] for i in indices(ops[op])]
-            for layer, op in (("conv", "CONV_2D"), ("fc", "FULLY_CONNECTED"))}, parsed
+    return {
+        layer: [graph.tensors[i] for i in indices(ops[op])]
+        for layer, op in (("conv", "CONV_2D"), ("fc", "FULLY_CONNECTED"))
+    }, parsed
 
 
 def assert_quantization_is_qat(module, model: bytes) -> None:
@@ -174,8 +186,15 @@ def test_non_qat_export_is_untouched(datamodule, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "qat_int8_model", never)
     torch.manual_seed(0)
     module = KWSModule(labels=datamodule.labels, input_shape=datamodule.input_shape).eval()
-    report = pipeline.export_model(module, datamodule, tmp_path / "plain", "test", calibration_clips=50,
-                                   log=lambda _: None, recognizer_fa_per_hour=None)
+    report = pipeline.export_model(
+        module,
+        datamodule,
+        tmp_path / "plain",
+        "test",
+        calibration_clips=50,
+        log=lambda _: None,
+        recognizer_fa_per_hour=None,
+    )
     assert (tmp_path / "plain" / "model_int8.tflite").read_bytes() == converted["int8"]
     assert "qat_int8" not in report and len(report["int8_weights"]) == 2
 
@@ -188,13 +207,16 @@ def refused(module, qat) -> str:
     return str(error.value)
 
 
-@pytest.mark.parametrize("options, fix", [
-    ({"mode": "asymmetric"}, "set mode: symmetric"),
-    ({"activation_bits": 4}, "set activation_bits: 8"),
-    ({"activation_mode": "symmetric"}, "set activation_mode: asymmetric"),
-    ({"layers": ["conv"]}, "set layers: null"),
-    ({"quantize_output": False}, "set quantize_output: true"),
-])
+@pytest.mark.parametrize(
+    "options, fix",
+    [
+        ({"mode": "asymmetric"}, "set mode: symmetric"),
+        ({"activation_bits": 4}, "set activation_bits: 8"),
+        ({"activation_mode": "symmetric"}, "set activation_mode: asymmetric"),
+        ({"layers": ["conv"]}, "set layers: null"),
+        ({"quantize_output": False}, "set quantize_output: true"),
+    ],
+)
 def test_refused_before_training(options, fix):
     module = KWSModule()
     assert fix in refused(module, QuantizationAwareTraining(**options))
@@ -243,8 +265,15 @@ def test_old_qat_checkpoint_keeps_the_calibration(datamodule, tmp_path, monkeypa
     wrap_fake_quant(module.model, per_channel=True)
     module.model.train()(torch.from_numpy(datamodule.split_features("training", clips=64)[0]))
     module.eval()
-    report = pipeline.export_model(module, datamodule, tmp_path / "old", "test", calibration_clips=50,
-                                   log=lambda _: None, recognizer_fa_per_hour=None)
+    report = pipeline.export_model(
+        module,
+        datamodule,
+        tmp_path / "old",
+        "test",
+        calibration_clips=50,
+        log=lambda _: None,
+        recognizer_fa_per_hour=None,
+    )
     assert (tmp_path / "old" / "model_int8.tflite").read_bytes() == converted["int8"]
     assert "qat_int8" not in report
     assert any("cannot hold exactly" in n and "set activation_mode: asymmetric" in n for n in report["notes"])

@@ -1,6 +1,7 @@
 """The export folder as the deploy contract (kws.export.folder): what it must hold, how a reader
 refuses an incomplete or older one, and how a new calibration is written into it. Built here
 from the export's own writers with a stand-in model (no training)."""
+
 import json
 import re
 import shutil

@@ -2,6 +2,7 @@
 exact integers (gemmlowp's SaturatingRoundingDoublingHighMul + RoundingDivideByPOT, and
 TFLITE_SINGLE_ROUNDING's 64-bit multiply-round-shift). The whole-graph check against tflite-micro
 and LiteRT is in test_export.py."""
+
 import numpy as np
 import pytest
 
@@ -35,7 +36,7 @@ def test_quantize_multiplier_represents_the_real_multiplier(real):
 
 def test_roundings_match_their_definitions_and_differ_by_at_most_one():
     rng = np.random.default_rng(0)
-    x = rng.integers(-2**20, 2**20, size=4000)
+    x = rng.integers(-(2**20), 2**20, size=4000)
     reals = rng.uniform(1e-4, 0.9, size=4000)
     pairs = [quantize_multiplier(r) for r in reals]
     multiplier, shift = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])

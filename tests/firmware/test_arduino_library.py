@@ -6,6 +6,7 @@ image, the same outputs on a recording.
 
 Needs the Arm toolchain, QEMU and a TFLM source tree (../shared/third_party/tflite-micro, or
 TFLM_DIR); skipped with the reason otherwise. Only the CMSIS-NN kernels (the Arduino library's)."""
+
 import os
 import shutil
 import subprocess
@@ -24,11 +25,16 @@ TFLM_DIR = Path(os.environ.get("TFLM_DIR", REPO.parent / "shared" / "third_party
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-objcopy", "qemu-system-arm", "make")
 MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
 pytestmark = [
-    pytest.mark.skipif(bool(MISSING), reason=f"{', '.join(MISSING)} not found: install gcc-arm-none-eabi "
-                       "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm "
-                       "(.ci/run does on Debian)"),
-    pytest.mark.skipif(not (TFLM_DIR / "cmsis-nn").is_dir(), reason=f"no TFLM source tree at {TFLM_DIR} "
-                       "(set TFLM_DIR; firmware/README.md says how to make one)"),
+    pytest.mark.skipif(
+        bool(MISSING),
+        reason=f"{', '.join(MISSING)} not found: install gcc-arm-none-eabi "
+        "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm "
+        "(.ci/run does on Debian)",
+    ),
+    pytest.mark.skipif(
+        not (TFLM_DIR / "cmsis-nn").is_dir(),
+        reason=f"no TFLM source tree at {TFLM_DIR} (set TFLM_DIR; firmware/README.md says how to make one)",
+    ),
 ]
 NAME = "kws_yes_no_inferencing"
 
@@ -49,14 +55,15 @@ def exported(tiny_corpus, tmp_path_factory) -> Path:
     dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), batch_size=64)
     dm.prepare_data()
     dm.setup()
-    ckpt = trained_checkpoint(dm, dm.split_features("training"), folder / "tiny.ckpt", epochs=4,
-                              learning_rate=3e-3)
-    export_checkpoint(ckpt, folder / "export", calibration_clips=100, recognizer_fa_per_hour=None,
-                      log=lambda line: None)
+    ckpt = trained_checkpoint(dm, dm.split_features("training"), folder / "tiny.ckpt", epochs=4, learning_rate=3e-3)
+    export_checkpoint(
+        ckpt, folder / "export", calibration_clips=100, recognizer_fa_per_hour=None, log=lambda line: None
+    )
     clips = sorted(tiny_corpus.glob("[a-z]*/*.wav"))[::11][:8]
     quiet = np.zeros(8000, np.int16)
-    write_wav(folder / "recording.wav", np.concatenate([np.concatenate([read_wav(c, 16000)[0], quiet]) for c in clips]),
-              16000)
+    write_wav(
+        folder / "recording.wav", np.concatenate([np.concatenate([read_wav(c, 16000)[0], quiet]) for c in clips]), 16000
+    )
     return folder
 
 
@@ -74,11 +81,17 @@ def installed(exported) -> Path:
 
 def test_the_zip_holds_the_library(exported, installed):
     lib = exported / "export" / "arduino" / NAME
-    assert sorted(p.relative_to(lib) for p in lib.rglob("*")) == sorted(p.relative_to(installed)
-                                                                      for p in installed.rglob("*"))
+    assert sorted(p.relative_to(lib) for p in lib.rglob("*")) == sorted(
+        p.relative_to(installed) for p in installed.rglob("*")
+    )
     properties = (installed / "library.properties").read_text()
-    for line in (f"name={NAME}", "category=Data Processing", "architectures=mbed,mbed_nano",
-                 "depends=Arduino_TensorFlowLite", f"includes={NAME}.h"):
+    for line in (
+        f"name={NAME}",
+        "category=Data Processing",
+        "architectures=mbed,mbed_nano",
+        "depends=Arduino_TensorFlowLite",
+        f"includes={NAME}.h",
+    ):
         assert line + "\n" in properties
     assert (installed / "src" / "model_data.cpp").read_bytes() == (exported / "export" / "model_data.cc").read_bytes()
     assert (installed / "examples" / "kws_firmware" / "kws_firmware.ino").is_file()
@@ -90,11 +103,18 @@ def test_two_exports_of_one_model_give_one_zip(exported):
     one process names onnx2tf's Keras layers model_1/... and its int8 model's bytes differ."""
     zips = []
     for out in (exported / "export-a", exported / "export-b"):
-        script = ("import sys; from kws.export.pipeline import export_checkpoint; "
-                  "export_checkpoint(sys.argv[1], sys.argv[2], calibration_clips=100, recognizer_fa_per_hour=None, "
-                  "log=lambda line: None)")
-        subprocess.run([sys.executable, "-c", script, str(exported / "tiny.ckpt"), str(out)], cwd=REPO, check=True,
-                       capture_output=True, timeout=900)
+        script = (
+            "import sys; from kws.export.pipeline import export_checkpoint; "
+            "export_checkpoint(sys.argv[1], sys.argv[2], calibration_clips=100, recognizer_fa_per_hour=None, "
+            "log=lambda line: None)"
+        )
+        subprocess.run(
+            [sys.executable, "-c", script, str(exported / "tiny.ckpt"), str(out)],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
         run_kws("arduino-library", "--export", str(out))  # packaging an existing export again: the same zip
         zips.append((out / "arduino" / f"{NAME}.zip").read_bytes())
     assert zips[0] == zips[1]

@@ -6,6 +6,7 @@ outputs and every detection.
 
 Needs the Arm toolchain, QEMU and a TFLM source tree, as tests/firmware/test_emulator.py;
 skipped with the reason otherwise."""
+
 import re
 
 import numpy as np
@@ -31,8 +32,9 @@ def exported(tiny_corpus, tmp_path_factory):
     dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), batch_size=64, num_features=CHANNELS)
     dm.prepare_data()
     dm.setup()
-    ckpt = trained_checkpoint(dm, dm.split_features("training"), folder / "model.ckpt", epochs=2, arch="tiny_conv",
-                              learning_rate=3e-3)
+    ckpt = trained_checkpoint(
+        dm, dm.split_features("training"), folder / "model.ckpt", epochs=2, arch="tiny_conv", learning_rate=3e-3
+    )
     report = export_checkpoint(ckpt, folder / "export", calibration_clips=100, log=lambda line: None)
     # A two-epoch model hears little at its calibrated threshold: a low one, written into the
     # folder as stream-test --export writes one, gives detections to compare.

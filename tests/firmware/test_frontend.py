@@ -2,6 +2,7 @@
 a micro_frontend_tables.h written by kws.export.frontend_tables, against the Python reference
 MicroFrontend. Tolerance: none -- bit-exact, on the micro_speech reference clips and on synthetic
 signals, both streamed window by window (odd-sized reads, caller-managed hop) and as a whole clip."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,15 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO
-from kws.audio.wav import read_wav
-from kws.export.frontend_tables import write_micro_frontend_tables
 from kws.audio.micro_frontend import MicroFrontend
 from kws.audio.micro_tables import MicroFrontendConfig
+from kws.audio.wav import read_wav
+from kws.export.frontend_tables import write_micro_frontend_tables
+from tests.helpers import REPO
 
 FIRMWARE = REPO / "firmware"
 GCC = shutil.which("gcc")
-pytestmark = pytest.mark.skipif(GCC is None, reason="gcc not found: the firmware front-end test compiles the C sources with it")
+pytestmark = pytest.mark.skipif(
+    GCC is None, reason="gcc not found: the firmware front-end test compiles the C sources with it"
+)
 
 # Default config, and ones that take the other code paths: a radix-2 FFT stage (256-point FFT),
 # no PCAN / no log.
@@ -32,8 +35,21 @@ CONFIGS = {
 def build(tmp: Path, cfg: MicroFrontendConfig) -> Path:
     write_micro_frontend_tables(tmp, cfg)
     binary = tmp / "frontend_main"
-    command = [GCC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{tmp}", f"-I{FIRMWARE}",
-               str(FIRMWARE / "micro_frontend.c"), str(FIRMWARE / "host_test" / "frontend_main.c"), "-o", str(binary)]
+    command = [
+        GCC,
+        "-std=c99",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+        f"-I{tmp}",
+        f"-I{FIRMWARE}",
+        str(FIRMWARE / "micro_frontend.c"),
+        str(FIRMWARE / "host_test" / "frontend_main.c"),
+        "-o",
+        str(binary),
+    ]
     proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(command)}\n{proc.stderr}"
     return binary
@@ -50,8 +66,9 @@ MODES = {"streaming": [], "clip": ["--clip"], "batch": ["--batch"], "stages": ["
 
 
 def c_features(binary: Path, audio: np.ndarray, mode: str) -> np.ndarray:
-    proc = subprocess.run([str(binary), "-", *MODES[mode]], input=audio.astype("<i2").tobytes(),
-                          capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [str(binary), "-", *MODES[mode]], input=audio.astype("<i2").tobytes(), capture_output=True, timeout=30
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     lines = [line for line in proc.stdout.decode().splitlines() if not line.startswith("noise")]
     if not lines:
@@ -114,7 +131,9 @@ def test_reference_clips(binaries, micro_speech_dir, word):
 
 def test_reference_clips_streamed_back_to_back(binaries, micro_speech_dir):
     """A 4 s recording of the four clips in a row: one state across all of them."""
-    audio = np.concatenate([read_wav(micro_speech_dir / f"{w}_1000ms.wav")[0] for w in ("silence", "yes", "noise", "no")])
+    audio = np.concatenate(
+        [read_wav(micro_speech_dir / f"{w}_1000ms.wav")[0] for w in ("silence", "yes", "noise", "no")]
+    )
     check(binaries["default"], CONFIGS["default"], audio)
 
 
@@ -130,8 +149,22 @@ def test_tables_header_is_self_contained(tmp_path):
     assert "#define MF_WINDOW_SAMPLES 480" in text and "#define MF_NUM_CHANNELS 40" in text
     source = tmp_path / "t.c"
     source.write_text('#include "micro_frontend.h"\nint main(void) { return MF_NUM_CHANNELS == 40 ? 0 : 1; }\n')
-    proc = subprocess.run([GCC, "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path}", f"-I{FIRMWARE}", str(source), "-o", str(tmp_path / "t")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            GCC,
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            f"-I{tmp_path}",
+            f"-I{FIRMWARE}",
+            str(source),
+            "-o",
+            str(tmp_path / "t"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -142,4 +175,5 @@ def test_the_committed_default_tables_are_the_generated_ones(tmp_path):
     committed = (FIRMWARE / "default_tables" / "micro_frontend_tables.h").read_text()
     assert committed == (tmp_path / "micro_frontend_tables.h").read_text(), (
         "regenerate it: python -c 'from kws.export.frontend_tables import write_micro_frontend_tables as w; "
-        "w(\"firmware/default_tables\")'")
+        'w("firmware/default_tables")\''
+    )

@@ -6,6 +6,7 @@ Tolerance: atol 2e-3 on the coefficients (rtol 1e-4), the same as tests/audio/te
 between torchaudio and the hand computation: both sides are float32 but the FFTs differ (radix-2
 here, pocketfft/MKL in torch), and log(mel + 1e-6) amplifies relative rounding in near-silent bands.
 Each clip runs both window by window (ProcessWindow) and as a whole clip (ProcessClip)."""
+
 import glob
 import shutil
 import subprocess
@@ -15,16 +16,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO
+from kws.audio.features import FeatureSettings, build_frontend
 from kws.audio.wav import read_wav
-from kws.audio.features import build_frontend, FeatureSettings
 from kws.export.frontend_tables import write_mfcc_frontend_tables
+from tests.helpers import REPO
 
 FIRMWARE = REPO / "firmware"
 GCC = shutil.which("gcc")
 CLIPS = sorted(glob.glob("/work/shared/data/micro_speech/*.wav"))
 ATOL, RTOL = 2e-3, 1e-4
-pytestmark = pytest.mark.skipif(GCC is None, reason="gcc not found: the firmware MFCC test compiles the C sources with it")
+pytestmark = pytest.mark.skipif(
+    GCC is None, reason="gcc not found: the firmware MFCC test compiles the C sources with it"
+)
 
 MAIN = r"""
 #include <stdio.h>
@@ -63,16 +66,34 @@ def binary(tmp_path_factory) -> Path:
     write_mfcc_frontend_tables(tmp)
     (tmp / "mfcc_main.c").write_text(MAIN)
     binary = tmp / "mfcc_main"
-    command = [GCC, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{tmp}", f"-I{FIRMWARE}",
-               str(FIRMWARE / "mfcc_frontend.c"), str(tmp / "mfcc_main.c"), "-o", str(binary), "-lm"]
+    command = [
+        GCC,
+        "-std=c99",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+        f"-I{tmp}",
+        f"-I{FIRMWARE}",
+        str(FIRMWARE / "mfcc_frontend.c"),
+        str(tmp / "mfcc_main.c"),
+        "-o",
+        str(binary),
+        "-lm",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(command)}\n{proc.stderr}"
     return binary
 
 
 def c_features(binary: Path, audio: np.ndarray, clip: bool) -> np.ndarray:
-    proc = subprocess.run([str(binary), *(["--clip"] if clip else [])], input=audio.astype("<i2").tobytes(),
-                          capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [str(binary), *(["--clip"] if clip else [])],
+        input=audio.astype("<i2").tobytes(),
+        capture_output=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     lines = proc.stdout.decode().splitlines()
     if not lines:

@@ -13,6 +13,7 @@ the model's input quantization. Built twice, once per front end, as model_settin
 
 Also the board's int8 output -> softmax against kws.deploy.listen.s (tolerance 1e-6 relative: libm's exp
 vs numpy's)."""
+
 import dataclasses
 import shutil
 import subprocess
@@ -21,22 +22,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import REPO
-from kws.audio.wav import read_wav
-from kws.export.c_sources import write_model_settings
-from kws.export.tflite import quantize
 from kws.audio.features import FeatureSettings
-from kws.export.frontend_tables import write_micro_frontend_tables
+from kws.audio.wav import read_wav
 from kws.deploy.listen import stream_features, windows
+from kws.export.c_sources import write_model_settings
 from kws.export.classifiers import softmax
-from kws.export.frontend_tables import write_mfcc_frontend_tables
+from kws.export.frontend_tables import write_mfcc_frontend_tables, write_micro_frontend_tables
+from kws.export.tflite import quantize
+from tests.helpers import REPO
 
 ROOT = REPO
 FIRMWARE = ROOT / "firmware"
 SKETCH = FIRMWARE / "kws_firmware"
 CLIPS = Path("/work/shared/data/micro_speech")
 GCC, GXX = shutil.which("gcc"), shutil.which("g++")
-pytestmark = pytest.mark.skipif(GCC is None or GXX is None, reason="gcc/g++ not found: the pipeline test compiles the firmware sources")
+pytestmark = pytest.mark.skipif(
+    GCC is None or GXX is None, reason="gcc/g++ not found: the pipeline test compiles the firmware sources"
+)
 
 INPUT_Q = (0.101868875, -128)  # micro: a real export's (micro_speech's features, 0..26)
 OUTPUT_Q = (0.14601111, 13)
@@ -87,8 +89,21 @@ def build(request, tmp_path_factory) -> Build:
     frontend_c = FIRMWARE / f"{frontend}_frontend.c"  # only the front end model_settings.h names
     run([GCC, "-std=c99", *flags, "-c", str(frontend_c), "-o", str(tmp / "frontend.o")])
     out = tmp / "pipeline_main"
-    run([GXX, "-std=c++17", *flags, str(FIRMWARE / "host_test" / "pipeline_main.cc"), str(tmp / "feature_provider.cpp"),
-         str(tmp / "pipeline.cpp"), str(FIRMWARE / "recognize_commands.cc"), str(tmp / "frontend.o"), "-o", str(out), "-lm"])
+    run(
+        [
+            GXX,
+            "-std=c++17",
+            *flags,
+            str(FIRMWARE / "host_test" / "pipeline_main.cc"),
+            str(tmp / "feature_provider.cpp"),
+            str(tmp / "pipeline.cpp"),
+            str(FIRMWARE / "recognize_commands.cc"),
+            str(tmp / "frontend.o"),
+            "-o",
+            str(out),
+            "-lm",
+        ]
+    )
     return Build(out, settings, input_q)
 
 
@@ -154,11 +169,15 @@ def test_firmware_windows_match_listen(build, tmp_path, stride_ms):
     assert np.mean((expected == -128) | (expected == 127)) < 0.01  # the scale covers the features
     near = near_rounding_boundary(x, build.input_q[0], MFCC_TOLERANCE)
     steps = np.abs(got - expected)
-    print(f"mfcc stride {stride_ms}: {len(diff)} of {expected.size} int8 inputs differ (max {steps.max()} step), "
-          f"{near.sum()} within {MFCC_TOLERANCE} of a rounding boundary")
+    print(
+        f"mfcc stride {stride_ms}: {len(diff)} of {expected.size} int8 inputs differ (max {steps.max()} step), "
+        f"{near.sum()} within {MFCC_TOLERANCE} of a rounding boundary"
+    )
     assert steps.max() <= 1, f"int8 inputs differ by up to {steps.max()} steps"
     off = diff[~near[got != expected]]
-    assert off.size == 0, f"{len(off)} differing inputs are not near a rounding boundary, first (window, index) {off[:5].tolist()}"
+    assert off.size == 0, (
+        f"{len(off)} differing inputs are not near a rounding boundary, first (window, index) {off[:5].tolist()}"
+    )
     assert len(diff) <= 0.001 * expected.size, f"{len(diff)} of {expected.size} int8 inputs differ"
 
 
@@ -166,9 +185,16 @@ def test_dequantize_softmax_matches_listen(build):
     """DequantizeSoftmax (the board's int8 output -> probabilities) against kws.deploy.listen: the
     runner's dequantization in float32, then softmax in float64."""
     rng = np.random.default_rng(3)
-    q = np.concatenate([rng.integers(-128, 128, (300, len(LABELS))), [[-128] * 4, [127] * 4, [127, -128, -128, -128]]]).astype(np.int8)
-    proc = subprocess.run([str(build.binary), "--softmax"], input="\n".join(" ".join(map(str, row)) for row in q.tolist()) + "\n",
-                          capture_output=True, text=True, timeout=30)
+    q = np.concatenate(
+        [rng.integers(-128, 128, (300, len(LABELS))), [[-128] * 4, [127] * 4, [127, -128, -128, -128]]]
+    ).astype(np.int8)
+    proc = subprocess.run(
+        [str(build.binary), "--softmax"],
+        input="\n".join(" ".join(map(str, row)) for row in q.tolist()) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     got = np.array([line.split() for line in proc.stdout.splitlines()], np.float64)
     scale, zero_point = OUTPUT_Q
@@ -179,11 +205,18 @@ def test_dequantize_softmax_matches_listen(build):
 
 def test_frontend_must_be_named(tmp_path):
     """A model_settings.h naming no front end stops the build with a clear #error."""
-    write_model_settings(tmp_path, "tests/firmware/test_pipeline.py", FeatureSettings(), LABELS, INPUT_Q, OUTPUT_Q,
-                         10000)
+    write_model_settings(
+        tmp_path, "tests/firmware/test_pipeline.py", FeatureSettings(), LABELS, INPUT_Q, OUTPUT_Q, 10000
+    )
     settings = tmp_path / "model_settings.h"
     settings.write_text(settings.read_text().replace("#define KWS_FRONTEND_MICRO 1\n", ""))
     shutil.copy(SKETCH / "feature_provider.h", tmp_path / "feature_provider.h")
-    proc = subprocess.run([GXX, "-std=c++17", "-fsyntax-only", f"-I{tmp_path}", f"-I{FIRMWARE}", "-x", "c++", "-"],
-                          input='#include "feature_provider.h"\n', capture_output=True, text=True)
-    assert proc.returncode != 0 and "defines neither KWS_FRONTEND_MICRO nor KWS_FRONTEND_MFCC" in proc.stderr, proc.stderr
+    proc = subprocess.run(
+        [GXX, "-std=c++17", "-fsyntax-only", f"-I{tmp_path}", f"-I{FIRMWARE}", "-x", "c++", "-"],
+        input='#include "feature_provider.h"\n',
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "defines neither KWS_FRONTEND_MICRO nor KWS_FRONTEND_MFCC" in proc.stderr, (
+        proc.stderr
+    )

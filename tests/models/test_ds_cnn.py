@@ -1,6 +1,7 @@
 """DS-CNN (model.arch ds_cnn): its size and shapes, build_model and the arch option, and the
 compression and profiling paths it shares with TinyConv (QAT, unstructured pruning; structured
 pruning refused by name)."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -22,7 +23,13 @@ def test_parameter_count_and_shapes():
     assert sum(p.numel() for p in model.parameters()) == 25_220
     # weights and biases once BatchNorm is folded into the convolutions: what the int8 model holds
     convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert sum(m.weight.numel() + m.out_features if isinstance(m, nn.Linear) else m.weight.numel() + m.out_channels for m in convs) == 24_644
+    assert (
+        sum(
+            m.weight.numel() + m.out_features if isinstance(m, nn.Linear) else m.weight.numel() + m.out_channels
+            for m in convs
+        )
+        == 24_644
+    )
     assert model.input_shape == (49, 40) and model.feature_map() == (25, 5)
     assert model.conv.padding == (5, 0) and model.pool.kernel_size == (25, 5)
     assert len(model.blocks) == 4 and all(block.depthwise.groups == 64 for block in model.blocks)
@@ -75,7 +82,10 @@ def test_profile_counts_every_layer():
     profile = profile_layers(model, (1960,))
     rows = {row["name"]: row for row in profile["layers"]}
     assert profile["total"]["parameters"] == 25_220
-    assert rows["blocks.0.depthwise"]["flops"] == 2 * 25 * 5 * 64 * 9 and rows["blocks.3.pointwise"]["parameters"] == 64 * 64
+    assert (
+        rows["blocks.0.depthwise"]["flops"] == 2 * 25 * 5 * 64 * 9
+        and rows["blocks.3.pointwise"]["parameters"] == 64 * 64
+    )
     # BatchNorm folds into the convolution before it: an int32 bias in the int8 model
     assert rows["blocks.0.bn1"]["bytes_int8"] == 4 * 64
     assert profile["total"]["bytes_int8"] == 5_120 + 4 * (576 + 4_096) + 256 + 4 * (9 * 64 + 4)
@@ -117,5 +127,9 @@ def test_unstructured_pruning_reaches_depthwise_layers():
 
 
 def test_structured_pruning_is_refused_naming_the_option():
-    with pytest.raises(ValueError, match=r"method 'structured' removes TinyConv's conv channels .* a DSCNN \(model.arch\).* use method 'unstructured'"):
+    with pytest.raises(
+        ValueError,
+        match=r"method 'structured' removes TinyConv's conv channels .* a DSCNN \(model.arch\).* "
+        r"use method 'unstructured'",
+    ):
         bound(Pruning(0.5, method="structured"))

@@ -1,4 +1,5 @@
 """TinyConv's shape contract and the LightningModule's metrics and table."""
+
 import pytest
 import torch
 

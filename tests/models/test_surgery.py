@@ -1,10 +1,11 @@
 """Structural model changes are logged, saved in the checkpoint and replayed on load."""
+
 import pytest
 import torch
 from torch import nn
 
+from kws.models.surgery import TRANSFORMS, apply_transform, register_transform
 from kws.training.module import KWSModule
-from kws.models.surgery import apply_transform, register_transform, TRANSFORMS
 
 
 @register_transform("test_narrow_fc")
@@ -15,7 +16,11 @@ def narrow_fc(model: nn.Module, hidden: int) -> nn.Module:
 
 
 def save(module: KWSModule, path):
-    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": "2.6.6"}
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": "2.6.6",
+    }
     module.on_save_checkpoint(checkpoint)
     torch.save(checkpoint, path)
 
@@ -60,7 +65,11 @@ def test_init_from_starts_with_the_checkpoint_weights_and_structure(tmp_path):
     x = torch.randn(4, 1960)
     torch.testing.assert_close(fresh(x), trained(x), rtol=0, atol=0)
     assert fresh.hparams.learning_rate == 0.01 and fresh.model_transforms == trained.model_transforms
-    with pytest.raises(ValueError, match=r"was trained with labels \['silence', 'unknown', 'yes', 'no'\] \(this run: \['silence', 'unknown', 'up'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"was trained with labels \['silence', 'unknown', 'yes', 'no'\] \(this run: "
+        r"\['silence', 'unknown', 'up'\]\)",
+    ):
         KWSModule(labels=["silence", "unknown", "up"], init_from=str(tmp_path / "t.ckpt"))
     with pytest.raises(ValueError, match="model.init_from: no checkpoint"):
         KWSModule(init_from=str(tmp_path / "missing.ckpt"))
@@ -82,7 +91,12 @@ def test_checkpoints_of_compressed_models_load_in_a_fresh_process(tmp_path):
     pruner.make_permanent(module)
     apply_transform(module, "fake_quant", weight_bits=8, activation_bits=8)
     module.eval()  # the new wrappers too
-    assert [t["name"] for t in module.model_transforms] == ["prune_masks", "prune_permanent", "prune_channels", "fake_quant"]
+    assert [t["name"] for t in module.model_transforms] == [
+        "prune_masks",
+        "prune_permanent",
+        "prune_channels",
+        "fake_quant",
+    ]
     save(module, tmp_path / "c.ckpt")
     x = torch.randn(3, 1960)
     torch.save(x, tmp_path / "x.pt")

@@ -1,5 +1,6 @@
 """A recording streamed in blocks of any size gives exactly the windows (and times) of the whole
 recording at once: listen's bounded memory changes nothing it computes."""
+
 import numpy as np
 import pytest
 
@@ -9,10 +10,12 @@ from kws.streams.frontend import WindowStream, blocks_of, stream_windows
 
 
 @pytest.mark.parametrize("frontend", ["micro", "mfcc"])
-@pytest.mark.parametrize("block", [1, 333, 480, 16000, 10 ** 6])
+@pytest.mark.parametrize("block", [1, 333, 480, 16000, 10**6])
 def test_blocks_of_any_size_give_the_whole_recording_windows(frontend, block):
     settings = FeatureSettings(frontend=frontend)
-    audio = (np.random.default_rng(0).standard_normal(16000 * 4 + 123) * np.linspace(10, 8000, 16000 * 4 + 123)).astype(np.int16)
+    audio = (np.random.default_rng(0).standard_normal(16000 * 4 + 123) * np.linspace(10, 8000, 16000 * 4 + 123)).astype(
+        np.int16
+    )
     if block == 1:
         audio = audio[: 16000 + 2000]  # one sample at a time: keep it short
     expected_x, expected_t = windows(stream_features(audio, settings), settings, 100)
@@ -50,7 +53,9 @@ def test_the_c_front_end_streams_what_the_pytorch_front_end_computes():
     audio = (np.random.default_rng(1).standard_normal(16000 * 3) * 3000).astype(np.int16)
     frames = np.concatenate([streaming.push(block) for block in blocks_of(audio, 5000)])
     with torch.no_grad():
-        expected = build_frontend(settings)(torch.from_numpy(audio)[None])[0].numpy()  # the PyTorch port (C disabled below)
+        expected = build_frontend(settings)(torch.from_numpy(audio)[None])[
+            0
+        ].numpy()  # the PyTorch port (C disabled below)
     from kws.audio.micro_frontend import MicroFrontend
 
     torch_only = MicroFrontend(settings.micro_config(), backend="torch")
@@ -66,10 +71,13 @@ def test_listening_with_an_int8_model_never_loads_pytorch(tmp_path, micro_speech
 
     from kws.audio.wav import read_wav, write_wav
 
-    write_wav(tmp_path / "rec.wav", np.concatenate([read_wav(micro_speech_dir / "yes_1000ms.wav", 16000)[0]] * 3), 16000)
+    write_wav(
+        tmp_path / "rec.wav", np.concatenate([read_wav(micro_speech_dir / "yes_1000ms.wav", 16000)[0]] * 3), 16000
+    )
     code = (
         "import sys; from kws.__main__ import main; "
-        f"main(['listen', r'{tmp_path / 'rec.wav'}', '--model', 'micro', '--tflite', r'{micro_speech_dir / 'micro_speech_quantized.tflite'}']); "
+        f"main(['listen', r'{tmp_path / 'rec.wav'}', '--model', 'micro', '--tflite', "
+        f"r'{micro_speech_dir / 'micro_speech_quantized.tflite'}']); "
         "assert 'torch' not in sys.modules, [m for m in sys.modules if m.startswith('torch')][:3]"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

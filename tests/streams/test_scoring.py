@@ -1,6 +1,7 @@
 """The stream test's pieces: the fast recognizer replay against RecognizeCommands, detection
 scoring on hand-made cases, word extents, noise parts, and stream building (determinism, ground
 truth where the words are)."""
+
 import numpy as np
 import pytest
 
@@ -17,7 +18,7 @@ def bursty_scores(rng, n=1500):
     logits = rng.normal(0, 2, (n, 4))
     for _ in range(40):
         i = rng.integers(n)
-        logits[i: i + rng.integers(1, 12), rng.integers(4)] += rng.uniform(2, 8)
+        logits[i : i + rng.integers(1, 12), rng.integers(4)] += rng.uniform(2, 8)
     p = np.exp(logits)
     return p / p.sum(1, keepdims=True)
 
@@ -27,12 +28,16 @@ def test_replay_equals_recognize_commands(trial):
     rng = np.random.default_rng(trial)
     p = bursty_scores(rng)
     times = np.arange(len(p)) * 100 + 40
-    setting = RecognizerSettings(float(rng.choice([0.3, 0.5, 0.8])), int(rng.choice([200, 300, 1000])),
-                                 int(rng.choice([0, 500, 1500])), int(rng.choice([1, 3, 5])))
+    setting = RecognizerSettings(
+        float(rng.choice([0.3, 0.5, 0.8])),
+        int(rng.choice([200, 300, 1000])),
+        int(rng.choice([0, 500, 1500])),
+        int(rng.choice([1, 3, 5])),
+    )
     recognizer = RecognizeCommands.from_settings(LABELS, setting)
     expected = [(d.label, d.score, d.time_ms) for s, t in zip(p, times) if (d := recognizer.process(s, int(t)))]
     got = replay(p, times, LABELS, setting)
-    assert [(l, t) for l, _, t in got] == [(l, t) for l, _, t in expected]
+    assert [(label, t) for label, _, t in got] == [(label, t) for label, _, t in expected]
     assert np.allclose([s for _, s, _ in got], [s for _, s, _ in expected], atol=1e-12)
 
 
@@ -65,8 +70,12 @@ def test_score_matches_the_earliest_open_keyword():
 
 
 def test_calibrate_picks_best_recall_within_budget():
-    rows = [dict(recall=0.9, fa_per_hour=12.0, threshold=0.5), dict(recall=0.8, fa_per_hour=4.0, threshold=0.6),
-            dict(recall=0.8, fa_per_hour=3.0, threshold=0.7), dict(recall=0.5, fa_per_hour=0.0, threshold=0.9)]
+    rows = [
+        dict(recall=0.9, fa_per_hour=12.0, threshold=0.5),
+        dict(recall=0.8, fa_per_hour=4.0, threshold=0.6),
+        dict(recall=0.8, fa_per_hour=3.0, threshold=0.7),
+        dict(recall=0.5, fa_per_hour=0.0, threshold=0.9),
+    ]
     assert calibrate(rows, 5.0)["threshold"] == 0.7
     assert calibrate(rows, 0.0)["threshold"] == 0.9
     assert calibrate([dict(recall=1.0, fa_per_hour=3.0, threshold=0.5)], 1.0) is None
@@ -102,6 +111,6 @@ def test_stream_is_deterministic_and_its_words_are_where_it_says(tiny_corpus):
     assert all(s2 - e1 >= 0.5 * 16000 - 1 for e1, s2 in zip(ends, starts[1:]))  # the gaps
     # Each word is louder than the stretch just before it.
     for e in a.keyword_events:
-        word = a.audio[e.start: e.end].astype(float)
-        before = a.audio[e.start - 8000: e.start - 800].astype(float)
+        word = a.audio[e.start : e.end].astype(float)
+        before = a.audio[e.start - 8000 : e.start - 800].astype(float)
         assert np.sqrt(np.mean(word**2)) > np.sqrt(np.mean(before**2))

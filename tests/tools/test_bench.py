@@ -1,5 +1,6 @@
 """kws.tools.bench: smoke tests only. Nothing here times anything against a target: the targets are
 reported by ``make bench``, never asserted."""
+
 import math
 
 import pytest

@@ -1,22 +1,15 @@
-"""Per-layer profile (kws.profiling.profile_model), the Profile callback and `python -m kws profile`,
-against hand-computed TinyConv figures."""
-import csv
-import json
-import logging
-from pathlib import Path
+"""Per-layer profile (kws.tools.profile.profile_model) and `python -m kws profile`, against
+hand-computed TinyConv figures (the Profile callback is in tests/callbacks/test_profile.py)."""
 
-import lightning as L
+import json
+
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks import Profile, Pruning
+from kws.__main__ import main as kws_main
 from kws.compression.pruning import add_masks, get_mask, keep_channels
 from kws.compression.quantization import wrap_fake_quant
-from kws.__main__ import main as kws_main
 from kws.models import TinyConv
-from kws.training.module import KWSModule
 from kws.tools.profile import count_flops, count_parameters, format_profile_table, profile_layers, profile_model
 
 INPUT = (1960,)
@@ -95,70 +88,33 @@ def test_table_shows_layers_total_and_latency():
     profile = profile_model(TinyConv(), INPUT, batch_sizes=(1,), devices=["cpu"], min_run_time=0.01)
     table = format_profile_table(profile)
     lines = table.splitlines()
-    assert any(line.startswith("conv ") and "1x8x25x20" in line and "648" in line and "644.00 k" in line for line in lines)
+    assert any(
+        line.startswith("conv ") and "1x8x25x20" in line and "648" in line and "644.00 k" in line for line in lines
+    )
     total = next(line for line in lines if line.startswith("total"))
     assert "16,652" in total and "676.00 k" in total and "65.0 KiB" in total
     assert "latency cpu" in table and "batch 1:" in table
 
 
-def loaders(n=64):
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 4, (n,), generator=g)
-    return DataLoader(TensorDataset(torch.randn(n, 1960, generator=g), y), batch_size=32)
-
-
-@pytest.fixture(scope="module")
-def pruned_fit(tmp_path_factory):
-    """One epoch with 50 % structured pruning, profiled at the start and the end of fit."""
-    tmp = tmp_path_factory.mktemp("fit")
-    torch.manual_seed(0)
-    profile = Profile(batch_sizes=[1, 8], min_run_time=0.01, when="both", devices=["cpu"])
-    prune = Pruning(amount=0.5, method="structured", schedule="one_shot", start_epoch=0)
-    trainer = L.Trainer(
-        max_epochs=1, accelerator="cpu", logger=CSVLogger(tmp, name="csv"), default_root_dir=tmp, callbacks=[prune, profile],
-        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-    )
-    module = KWSModule()
-    trainer.fit(module, loaders())
-    ckpt = tmp / "final.ckpt"
-    trainer.save_checkpoint(ckpt)
-    return trainer, profile, ckpt
-
-
-def test_callback_writes_json_and_logs(pruned_fit):
-    trainer, callback, _ = pruned_fit
-    run_path = Path(trainer.log_dir)
-    start = json.loads((run_path / "profile_fit_start.json").read_text())
-    end = json.loads((run_path / "profile.json").read_text())
-    assert start["total"]["parameters"] == 16_652 and start["total"]["flops"] == 676_004
-    assert end["total"]["parameters"] == 8_328 and end["total"]["flops"] == 338_004  # the rebuilt model
-    assert set(end["latency_ms"]["cpu"]) == {"1", "8"}
-    assert callback.profiles["fit_end"]["total"] == end["total"]
-    with open(run_path / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    logged = {k: float(v) for row in rows for k, v in row.items() if v}
-    assert logged["profile/parameters"] == 8_328 and logged["profile/fit_start/parameters"] == 16_652
-    assert logged["profile/flops"] == 338_004 and logged["profile/latency_cpu_b1_ms"] > 0
-
-
-def test_callback_prints_the_table(caplog, tmp_path):
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                        callbacks=[Profile(batch_sizes=[1], min_run_time=0.01, devices=["cpu"])], limit_train_batches=1)
-    with caplog.at_level(logging.INFO):
-        trainer.fit(KWSModule(), loaders())
-    assert "16,652" in caplog.text and "676.00 k" in caplog.text and f"Profile (fit_end): {tmp_path / 'profile.json'}" in caplog.text
-
-
-def test_callback_checks_its_options():
-    for kwargs, message in [({"when": "fit"}, "when must be"), ({"batch_sizes": [0]}, "batch_sizes"), ({"min_run_time": 0}, "min_run_time"), ({"filename": "a/b.json"}, "filename")]:
-        with pytest.raises(ValueError, match=message):
-            Profile(**kwargs)
-
-
 def test_cli_on_a_rebuilt_checkpoint(pruned_fit, tmp_path, capsys):
     _, _, ckpt = pruned_fit
     out = tmp_path / "p.json"
-    kws_main(["profile", "--ckpt", str(ckpt), "--out", str(out), "--min_run_time", "0.01", "--batch_sizes", "1", "3", "--devices", "cpu"])
+    kws_main(
+        [
+            "profile",
+            "--ckpt",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--min_run_time",
+            "0.01",
+            "--batch_sizes",
+            "1",
+            "3",
+            "--devices",
+            "cpu",
+        ]
+    )
     profile = json.loads(out.read_text())
     assert profile["total"]["parameters"] == 8_328 and profile["total"]["flops"] == 338_004
     assert by_name(profile)["conv"]["output_shape"] == [1, 4, 25, 20]
@@ -169,9 +125,25 @@ def test_cli_on_a_rebuilt_checkpoint(pruned_fit, tmp_path, capsys):
 
 def test_cli_on_a_config(tmp_path, capsys):
     config = tmp_path / "conf.yaml"
-    config.write_text("model:\n  channels: 4\n  dropout: 0.2\ndata:\n  wanted_words: [up, down, left]\n  num_features: 20\n")
+    config.write_text(
+        "model:\n  channels: 4\n  dropout: 0.2\ndata:\n  wanted_words: [up, down, left]\n  num_features: 20\n"
+    )
     out = tmp_path / "p.json"
-    kws_main(["profile", "--config", str(config), "--out", str(out), "--min_run_time", "0.01", "--batch_sizes", "1", "--devices", "cpu"])
+    kws_main(
+        [
+            "profile",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--min_run_time",
+            "0.01",
+            "--batch_sizes",
+            "1",
+            "--devices",
+            "cpu",
+        ]
+    )
     total = json.loads(out.read_text())["total"]
     # 49 x 20 features -> 4 x 25 x 10 conv outputs, 5 classes
     assert total["parameters"] == 4 * 80 + 4 + 1000 * 5 + 5
@@ -194,23 +166,3 @@ def test_cli_errors_name_the_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         kws_main(["profile", "--ckpt", str(not_ckpt)])
     assert "is not a PyTorch checkpoint" in capsys.readouterr().err
-
-
-def test_wandb_gets_the_layer_table_other_loggers_scalars_only():
-    from types import SimpleNamespace
-    from unittest.mock import MagicMock
-
-    from lightning.pytorch.loggers import WandbLogger
-
-    profile = profile_model(TinyConv(), INPUT, batch_sizes=(1,), devices=["cpu"], min_run_time=0.01)
-    wandb, csv_logger = MagicMock(spec=WandbLogger), MagicMock(spec=CSVLogger)
-    Profile._log(SimpleNamespace(loggers=[wandb, csv_logger], global_step=7), profile, "profile/")
-    for logger in (wandb, csv_logger):
-        metrics = logger.log_metrics.call_args.args[0]
-        assert metrics["profile/parameters"] == 16_652 and metrics["profile/flops"] == 676_004 and "profile/latency_cpu_b1_ms" in metrics
-        assert logger.log_metrics.call_args.kwargs == {"step": 7}
-    assert not hasattr(csv_logger, "log_table")  # a CSV logger gets scalars only
-    table = wandb.log_table.call_args
-    assert table.args[0] == "profile/layers" and table.kwargs["columns"][0] == "name"
-    assert [row[0] for row in table.kwargs["data"]] == ["conv", "relu", "dropout", "flatten", "fc", "total"]
-    assert table.kwargs["data"][-1][3] == 16_652

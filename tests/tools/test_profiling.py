@@ -1,9 +1,10 @@
 """Parameter and FLOP counts against hand-computed values."""
+
 import torch
 
 from kws.models import TinyConv
-from kws.utils.timing import latency_ms
 from kws.tools.profile import count_flops, count_parameters
+from kws.utils.timing import latency_ms
 
 
 def test_tinyconv_counts():

@@ -1,5 +1,6 @@
 """stream-test is never silent: a bad model file or --out is named before any work, and a
 damaged stream cache is named and rebuilt, as the audio cache is."""
+
 import numpy as np
 import pytest
 
@@ -16,8 +17,9 @@ def test_a_bad_tflite_is_named(tmp_path, checkpoint, damage):  # noqa: F811
         pytest.skip(f"no reference model at {REFERENCE}")
     model = tmp_path / "model_int8.tflite"
     model.write_bytes(REFERENCE.read_bytes()[:5000] if damage == "cut" else b"not a model" * 100)
-    proc = kws("stream-test", "--ckpt", str(checkpoint), "--tflite", str(model), "--out", str(tmp_path / "out"),
-               cwd=tmp_path)
+    proc = kws(
+        "stream-test", "--ckpt", str(checkpoint), "--tflite", str(model), "--out", str(tmp_path / "out"), cwd=tmp_path
+    )
     assert proc.returncode == 2
     one_clear_error(proc, str(model), "not a valid .tflite model")
 

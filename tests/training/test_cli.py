@@ -1,4 +1,5 @@
 """The command line: config printing, bad keys, overrides and the plot tool."""
+
 import yaml
 
 from tests.helpers import run_kws
@@ -18,8 +19,16 @@ def test_bad_config_key_is_named():
 
 
 def test_command_line_override():
-    out = run_kws("fit", "--config", "conf.yaml", "--data.features.frontend", "mfcc", "--model.learning_rate", "0.01",
-                  "--print_config").stdout
+    out = run_kws(
+        "fit",
+        "--config",
+        "conf.yaml",
+        "--data.features.frontend",
+        "mfcc",
+        "--model.learning_rate",
+        "0.01",
+        "--print_config",
+    ).stdout
     config = yaml.safe_load(out)
     assert config["data"]["features"]["frontend"] == "mfcc" and config["model"]["learning_rate"] == 0.01
 
@@ -32,10 +41,27 @@ def test_plot_features_tool(tmp_path, micro_speech_dir):
 
 def test_bad_compression_options_fail_at_config_time():
     cases = [
-        (["callbacks.QuantizationAwareTraining", "--trainer.callbacks.weight_bits", "9"], "weight_bits must be an integer from 2 to 8"),
-        (["callbacks.QuantizationAwareTraining", "--trainer.callbacks.activation_bits", "1"], "activation_bits must be an integer from 2 to 8"),
+        (
+            ["callbacks.QuantizationAwareTraining", "--trainer.callbacks.weight_bits", "9"],
+            "weight_bits must be an integer from 2 to 8",
+        ),
+        (
+            ["callbacks.QuantizationAwareTraining", "--trainer.callbacks.activation_bits", "1"],
+            "activation_bits must be an integer from 2 to 8",
+        ),
         (["callbacks.Pruning", "--trainer.callbacks.amount", "1.0"], "amount must be in [0, 1)"),
-        (["callbacks.Pruning", "--trainer.callbacks.amount", "0.5", "--trainer.callbacks.norm", "L3", "--trainer.callbacks.method", "structured"], "norm must be L1, L2 or Linf"),
+        (
+            [
+                "callbacks.Pruning",
+                "--trainer.callbacks.amount",
+                "0.5",
+                "--trainer.callbacks.norm",
+                "L3",
+                "--trainer.callbacks.method",
+                "structured",
+            ],
+            "norm must be L1, L2 or Linf",
+        ),
     ]
     for extra, message in cases:
         proc = run_kws("fit", "--config", "conf.yaml", f"--trainer.callbacks+={extra[0]}", *extra[1:], check=False)
@@ -46,8 +72,18 @@ def test_bad_compression_options_fail_at_config_time():
 def test_data_groups_are_nested_keys_on_the_command_line_and_in_yaml(tmp_path):
     override = tmp_path / "override.yaml"
     override.write_text("data:\n  augment:\n    max_cut: 0.3\n  lead_in:\n    seconds: [0.5, 1.0]\n")
-    out = run_kws("fit", "--config", "conf.yaml", "--config", str(override), "--data.augment.speed_probability", "0.25",
-                  "--data.classes.silence_percentage", "10", "--print_config").stdout
+    out = run_kws(
+        "fit",
+        "--config",
+        "conf.yaml",
+        "--config",
+        str(override),
+        "--data.augment.speed_probability",
+        "0.25",
+        "--data.classes.silence_percentage",
+        "10",
+        "--print_config",
+    ).stdout
     data = yaml.safe_load(out)["data"]
     assert data["augment"]["speed_probability"] == 0.25 and data["augment"]["max_cut"] == 0.3
     assert data["augment"]["keep_fraction"] == 0.8  # the rest of conf.yaml's group stays

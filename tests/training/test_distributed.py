@@ -1,6 +1,7 @@
 """Training at scale, checked for real on this CPU: a 2-process DDP fit (gloo) through `python -m
 kws fit` against the single-process run, and resuming from a checkpoint against an uninterrupted
 run (with pruning and QAT, augmentation and dropout on)."""
+
 import copy
 from pathlib import Path
 
@@ -9,18 +10,23 @@ import torch
 import yaml
 
 from callbacks import Pruning, QuantizationAwareTraining
-from tests.helpers import REPO, run_kws
 from datamodules import SpeechCommandsDataModule
 from kws.training.module import KWSModule
+from tests.helpers import REPO, run_kws
 
 # Differences in float summation order between one process and two (gloo's all-reduce, half
 # batches) grow through Adam's steps: measured 1.4e-8 after 3 epochs (18 steps).
 DDP_WEIGHT_TOLERANCE = 1e-6
 EPOCHS = 3
 # conf.yaml's stream-training augmentations draw per clip: off, as the rest of the augmentation.
-STREAM_AUGMENTATION_OFF = [("lead_in.enabled", "false"), ("augment.word_placement", "false"),
-                           ("augment.neighbour_probability", "0"), ("augment.speed_probability", "0"),
-                           ("augment.eq_probability", "0"), ("augment.reverb_probability", "0")]
+STREAM_AUGMENTATION_OFF = [
+    ("lead_in.enabled", "false"),
+    ("augment.word_placement", "false"),
+    ("augment.neighbour_probability", "0"),
+    ("augment.speed_probability", "0"),
+    ("augment.eq_probability", "0"),
+    ("augment.reverb_probability", "0"),
+]
 
 
 def training_clips(corpus: Path) -> int:
@@ -35,23 +41,58 @@ def fit(work: Path, corpus: Path, *args: str) -> tuple[dict, str]:
     drawn per rank) off, so that one process and two see the same batches; CSV logging only. Returns the final
     checkpoint and metrics.csv."""
     override = work / "override.yaml"
-    override.write_text(yaml.safe_dump({
-        "trainer": {
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs", "name": "csv"}},
-            "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"monitor": "val/acc", "mode": "max"}}],
-            "enable_progress_bar": False,
-        },
-    }))
-    run_kws("fit", "--config", str(REPO / "conf.yaml"), "--config", str(override), "--data.data_dir", str(corpus),
-            "--trainer.max_epochs", str(EPOCHS), "--test_after_fit", "false", "--model.dropout", "0",
-            "--data.augment.background_frequency", "0",
-            "--data.augment.time_shift_ms", "0", "--data.classes.silence_percentage", "0",
-            "--data.classes.training_unknown_percentage", "null",
-            # TinyConv: without BatchNorm, whose per-rank batch statistics would make DDP differ from
-            # one process by design (conf/cluster.yaml syncs them for DS-CNN: sync_batchnorm)
-            "--model.arch", "tiny_conv",
-            *[arg for name, value in STREAM_AUGMENTATION_OFF for arg in (f"--data.{name}", value)], *args, cwd=work)
-    final = torch.load(work / "runs" / "csv" / "version_0" / "checkpoints" / "final.ckpt", map_location="cpu", weights_only=False)
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "trainer": {
+                    "logger": {
+                        "class_path": "lightning.pytorch.loggers.CSVLogger",
+                        "init_args": {"save_dir": "runs", "name": "csv"},
+                    },
+                    "callbacks": [
+                        {
+                            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                            "init_args": {"monitor": "val/acc", "mode": "max"},
+                        }
+                    ],
+                    "enable_progress_bar": False,
+                },
+            }
+        )
+    )
+    run_kws(
+        "fit",
+        "--config",
+        str(REPO / "conf.yaml"),
+        "--config",
+        str(override),
+        "--data.data_dir",
+        str(corpus),
+        "--trainer.max_epochs",
+        str(EPOCHS),
+        "--test_after_fit",
+        "false",
+        "--model.dropout",
+        "0",
+        "--data.augment.background_frequency",
+        "0",
+        "--data.augment.time_shift_ms",
+        "0",
+        "--data.classes.silence_percentage",
+        "0",
+        "--data.classes.training_unknown_percentage",
+        "null",
+        # TinyConv: without BatchNorm, whose per-rank batch statistics would make DDP differ from
+        # one process by design (conf/cluster.yaml syncs them for DS-CNN: sync_batchnorm)
+        "--model.arch",
+        "tiny_conv",
+        *[arg for name, value in STREAM_AUGMENTATION_OFF for arg in (f"--data.{name}", value)],
+        *args,
+        cwd=work,
+    )
+    final = torch.load(
+        work / "runs" / "csv" / "version_0" / "checkpoints" / "final.ckpt", map_location="cpu", weights_only=False
+    )
     return final, (work / "runs" / "csv" / "version_0" / "metrics.csv").read_text()
 
 
@@ -63,16 +104,39 @@ def test_ddp_two_processes_match_one(tiny_corpus, tmp_path):
     assert batch, f"no even batch size in [16, 64] divides the {clips} training clips"
     (single_dir := tmp_path / "single").mkdir()
     (ddp_dir := tmp_path / "ddp").mkdir()
-    single, _ = fit(single_dir, tiny_corpus, "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--data.batch_size", str(batch))
-    ddp, metrics = fit(ddp_dir, tiny_corpus, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                       "--data.batch_size", str(batch // 2))
+    single, _ = fit(
+        single_dir,
+        tiny_corpus,
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "1",
+        "--data.batch_size",
+        str(batch),
+    )
+    ddp, metrics = fit(
+        ddp_dir,
+        tiny_corpus,
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--data.batch_size",
+        str(batch // 2),
+    )
     assert ddp["global_step"] == single["global_step"] == EPOCHS * clips // batch
     for name, weight in single["state_dict"].items():
         difference = (ddp["state_dict"][name] - weight).abs().max().item()
         print(f"DDP vs one process, {name}: max |difference| {difference:.1e}")  # pytest -s shows it
         assert difference <= DDP_WEIGHT_TOLERANCE, f"{name}: DDP differs from one process by {difference:.2e}"
-    losses = [float(line.split(",")[header.index("train/loss")]) for header in [metrics.splitlines()[0].split(",")]
-              for line in metrics.splitlines()[1:] if line.split(",")[header.index("train/loss")]]
+    losses = [
+        float(line.split(",")[header.index("train/loss")])
+        for header in [metrics.splitlines()[0].split(",")]
+        for line in metrics.splitlines()[1:]
+        if line.split(",")[header.index("train/loss")]
+    ]
     assert len(losses) == EPOCHS and losses[-1] < losses[0]  # it trains
 
 
@@ -82,8 +146,15 @@ def _trainer(folder: Path, max_epochs: int) -> L.Trainer:
         QuantizationAwareTraining(start_epoch=1, per_channel=True, activation_mode="asymmetric"),
         L.pytorch.callbacks.ModelCheckpoint(dirpath=folder, filename="{epoch}", save_top_k=-1, every_n_epochs=1),
     ]
-    return L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                     callbacks=callbacks, default_root_dir=folder)
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        callbacks=callbacks,
+        default_root_dir=folder,
+    )
 
 
 def _run(corpus: Path, folder: Path, ckpt_path: str | None = None) -> KWSModule:
@@ -102,7 +173,9 @@ def test_resume_gives_the_uninterrupted_weights(tiny_corpus, tmp_path):
     a, b = whole.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
     assert any("act_scale" in k for k in a), "QAT state expected"
-    assert (a["model.fc.layer.weight"] == 0).float().mean() >= 0.49, "pruned weights expected (masks made permanent at fit end)"
+    assert (a["model.fc.layer.weight"] == 0).float().mean() >= 0.49, (
+        "pruned weights expected (masks made permanent at fit end)"
+    )
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"resumed run differs from the uninterrupted one in {different}"
     checkpoint = torch.load(tmp_path / "whole" / "epoch=1.ckpt", map_location="cpu", weights_only=False)
@@ -119,8 +192,17 @@ def test_cluster_config_under_slurm(monkeypatch):
 
     from kws.training.cli import KWSCLI
 
-    slurm = {"SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "4", "SLURM_JOB_NUM_NODES": "2", "SLURM_NODELIST": "gpu[07-08]",
-             "SLURM_JOB_NAME": "kws", "SLURM_JOB_ID": "4242", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NODEID": "1"}
+    slurm = {
+        "SLURM_NTASKS": "8",
+        "SLURM_NTASKS_PER_NODE": "4",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NODELIST": "gpu[07-08]",
+        "SLURM_JOB_NAME": "kws",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_PROCID": "5",
+        "SLURM_LOCALID": "1",
+        "SLURM_NODEID": "1",
+    }
     for key, value in slurm.items():
         monkeypatch.setenv(key, value)
     for key in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):  # seed_everything sets them: restore afterwards
@@ -128,8 +210,19 @@ def test_cluster_config_under_slurm(monkeypatch):
     # The trainer sets the process-wide rank for rank_zero_* helpers to 5: put 0 back afterwards.
     for holder in (lightning_rank_zero_only, utilities_rank_zero_only):
         monkeypatch.setattr(holder, "rank", holder.rank)
-    cli = KWSCLI(KWSModule, SpeechCommandsDataModule, run=False,
-                 args=["--config", str(REPO / "conf.yaml"), "--config", str(REPO / "conf" / "cluster.yaml"), "--trainer.accelerator", "cpu"])
+    cli = KWSCLI(
+        KWSModule,
+        SpeechCommandsDataModule,
+        run=False,
+        args=[
+            "--config",
+            str(REPO / "conf.yaml"),
+            "--config",
+            str(REPO / "conf" / "cluster.yaml"),
+            "--trainer.accelerator",
+            "cpu",
+        ],
+    )
     trainer = cli.trainer
     assert isinstance(trainer.strategy.cluster_environment, SLURMEnvironment)
     assert type(trainer.strategy).__name__ == "DDPStrategy"
@@ -158,8 +251,26 @@ def test_evaluation_shards_count_every_clip_once(tiny_corpus):
 def test_several_processes_need_an_integer_seed(tiny_corpus, tmp_path):
     """seed_everything: true lets every process (every srun task) draw its own seed; their data
     shards would then overlap. fit refuses before training."""
-    proc = run_kws("fit", "--config", str(REPO / "conf.yaml"), "--data.data_dir", str(tiny_corpus), "--seed_everything", "true",
-                   "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.logger", "false",
-                   "--trainer.callbacks", "[]", cwd=tmp_path, check=False)
+    proc = run_kws(
+        "fit",
+        "--config",
+        str(REPO / "conf.yaml"),
+        "--data.data_dir",
+        str(tiny_corpus),
+        "--seed_everything",
+        "true",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.logger",
+        "false",
+        "--trainer.callbacks",
+        "[]",
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode != 0 and "must be an integer, the same in every process" in proc.stderr
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.ckpt"))

@@ -1,4 +1,5 @@
 """kws.plots: each figure is written as a readable PNG of the figure's size and shows real data."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +10,16 @@ import pytest
 import soundfile as sf
 import torch
 
+from kws.audio.features import FeatureSettings, build_frontend
 from kws.audio.wav import AudioError
-from kws.audio.features import build_frontend, FeatureSettings
-from kws.training.plots import confusion_matrix_figure, features_figure, plot_confusion_matrix, plot_features, plot_training_curves, training_curves_figure
+from kws.training.plots import (
+    confusion_matrix_figure,
+    features_figure,
+    plot_confusion_matrix,
+    plot_features,
+    plot_training_curves,
+    training_curves_figure,
+)
 
 YES_WAV = Path("/work/shared/data/micro_speech/yes_1000ms.wav")
 PANELS = [

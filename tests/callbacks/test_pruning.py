@@ -1,5 +1,6 @@
 """callbacks.Pruning: exact schedules, masks under Adam, channel ranking, the smaller rebuilt model,
 checkpoints during and after pruning, and option errors."""
+
 from types import SimpleNamespace
 
 import lightning as L
@@ -45,10 +46,19 @@ def test_gradual_schedule_values():
 
 
 @pytest.mark.parametrize("schedule", ["one_shot", "constant", "gradual"])
-@pytest.mark.parametrize("method, scope", [("unstructured", "layer"), ("unstructured", "global"), ("structured", "layer")])
+@pytest.mark.parametrize(
+    "method, scope", [("unstructured", "layer"), ("unstructured", "global"), ("structured", "layer")]
+)
 def test_each_step_prunes_exactly_round_s_n(schedule, method, scope):
     amount, start, end = 0.7, 2, 6
-    cb = Pruning(amount, method=method, scope=scope, schedule=schedule, start_epoch=start, end_epoch=None if schedule == "one_shot" else end)
+    cb = Pruning(
+        amount,
+        method=method,
+        scope=scope,
+        schedule=schedule,
+        start_epoch=start,
+        end_epoch=None if schedule == "one_shot" else end,
+    )
     module = bound(cb)
     model = module.model
     previous = None
@@ -59,7 +69,9 @@ def test_each_step_prunes_exactly_round_s_n(schedule, method, scope):
         if epoch < start:
             assert get_mask(model, "conv.weight") is None
             continue
-        masks = {name: get_mask(model, f"{name}.weight") for name in (["conv"] if method == "structured" else ["conv", "fc"])}
+        masks = {
+            name: get_mask(model, f"{name}.weight") for name in (["conv"] if method == "structured" else ["conv", "fc"])
+        }
         if method == "structured":
             channels = masks["conv"].flatten(1).any(1)
             assert int((~channels).sum()) == round(s * 8)
@@ -124,7 +136,14 @@ def hand_made_channels() -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "norm, amount, dropped",
-    [("L1", 1 / 8, {1}), ("l2", 1 / 8, {4}), ("Linf", 1 / 8, {6}), ("l1", 2 / 8, {1, 4}), ("L2", 2 / 8, {1, 4}), ("linf", 2 / 8, {4, 6})],
+    [
+        ("L1", 1 / 8, {1}),
+        ("l2", 1 / 8, {4}),
+        ("Linf", 1 / 8, {6}),
+        ("l1", 2 / 8, {1, 4}),
+        ("L2", 2 / 8, {1, 4}),
+        ("linf", 2 / 8, {4, 6}),
+    ],
 )
 def test_structured_ranks_channels_by_norm(norm, amount, dropped):
     w = hand_made_channels()
@@ -221,8 +240,13 @@ def loaders():
 
 def trainer(tmp_path, max_epochs, *callbacks):
     return L.Trainer(
-        max_epochs=max_epochs, logger=False, default_root_dir=tmp_path, callbacks=list(callbacks),
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks), enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=max_epochs,
+        logger=False,
+        default_root_dir=tmp_path,
+        callbacks=list(callbacks),
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
 
 
@@ -271,7 +295,10 @@ def test_fit_gradual_structured_then_checkpoints_reload(tmp_path):
         (dict(amount=0.5, schedule="constant", start_epoch=3, end_epoch=1), "needs end_epoch >= start_epoch=3"),
         (dict(amount=0.5, start_epoch=2, end_epoch=5), "leave end_epoch out"),
         (dict(amount=0.5, start_epoch=-1), "start_epoch must be >= 0"),
-        (dict(amount=0.5, schedule="constant", end_epoch=3, initial_amount=0.1), "initial_amount is for schedule 'gradual'"),
+        (
+            dict(amount=0.5, schedule="constant", end_epoch=3, initial_amount=0.1),
+            "initial_amount is for schedule 'gradual'",
+        ),
         (dict(amount=0.5, schedule="gradual", end_epoch=3, initial_amount=0.6), "initial_amount must be in"),
         (dict(amount=0.5, layers=["conv", "conv"]), "layers must name distinct layers"),
     ],
@@ -286,7 +313,10 @@ def test_bad_options_are_named(options, message):
     [
         (dict(amount=0.95, method="structured"), "would prune all 8 channels of 'conv'"),
         (dict(amount=0.5, layers=["conv", "fc2"]), "no layer 'fc2' in the model; prunable layers: \\['conv', 'fc'\\]"),
-        (dict(amount=0.5, method="structured", layers=["fc"]), "structured pruning removes the output channels of one \\(ungrouped\\) convolution"),
+        (
+            dict(amount=0.5, method="structured", layers=["fc"]),
+            "structured pruning removes the output channels of one \\(ungrouped\\) convolution",
+        ),
         (dict(amount=0.5, schedule="gradual", end_epoch=30), "end_epoch=30 must be below trainer.max_epochs=30"),
     ],
 )
