@@ -126,7 +126,8 @@ def test_cli_on_a_rebuilt_checkpoint(pruned_fit, tmp_path, capsys):
 def test_cli_on_a_config(tmp_path, capsys):
     config = tmp_path / "conf.yaml"
     config.write_text(
-        "model:\n  channels: 4\n  dropout: 0.2\ndata:\n  wanted_words: [up, down, left]\n  features: {num_features: 20}\n"
+        "model:\n  channels: 4\n  dropout: 0.2\n"
+        "data:\n  wanted_words: [up, down, left]\n  features: {num_features: 20}\n"
     )
     out = tmp_path / "p.json"
     kws_main(
