@@ -59,8 +59,16 @@ firmware: install
 	@test -n "$(EXPORT)" || { echo "no export: run 'make train' and 'make export' first, or pass EXPORT=..."; exit 2; }
 	$(FIRMWARE_MAKE) firmware sketch-check footprint
 
+# With LIBRARY=<export>/arduino/<name> (the Arduino library the export writes) the QEMU firmware
+# is built from the library's src/ alone and run on RECORDING (firmware/arduino_library.mk).
+ifeq ($(LIBRARY),)
 firmware-sim: firmware
 	$(PY) -m kws firmware-sim --export "$(EXPORT)" $(if $(RECORDING),--recording "$(RECORDING)")
+else
+firmware-sim: install
+	@test -n "$(RECORDING)" || { echo "RECORDING=path/to/recording.wav is needed with LIBRARY="; exit 2; }
+	$(MAKE) -C firmware library-sim LIBRARY="$(abspath $(LIBRARY))" RECORDING="$(abspath $(RECORDING))" TFLM_DIR="$(TFLM_DIR)"
+endif
 
 bench: install
 	$(PY) -m kws bench

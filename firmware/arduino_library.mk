@@ -107,7 +107,7 @@ library-sim: library-firmware
 	@set -e; for k in $(KERNELS); do \
 	  out=$(LIB_BUILD)/$$k/sim/$(basename $(notdir $(RECORDING))); mkdir -p $$out; \
 	  echo "== $$k (library $(notdir $(LIB))): $(RECORDING) -> $$out"; \
-	  $(call LIB_QEMU_RUN,$$k,kws_sim stream $(call from_root,$(RECORDING)) $$out $(STRIDE_MS)) | tee $$out/log.txt; \
+	  $(call LIB_QEMU_RUN,$$k,kws_sim stream $(call from_root,$(RECORDING)) $$out) | tee $$out/log.txt; \
 	  rc=$${PIPESTATUS[0]}; test $$rc -eq 0 || { \
 	    echo "$$k: kws_sim failed (exit $$rc; 124: timed out after SIM_TIMEOUT=$(SIM_TIMEOUT) s)"; exit 1; }; \
 	done
