@@ -303,3 +303,6 @@ def main(argv: Sequence[str] | None = None) -> Path:
                                unknown_clips_per_word=args.unknown_clips_per_word, seed=args.seed, sample_rate=args.sample_rate)
     except (EspeakError, FileExistsError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
+    except OSError as err:  # a root under a file, a full disk: name the folder, not a traceback
+        parser.exit(2, f"error: cannot write the corpus to {args.root} ({err.strerror or err}: {err.filename}); "
+                       "choose another folder or free some space\n")
