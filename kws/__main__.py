@@ -62,7 +62,8 @@ def run_tool(name: str, argv: list[str]) -> None:
         # argparse's own errors (an unknown or missing option) as the tools' and Lightning's: one
         # `error:` line, no usage screen before it; exit code 2 as argparse's.
         of_usage = message.startswith(ARGPARSE_USAGE_ERRORS)  # not a tool's own parser.error() about an input
-        parser.exit(2, f"error: {message}" + (f" (python -m kws {name} --help for the options)" if of_usage else "") + "\n")
+        hint = f" (python -m kws {name} --help for the options)" if of_usage else ""
+        parser.exit(2, f"error: {message}{hint}\n")
 
     try:
         with mock.patch.object(argparse.ArgumentParser, "error", error):
@@ -80,7 +81,8 @@ def run_tool(name: str, argv: list[str]) -> None:
 def report_error(err: Exception) -> None:
     if os.environ.get("KWS_DEBUG"):
         traceback.print_exc()
-    own = type(err).__module__.split(".")[0] in ("kws", "datamodules", "callbacks") or isinstance(err, (ValueError, OSError))
+    own = (type(err).__module__.split(".")[0] in ("kws", "datamodules", "callbacks")
+           or isinstance(err, (ValueError, OSError)))
     print(f"error: {err if own else f'{type(err).__name__}: {err}'}", file=sys.stderr)
     if not os.environ.get("KWS_DEBUG"):
         print("(set KWS_DEBUG=1 for the traceback)", file=sys.stderr)

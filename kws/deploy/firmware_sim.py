@@ -212,7 +212,9 @@ def agrees(entry: dict) -> bool:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m kws firmware-sim", description="Build the firmware for Cortex-M4F, run it in QEMU on a recording and the test clips, and compare with the host (listen --model micro).")
     parser.add_argument("--export", required=True, help="a folder written by `python -m kws export`")
-    parser.add_argument("--recording", default=None, help="a mono WAV at the model's rate (16 kHz), at least 1 s, that the firmware and listen both hear (default: 30 test-split clips with quiet between them)")
+    parser.add_argument("--recording", default=None,
+                        help="a mono WAV at the model's rate (16 kHz), at least 1 s, that the firmware and listen both "
+                             "hear (default: 30 test-split clips with quiet between them)")
     parser.add_argument("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS), help="TFLM kernel sets (default: both)")
     parser.add_argument("--no_clips", action="store_true", help="skip the per-clip comparison on the test split")
     args = parser.parse_args(argv)
