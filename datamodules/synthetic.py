@@ -366,6 +366,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         )
     except (EspeakError, FileExistsError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
+    except OSError as err:  # a root under a file, a full disk: name the folder, not a traceback
+        parser.exit(
+            2,
+            f"error: cannot write the corpus to {args.root} ({err.strerror or err}: {err.filename}); "
+            "choose another folder or free some space\n",
+        )
 
 
 def fetch_corpus(root: Path, synthetic: bool, wanted_words: Sequence[str], sample_rate: int) -> None:

@@ -3,11 +3,14 @@ predict) go to the LightningCLI; every other tool is named here."""
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib
 import os
 import sys
 import traceback
+from typing import NoReturn
+from unittest import mock
 
 # command -> (module with a main(argv), what it does)
 TOOLS = {
@@ -30,6 +33,15 @@ TOOLS = {
     "firmware-sim": ("kws.deploy.firmware_sim", "the firmware in QEMU (Cortex-M4F) against the host, bit for bit"),
 }
 LIGHTNING = ("fit", "validate", "test", "predict")
+# How argparse's own errors about the command line begin (argparse.py).
+ARGPARSE_USAGE_ERRORS = (
+    "unrecognized arguments",
+    "the following arguments are required",
+    "argument ",
+    "one of the arguments",
+    "ambiguous option",
+    "expected ",
+)
 
 
 def usage() -> str:
@@ -76,8 +88,17 @@ def run_tool(name: str, argv: list[str]) -> None:
     """A tool's main. Its own checks end in one ``error:`` line and exit code 2 (argparse's);
     anything they miss ends here the same way, exit code 1 (``KWS_DEBUG=1`` shows the traceback),
     and Ctrl-C in exit code 130, the shell's, with one line instead of a traceback."""
+
+    def error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+        # argparse's own errors (an unknown or missing option) as the tools' and Lightning's: one
+        # `error:` line, no usage screen before it; exit code 2 as argparse's.
+        of_usage = message.startswith(ARGPARSE_USAGE_ERRORS)  # not a tool's own parser.error() about an input
+        hint = f" (python -m kws {name} --help for the options)" if of_usage else ""
+        parser.exit(2, f"error: {message}{hint}\n")
+
     try:
-        importlib.import_module(TOOLS[name][0]).main(argv)
+        with mock.patch.object(argparse.ArgumentParser, "error", error):
+            importlib.import_module(TOOLS[name][0]).main(argv)
     except KeyboardInterrupt:
         if os.environ.get("KWS_DEBUG"):
             traceback.print_exc()
