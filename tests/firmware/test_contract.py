@@ -1,5 +1,5 @@
 """The export folder is the one deploy contract: a model trained with other framing than the
-default (32 channels, ``--data.num_features 32``) exports, and the firmware built from that
+default (32 channels, ``--data.features.num_features 32``) exports, and the firmware built from that
 folder alone -- its front-end tables included, no default table anywhere in the build -- runs in
 QEMU identical to ``python -m kws listen --export`` on the same folder: every inference's int8
 outputs and every detection.
@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 
+from kws.audio.settings import FeatureSettings
 from kws.audio.wav import read_wav, write_wav
 from tests.firmware.test_emulator import pytestmark  # noqa: F401  the same skips: toolchain, QEMU, TFLM tree
 from tests.helpers import REPO, run_kws, trained_checkpoint
@@ -29,7 +30,9 @@ def exported(tiny_corpus, tmp_path_factory):
     from kws.streams.recognize import RecognizerSettings
 
     folder = tmp_path_factory.mktemp("contract")
-    dm = SpeechCommandsDataModule(data_dir=str(tiny_corpus), batch_size=64, num_features=CHANNELS)
+    dm = SpeechCommandsDataModule(
+        data_dir=str(tiny_corpus), batch_size=64, features=FeatureSettings(num_features=CHANNELS)
+    )
     dm.prepare_data()
     dm.setup()
     ckpt = trained_checkpoint(
