@@ -9,6 +9,8 @@
 # LIBRARY is taken from the repository root when relative, as MODEL_DIR is.
 
 LIBRARY ?=
+# The project's Python, for the IDE's rules (kws.export.arduino.check_library); run from the repository root.
+PYTHON ?= $(HOME)/.venvs/kws/bin/python
 LIB := $(if $(LIBRARY),$(call from_root,$(LIBRARY)))
 LIB_SRC := $(LIB)/src
 # One build folder per library path: two libraries never share objects.
