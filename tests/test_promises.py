@@ -323,6 +323,7 @@ def test_errors_of_a_run_print_one_line_and_the_traceback_on_request(tmp_path):
         cwd=tmp_path,
     )
     one_clear_error(proc, str(tmp_path / "missing"), "does not exist")
+    assert not list((tmp_path / "runs" / "csv").glob("version_*"))  # a refused run leaves no empty version_N
     debug = kws(
         "fit",
         "--config",

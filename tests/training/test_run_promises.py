@@ -46,21 +46,6 @@ def test_a_resumed_fit_keeps_the_earlier_epochs_rows_of_metrics_csv(tmp_path, co
     assert [d.name for d in (tmp_path / "runs" / "csv").iterdir()] == ["version_0"]
 
 
-def test_a_refused_run_leaves_no_empty_version_folder(tmp_path, corpus):
-    proc = kws(
-        "fit",
-        "--config",
-        str(REPO / "conf.yaml"),
-        "--data.data_dir",
-        str(tmp_path / "missing"),
-        "--data.synthetic",
-        "false",
-        cwd=tmp_path,
-    )
-    one_clear_error(proc, "missing")
-    assert not list((tmp_path / "runs" / "csv").glob("version_*"))
-
-
 @pytest.mark.parametrize(
     "args, needle",
     [
